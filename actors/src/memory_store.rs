@@ -1,0 +1,196 @@
+//! An in-memory [`Store`] with the same semantics as the SQLite one, for actor tests and
+//! tools that need no durability.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use crate::ports::{NewTask, Store, StoreError, TaskRecord, Transition};
+use crate::{Stage, WorkItemId};
+
+/// Tasks and journals held in a mutex; insertion order is creation order.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Tasks keyed by id, each with its creation sequence number.
+    tasks: BTreeMap<WorkItemId, (u64, TaskRecord)>,
+    /// Journals keyed by task id.
+    transitions: BTreeMap<WorkItemId, Vec<Transition>>,
+    /// Next creation sequence number.
+    seq: u64,
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn sorted(inner: &Inner) -> Vec<TaskRecord> {
+        let mut all: Vec<_> = inner.tasks.values().cloned().collect();
+        all.sort_by_key(|(seq, _)| *seq);
+        all.into_iter().map(|(_, t)| t).collect()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_task(&self, task: NewTask) -> Result<TaskRecord, StoreError> {
+        let mut inner = self.inner.lock().expect("memory store poisoned");
+        if inner.tasks.contains_key(&task.work_item_id) {
+            return Err(StoreError::Duplicate(format!("task {}", task.work_item_id)));
+        }
+        let at = now();
+        let record = TaskRecord {
+            work_item_id: task.work_item_id.clone(),
+            repo: task.repo,
+            title: task.title,
+            description: task.description,
+            stage: Stage::Created,
+            paused: false,
+            created_at: at.clone(),
+            updated_at: at.clone(),
+        };
+        inner.seq += 1;
+        let seq = inner.seq;
+        inner
+            .tasks
+            .insert(task.work_item_id.clone(), (seq, record.clone()));
+        inner.transitions.insert(
+            task.work_item_id,
+            vec![Transition {
+                from: None,
+                to: Stage::Created,
+                reason: "task created".into(),
+                at,
+            }],
+        );
+        Ok(record)
+    }
+
+    async fn load_task(&self, id: &WorkItemId) -> Result<Option<TaskRecord>, StoreError> {
+        let inner = self.inner.lock().expect("memory store poisoned");
+        Ok(inner.tasks.get(id).map(|(_, t)| t.clone()))
+    }
+
+    async fn active_task_ids(&self) -> Result<Vec<WorkItemId>, StoreError> {
+        let inner = self.inner.lock().expect("memory store poisoned");
+        Ok(Self::sorted(&inner)
+            .into_iter()
+            .filter(|t| !t.stage.is_terminal())
+            .map(|t| t.work_item_id)
+            .collect())
+    }
+
+    async fn list_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let inner = self.inner.lock().expect("memory store poisoned");
+        Ok(Self::sorted(&inner))
+    }
+
+    async fn transitions(&self, id: &WorkItemId) -> Result<Vec<Transition>, StoreError> {
+        let inner = self.inner.lock().expect("memory store poisoned");
+        Ok(inner.transitions.get(id).cloned().unwrap_or_default())
+    }
+
+    async fn record_transition(
+        &self,
+        id: &WorkItemId,
+        from: Stage,
+        to: Stage,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().expect("memory store poisoned");
+        let at = now();
+        let Some((_, task)) = inner.tasks.get_mut(id) else {
+            return Err(StoreError::NotFound(format!("task {id}")));
+        };
+        if task.stage != from {
+            return Ok(false);
+        }
+        task.stage = to;
+        task.updated_at = at.clone();
+        inner
+            .transitions
+            .entry(id.clone())
+            .or_default()
+            .push(Transition {
+                from: Some(from),
+                to,
+                reason: reason.to_string(),
+                at,
+            });
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_task(id: &str) -> NewTask {
+        NewTask {
+            work_item_id: WorkItemId::parse(id).unwrap(),
+            repo: "acme/app".into(),
+            title: format!("title {id}"),
+            description: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn transition_is_compare_and_set() {
+        let store = MemoryStore::new();
+        let id = store
+            .create_task(new_task("T-1"))
+            .await
+            .unwrap()
+            .work_item_id;
+        assert!(
+            store
+                .record_transition(&id, Stage::Created, Stage::Analysis, "start")
+                .await
+                .unwrap()
+        );
+        // A replay of the same decision changes nothing.
+        assert!(
+            !store
+                .record_transition(&id, Stage::Created, Stage::Analysis, "start")
+                .await
+                .unwrap()
+        );
+        let journal = store.transitions(&id).await.unwrap();
+        assert_eq!(journal.len(), 2);
+        assert_eq!(journal[1].from, Some(Stage::Created));
+    }
+
+    #[tokio::test]
+    async fn terminal_tasks_are_not_active_and_duplicates_are_refused() {
+        let store = MemoryStore::new();
+        let a = store
+            .create_task(new_task("T-1"))
+            .await
+            .unwrap()
+            .work_item_id;
+        let b = store
+            .create_task(new_task("T-2"))
+            .await
+            .unwrap()
+            .work_item_id;
+        store
+            .record_transition(&a, Stage::Created, Stage::Cancelled, "dropped")
+            .await
+            .unwrap();
+        assert_eq!(store.active_task_ids().await.unwrap(), vec![b]);
+        let err = store.create_task(new_task("T-1")).await.unwrap_err();
+        assert_eq!(err, StoreError::Duplicate("task T-1".into()));
+    }
+}

@@ -1,0 +1,163 @@
+//! Assembles the actor tree — `root` → `singletons`, `tasks` → `task:<id>` — and waits until
+//! every task actor recovered from the store is up.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef, registry};
+use tokio::task::JoinHandle;
+
+use crate::ports::Store;
+use crate::restart::RestartPolicy;
+use crate::supervisor::{ChildSpec, ShutdownOrder, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::task::task_loader;
+
+/// Registered name of the tree's root.
+pub const ROOT: &str = "root";
+/// Registered name of the supervisor of long-lived service actors.
+pub const SINGLETONS: &str = "singletons";
+/// Registered name of the supervisor of task actors.
+pub const TASKS: &str = "tasks";
+
+/// What the tree needs from the service.
+#[derive(Clone)]
+pub struct TreeConfig {
+    /// The durable store actors reload from.
+    pub store: Arc<dyn Store>,
+    /// Restart policy of every supervisor.
+    pub policy: RestartPolicy,
+    /// Per-child stop timeout.
+    pub shutdown_timeout: Duration,
+    /// How many task actors are started at once at startup.
+    pub launch_concurrency: usize,
+    /// How long startup may take to bring up every task actor.
+    pub ready_timeout: Duration,
+}
+
+/// Why the tree could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    /// The root (or one of its fixed children) failed to spawn.
+    #[error("cannot start the actor tree: {0}")]
+    Spawn(String),
+    /// A supervisor died or stalled while loading its children.
+    #[error("actor {name} did not become ready: {reason}")]
+    NotReady {
+        /// The supervisor's name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The running tree.
+pub struct Tree {
+    /// The root supervisor.
+    pub root: ActorRef<SupervisorMsg>,
+    /// Completes when the root has stopped.
+    pub join: JoinHandle<()>,
+}
+
+fn supervisor_spec(name: &str, config: &TreeConfig, loaded: bool) -> ChildSpec {
+    let config = config.clone();
+    ChildSpec::new(name, move || {
+        let loader = loaded.then(|| task_loader(config.store.clone()));
+        let args = SupervisorArgs {
+            policy: config.policy.clone(),
+            children: Vec::new(),
+            loader,
+            shutdown: ShutdownOrder::Concurrent,
+            shutdown_timeout: config.shutdown_timeout,
+            launch_concurrency: config.launch_concurrency,
+        };
+        (Supervisor, args)
+    })
+}
+
+/// Spawns the tree and returns once every task actor recovered from the store has started
+/// (or been reported as failed to start).
+pub async fn start(config: TreeConfig) -> Result<Tree, TreeError> {
+    let args = SupervisorArgs {
+        policy: config.policy.clone(),
+        children: vec![
+            supervisor_spec(SINGLETONS, &config, false),
+            supervisor_spec(TASKS, &config, true),
+        ],
+        loader: None,
+        shutdown: ShutdownOrder::ReverseStart,
+        shutdown_timeout: config.shutdown_timeout,
+        launch_concurrency: 1,
+    };
+    let (root, join) = Actor::spawn(Some(ROOT.to_string()), Supervisor, args)
+        .await
+        .map_err(|e| TreeError::Spawn(e.to_string()))?;
+    if let Err(e) = wait_ready(&root, TASKS, config.ready_timeout).await {
+        root.stop(Some("startup failed".into()));
+        let _ = join.await;
+        return Err(e);
+    }
+    Ok(Tree { root, join })
+}
+
+/// Waits until `root`'s child supervisor `name` has started every child it loaded. A failed
+/// load is retried by the root under its restart policy, so this only gives up when the root
+/// does, or at the deadline.
+async fn wait_ready(
+    root: &ActorRef<SupervisorMsg>,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), TreeError> {
+    let deadline = Instant::now() + timeout;
+    let not_ready = |reason: String| TreeError::NotReady {
+        name: name.to_string(),
+        reason,
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(not_ready(format!(
+                "not ready within {} s",
+                timeout.as_secs()
+            )));
+        }
+        if let Some(cell) = registry::where_is(name)
+            && let Ok(CallResult::Success(())) =
+                ractor::rpc::call(&cell, SupervisorMsg::WaitReady, Some(left)).await
+        {
+            return Ok(());
+        }
+        // Gone or failed mid-load: find out whether the root has given up on it.
+        if let Ok(CallResult::Success(d)) = root
+            .call(SupervisorMsg::Describe, Some(Duration::from_secs(1)))
+            .await
+        {
+            let gave_up = d.details["gave_up"].as_array().cloned().unwrap_or_default();
+            if let Some(g) = gave_up.iter().find(|g| g["name"] == name) {
+                let error = g["last_error"].as_str().unwrap_or("unknown error");
+                return Err(not_ready(format!("it kept failing: {error}")));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Tree {
+    /// Stops the tree in order (tasks, then singletons) and waits up to `budget` for the
+    /// root to end; actors still running then (a handler stuck in long work) are killed.
+    /// Returns false when something had to be killed.
+    pub async fn shutdown(self, budget: Duration) -> bool {
+        let Tree { root, mut join } = self;
+        root.stop(Some("shutdown".into()));
+        if tokio::time::timeout(budget, &mut join).await.is_ok() {
+            return true;
+        }
+        tracing::warn!(
+            budget_ms = budget.as_millis() as u64,
+            "actors did not stop in time; killing them"
+        );
+        root.kill();
+        let _ = tokio::time::timeout(Duration::from_secs(1), join).await;
+        false
+    }
+}

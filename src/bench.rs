@@ -1,0 +1,192 @@
+//! `orchestrator bench`: seeds a fresh data dir with N non-terminal tasks, starts this very
+//! binary's `serve` on it, and measures what docs/benchmarks.md records — time until every
+//! task actor is up and `/health` answers, idle resident memory, `GET /actors` latency, and
+//! the graceful stop. A measurement tool, not a test: it asserts only that what it measured
+//! is what it meant to measure (all N actors really up).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use orchestrator_actors::WorkItemId;
+use orchestrator_actors::ports::{NewTask, Store};
+
+use crate::store::SqliteStore;
+
+/// Bench parameters.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Non-terminal tasks to seed.
+    #[arg(long, default_value_t = 10_000)]
+    pub tasks: usize,
+    /// Timed `GET /actors` requests per variant.
+    #[arg(long, default_value_t = 20)]
+    pub iterations: usize,
+}
+
+/// Runs the benchmark and prints a Markdown table of the results.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("orchestrator-bench-{}", std::process::id()));
+    let result = measure(&args, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn measure(args: &BenchArgs, dir: &PathBuf) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let seeded = Instant::now();
+    seed(dir, args.tasks).await?;
+    eprintln!(
+        "seeded {} tasks in {:.2} s",
+        args.tasks,
+        seeded.elapsed().as_secs_f64()
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("serve")
+        .env("ORCH_DATA_DIR", dir)
+        .env("ORCH_BIND", format!("127.0.0.1:{port}"))
+        .env("ORCH_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start `serve`")?;
+    let pid = child.id().context("serve exited at once")?;
+    let http = reqwest::Client::new();
+    loop {
+        if let Ok(r) = http.get(format!("{base}/health")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("serve was not healthy within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let ready = started.elapsed();
+    let shallow: serde_json::Value = http
+        .get(format!("{base}/actors?depth=1"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let tasks_node = shallow["children"]
+        .as_array()
+        .and_then(|c| c.iter().find(|n| n["name"] == "tasks"))
+        .context("no tasks supervisor in /actors")?;
+    if tasks_node["child_count"] != args.tasks {
+        bail!(
+            "expected {} task actors, /actors shows {}",
+            args.tasks,
+            tasks_node["child_count"]
+        );
+    }
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_kib = resident_kib(pid)?;
+
+    let full = time_get(&http, &format!("{base}/actors"), args.iterations).await?;
+    let depth1 = time_get(&http, &format!("{base}/actors?depth=1"), args.iterations).await?;
+
+    let stopping = Instant::now();
+    // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .context("serve did not stop within 15 s of SIGTERM")??;
+    let stopped = stopping.elapsed();
+
+    println!("| measure ({} non-terminal tasks) | result |", args.tasks);
+    println!("|---|---|");
+    println!(
+        "| start → all task actors up and `/health` ready | {} ms |",
+        ready.as_millis()
+    );
+    println!(
+        "| resident memory, idle | {:.1} MiB |",
+        rss_kib as f64 / 1024.0
+    );
+    println!(
+        "| `GET /actors` (full tree, {} runs) | median {} ms, p95 {} ms, max {} ms |",
+        args.iterations, full.0, full.1, full.2
+    );
+    println!(
+        "| `GET /actors?depth=1` ({} runs) | median {} ms, p95 {} ms, max {} ms |",
+        args.iterations, depth1.0, depth1.1, depth1.2
+    );
+    println!(
+        "| SIGTERM → exit | {} ms, {} |",
+        stopped.as_millis(),
+        status
+    );
+    Ok(())
+}
+
+async fn seed(dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
+    let store = SqliteStore::open(&dir.join("orchestrator.db")).await?;
+    let results: Vec<_> = futures::stream::iter(0..n)
+        .map(|i| {
+            let store = &store;
+            async move {
+                store
+                    .create_task(NewTask {
+                        work_item_id: WorkItemId::parse(&format!("BENCH-{i}")).expect("valid id"),
+                        repo: "bench/repo".into(),
+                        title: format!("benchmark task {i}"),
+                        description: String::new(),
+                    })
+                    .await
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    store.close().await;
+    results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(())
+}
+
+/// Median, p95 and max latency in ms of `n` sequential GETs of `url`.
+async fn time_get(
+    http: &reqwest::Client,
+    url: &str,
+    n: usize,
+) -> anyhow::Result<(u128, u128, u128)> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let t = Instant::now();
+        let response = http.get(url).send().await?;
+        let status = response.status();
+        response.bytes().await?;
+        if !status.is_success() {
+            bail!("{url} answered {status}");
+        }
+        samples.push(t.elapsed().as_millis());
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Ok((
+        at(0.5),
+        at(0.95),
+        *samples.last().expect("at least one sample"),
+    ))
+}
+
+/// VmRSS of a process, from /proc.
+fn resident_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/<pid>/status")
+}

@@ -1,0 +1,65 @@
+//! The HTTP surface (axum). Handlers parse and validate, ask the store or an actor, and shape
+//! the reply; no business decision is made here. Every error body is `{"error": "…"}`.
+
+mod actors;
+#[cfg(debug_assertions)]
+mod debug;
+mod error;
+mod health;
+mod tasks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use orchestrator_actors::ports::Store;
+
+pub use error::ApiError;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The durable store (queries only; writes belong to actors).
+    pub store: Arc<dyn Store>,
+    /// Per-actor Describe timeout for `/actors` and `/tasks/{id}`.
+    pub describe_timeout: Duration,
+}
+
+/// The complete router.
+pub fn router(state: AppState) -> Router {
+    let router = Router::new()
+        .merge(health::router())
+        .merge(actors::router())
+        .merge(tasks::router());
+    #[cfg(debug_assertions)]
+    let router = router.merge(debug::router());
+    router
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(axum::middleware::map_response(json_errors))
+        .with_state(state)
+}
+
+/// Turns an error response that is not JSON (an extractor's rejection, say) into
+/// `{"error": "<its text>"}`, so clients can rely on one error shape.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(bytes) if !bytes.is_empty() => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    ApiError {
+        status,
+        message: text,
+    }
+    .into_response()
+}

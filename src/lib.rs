@@ -1,0 +1,12 @@
+//! The orchestrator service: configuration, the SQLite store, the HTTP surface, signal
+//! handling and the CLI. The actor tree and the pipeline domain live in
+//! `orchestrator-actors`; this crate provides the adapters they run on.
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod server;
+pub mod signals;
+pub mod store;

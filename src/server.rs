@@ -1,0 +1,111 @@
+//! `serve`: open the store, bring up the actor tree (every non-terminal task gets its actor
+//! back), then serve HTTP until the shutdown future resolves; stop in order — HTTP, tasks,
+//! singletons, store.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use orchestrator_actors::ports::Store;
+use orchestrator_actors::restart::RestartPolicy;
+use orchestrator_actors::tree::{self, TreeConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::store::{SqliteStore, StoreOptions};
+
+/// How many task actors are started at once at startup.
+const LAUNCH_CONCURRENCY: usize = 64;
+/// How long startup may take to bring every recovered task actor up.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The restart policy the configuration describes.
+pub fn restart_policy(config: &Config) -> RestartPolicy {
+    RestartPolicy {
+        max_restarts: config.restart_max,
+        window: config.restart_window,
+        backoff_initial: config.restart_backoff,
+        backoff_max: config.restart_backoff_max,
+    }
+}
+
+/// Runs the service until `shutdown` is cancelled, then stops it within the configured
+/// budget: a quarter for in-flight HTTP requests, half for the actor tree (stragglers are
+/// killed), the rest for the store. The signal thread's deadline is the backstop.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let budget = config.shutdown_timeout;
+    let (http_drain, tree_stop) = (budget / 4, budget / 2);
+    for key in &config.unknown_keys {
+        warn!(key = %key, "unknown ORCH_* setting ignored (typo?)");
+    }
+    std::fs::create_dir_all(config.runs_dir()).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            config.runs_dir().display()
+        )
+    })?;
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on ORCH_BIND={}", config.bind))?;
+    let addr = listener.local_addr()?;
+
+    let store = Arc::new(
+        SqliteStore::open_with(
+            &config.db_path(),
+            StoreOptions {
+                readers: config.db_readers,
+            },
+        )
+        .await?,
+    );
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let tree_config = TreeConfig {
+        store: dyn_store.clone(),
+        policy: restart_policy(&config),
+        // Each supervisor level waits this long for its children before moving on.
+        shutdown_timeout: tree_stop / 2,
+        launch_concurrency: LAUNCH_CONCURRENCY,
+        ready_timeout: READY_TIMEOUT,
+    };
+    let mut tree = match tree::start(tree_config).await {
+        Ok(tree) => tree,
+        Err(e) => {
+            store.close().await;
+            return Err(e.into());
+        }
+    };
+    let tasks = ractor::registry::where_is(tree::TASKS).map_or(0, |cell| cell.get_children().len());
+    info!(tasks, "actor tree ready");
+
+    let app = http::router(AppState {
+        store: dyn_store,
+        describe_timeout: config.describe_timeout,
+    });
+    info!("listening on http://{addr}");
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let drain_deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(http_drain).await;
+    };
+    let (outcome, tree_alive) = tokio::select! {
+        served = server => (served.context("HTTP server failed"), true),
+        _ = drain_deadline => {
+            warn!(drain_ms = http_drain.as_millis() as u64, "in-flight HTTP requests cut off");
+            (Ok(()), true)
+        }
+        _ = &mut tree.join => (Err(anyhow::anyhow!("the actor tree stopped unexpectedly")), false),
+    };
+    if tree_alive {
+        info!("HTTP closed; stopping actors");
+        tree.shutdown(tree_stop).await;
+    }
+    store.close().await;
+    match &outcome {
+        Ok(()) => info!("stopped"),
+        Err(e) => error!("{e:#}"),
+    }
+    outcome
+}

@@ -1,0 +1,200 @@
+//! Black-box harness: runs the real `orchestrator` binary on a temp data dir and an ephemeral
+//! loopback port, reads its address from its log, and talks HTTP to it.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use orchestrator::store::SqliteStore;
+use orchestrator_actors::ports::{NewTask, Store};
+use orchestrator_actors::{Stage, WorkItemId};
+use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_orchestrator");
+
+/// A command for the binary with a clean `ORCH_*` environment, run in `cwd` (so no stray
+/// `.env` is picked up).
+pub fn command(cwd: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("ORCH_")) {
+        cmd.env_remove(key);
+    }
+    cmd.current_dir(cwd).stdin(Stdio::null());
+    cmd
+}
+
+/// A running `orchestrator serve`.
+pub struct Service {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+impl Service {
+    /// Starts `serve` on `data_dir` with extra environment, and waits until it listens.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Service {
+        let cwd = data_dir.parent().expect("data dir has a parent");
+        let mut cmd = command(cwd);
+        cmd.arg("serve")
+            .env("ORCH_DATA_DIR", data_dir)
+            .env("ORCH_BIND", "127.0.0.1:0")
+            .env("ORCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn orchestrator");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("listening on http://") {
+                    let rest = &line[at + "listening on ".len()..];
+                    let url: String = rest
+                        .chars()
+                        .take_while(|c| !c.is_whitespace() && *c != '"')
+                        .collect();
+                    let _ = tx.send(url);
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "service did not start listening; log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Service {
+            child,
+            base,
+            data_dir: data_dir.to_path_buf(),
+            log,
+        }
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// GET `path`, returning the status and the JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = reqwest::get(format!("{}{path}", self.base))
+            .await
+            .expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// POST `path` with no body, returning the status and the JSON body.
+    pub async fn post(&self, path: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Seeds tasks (id, stage) into the database under `data_dir`, before the service starts.
+pub async fn seed(data_dir: &Path, tasks: &[(&str, Stage)]) {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let store = SqliteStore::open(&data_dir.join("orchestrator.db"))
+        .await
+        .unwrap();
+    for (id, stage) in tasks {
+        let id = WorkItemId::parse(id).unwrap();
+        store
+            .create_task(NewTask {
+                work_item_id: id.clone(),
+                repo: "acme/app".into(),
+                title: format!("Task {id}"),
+                description: "seeded by a test".into(),
+            })
+            .await
+            .unwrap();
+        if *stage != Stage::Created {
+            assert!(
+                store
+                    .record_transition(&id, Stage::Created, *stage, "seeded")
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+    store.close().await;
+}
+
+/// Polls `probe` until it yields `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The child of an `/actors` node named `name`.
+pub fn child<'a>(node: &'a Value, name: &str) -> &'a Value {
+    node["children"]
+        .as_array()
+        .and_then(|c| c.iter().find(|n| n["name"] == name))
+        .unwrap_or_else(|| panic!("no child {name} in {node}"))
+}
