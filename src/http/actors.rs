@@ -12,43 +12,11 @@ use orchestrator_actors::describe::{self, ActorNode, WalkOptions};
 use orchestrator_actors::tree::ROOT;
 use ractor::registry;
 
+use super::params::{number_param, only_params};
 use super::{ApiError, AppState};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/actors", get(actors))
-}
-
-/// Parses one optional whole-number query parameter within `range`.
-pub(super) fn number_param(
-    query: &HashMap<String, String>,
-    name: &str,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<Option<u64>, ApiError> {
-    let Some(raw) = query.get(name) else {
-        return Ok(None);
-    };
-    raw.parse::<u64>()
-        .ok()
-        .filter(|n| range.contains(n))
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "invalid query parameter {name}={raw:?}: expected a whole number from {} to {}",
-                range.start(),
-                range.end()
-            ))
-        })
-}
-
-/// Rejects query parameters the endpoint does not know.
-pub(super) fn only_params(query: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
-    match query.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(ApiError::bad_request(format!(
-            "unknown query parameter {k:?} (known: {})",
-            known.join(", ")
-        ))),
-        None => Ok(()),
-    }
 }
 
 async fn actors(
@@ -60,10 +28,8 @@ async fn actors(
     let timeout = number_param(&query, "timeout_ms", 1..=60_000)?
         .map(Duration::from_millis)
         .unwrap_or(state.describe_timeout);
-    let root = registry::where_is(ROOT).ok_or_else(|| ApiError {
-        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        message: "the actor tree is not running".into(),
-    })?;
+    let root = registry::where_is(ROOT)
+        .ok_or_else(|| ApiError::unavailable("the actor tree is not running"))?;
     Ok(Json(
         describe::walk(root, WalkOptions { timeout, max_depth }).await,
     ))

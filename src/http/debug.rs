@@ -13,7 +13,7 @@ use orchestrator_actors::task::TaskMsg;
 use ractor::{ActorRef, registry};
 use serde_json::{Value, json};
 
-use super::actors::{number_param, only_params};
+use super::params::{number_param, only_params};
 use super::tasks::parse_id;
 use super::{ApiError, AppState};
 

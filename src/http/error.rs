@@ -32,6 +32,22 @@ impl ApiError {
         }
     }
 
+    /// 500 for a failure that is ours, not the client's.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+
+    /// 503 while a dependency of the endpoint is not running.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
+    }
+
     /// 405 for a known path with the wrong method.
     pub fn method_not_allowed() -> Self {
         Self {

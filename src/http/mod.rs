@@ -6,6 +6,7 @@ mod actors;
 mod debug;
 mod error;
 mod health;
+mod params;
 mod tasks;
 
 use std::sync::Arc;

@@ -54,8 +54,9 @@ async fn show(
             actor
         }
     };
-    let mut body = serde_json::to_value(&task).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    body["transitions"] = serde_json::to_value(transitions).unwrap_or_default();
+    let render = |e: serde_json::Error| ApiError::internal(format!("cannot render task {id}: {e}"));
+    let mut body = serde_json::to_value(&task).map_err(render)?;
+    body["transitions"] = serde_json::to_value(transitions).map_err(render)?;
     body["actor"] = actor;
     Ok(Json(body))
 }
