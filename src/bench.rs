@@ -143,6 +143,7 @@ async fn seed(dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
                         repo: "bench/repo".into(),
                         title: format!("benchmark task {i}"),
                         description: String::new(),
+                        labels: Vec::new(),
                     })
                     .await
             }

@@ -7,7 +7,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use crate::ports::{NewTask, Store, StoreError, TaskRecord, Transition};
+use crate::ports::{
+    NewTask, NewTaskFields, Phase, Store, StoreError, TaskRecord, TaskUpdate, Transition,
+};
 use crate::{Stage, WorkItemId};
 
 /// Tasks and journals held in a mutex; insertion order is creation order.
@@ -24,6 +26,8 @@ struct Inner {
     transitions: BTreeMap<WorkItemId, Vec<Transition>>,
     /// Next creation sequence number.
     seq: u64,
+    /// Last number handed out per id prefix.
+    counters: BTreeMap<String, u64>,
 }
 
 fn now() -> String {
@@ -43,10 +47,8 @@ impl MemoryStore {
     }
 }
 
-#[async_trait]
-impl Store for MemoryStore {
-    async fn create_task(&self, task: NewTask) -> Result<TaskRecord, StoreError> {
-        let mut inner = self.inner.lock().expect("memory store poisoned");
+impl MemoryStore {
+    fn insert(inner: &mut Inner, task: NewTask) -> Result<TaskRecord, StoreError> {
         if inner.tasks.contains_key(&task.work_item_id) {
             return Err(StoreError::Duplicate(format!("task {}", task.work_item_id)));
         }
@@ -58,6 +60,13 @@ impl Store for MemoryStore {
             description: task.description,
             stage: Stage::Created,
             paused: false,
+            labels: task.labels,
+            branch: None,
+            phase: Phase::Idle,
+            blocked_reason: None,
+            developer_retries: 0,
+            stage_attempts: 0,
+            note: None,
             created_at: at.clone(),
             updated_at: at.clone(),
         };
@@ -77,7 +86,67 @@ impl Store for MemoryStore {
         );
         Ok(record)
     }
+}
 
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_task(&self, task: NewTask) -> Result<TaskRecord, StoreError> {
+        let mut inner = self.inner.lock().expect("memory store poisoned");
+        Self::insert(&mut inner, task)
+    }
+
+    async fn create_numbered_task(
+        &self,
+        prefix: &str,
+        task: NewTaskFields,
+    ) -> Result<TaskRecord, StoreError> {
+        let mut inner = self.inner.lock().expect("memory store poisoned");
+        let counter = inner.counters.entry(prefix.to_string()).or_insert(0);
+        *counter += 1;
+        let id = WorkItemId::parse(&format!("{prefix}-{:03}", *counter))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Self::insert(
+            &mut inner,
+            NewTask {
+                work_item_id: id,
+                repo: task.repo,
+                title: task.title,
+                description: task.description,
+                labels: task.labels,
+            },
+        )
+    }
+
+    async fn update_task(
+        &self,
+        id: &WorkItemId,
+        expected: Stage,
+        update: TaskUpdate,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().expect("memory store poisoned");
+        let at = now();
+        let Some((_, task)) = inner.tasks.get_mut(id) else {
+            return Err(StoreError::NotFound(format!("task {id}")));
+        };
+        if task.stage != expected {
+            return Ok(false);
+        }
+        update.apply_to(task);
+        task.updated_at = at.clone();
+        if let Some((to, reason)) = update.to {
+            inner
+                .transitions
+                .entry(id.clone())
+                .or_default()
+                .push(Transition {
+                    from: Some(expected),
+                    to,
+                    reason,
+                    at,
+                });
+        }
+        Ok(true)
+    }
     async fn load_task(&self, id: &WorkItemId) -> Result<Option<TaskRecord>, StoreError> {
         let inner = self.inner.lock().expect("memory store poisoned");
         Ok(inner.tasks.get(id).map(|(_, t)| t.clone()))
@@ -143,6 +212,7 @@ mod tests {
             repo: "acme/app".into(),
             title: format!("title {id}"),
             description: String::new(),
+            labels: Vec::new(),
         }
     }
 

@@ -21,6 +21,20 @@ pub struct TaskRecord {
     pub stage: Stage,
     /// A paused task starts no new work until resumed.
     pub paused: bool,
+    /// Tracker labels (`Bug`, `autoApprove`, `autoDeploy`, …).
+    pub labels: Vec<String>,
+    /// The task's git branch, once cut.
+    pub branch: Option<String>,
+    /// Where the task stands within its stage.
+    pub phase: Phase,
+    /// Why the task is parked, when `phase` is [`Phase::Blocked`].
+    pub blocked_reason: Option<String>,
+    /// Times the task was sent back to development.
+    pub developer_retries: u32,
+    /// Agent runs of the current stage since the task entered it.
+    pub stage_attempts: u32,
+    /// What the next agent must be told (must-fix findings, a rejection reason).
+    pub note: Option<String>,
     /// RFC 3339 UTC creation time.
     pub created_at: String,
     /// RFC 3339 UTC time of the last change.
@@ -38,6 +52,116 @@ pub struct NewTask {
     pub title: String,
     /// Free-text description.
     pub description: String,
+    /// Tracker labels.
+    pub labels: Vec<String>,
+}
+
+/// Where a task stands within its stage; persisted so a restarted actor resumes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Nothing in flight: the actor decides the next step on start.
+    Idle,
+    /// An agent job for the stage is queued or running.
+    Working,
+    /// The stage's gate is being evaluated.
+    Gating,
+    /// Analysis passed its gate; waiting for a human approve or reject.
+    AwaitingApproval,
+    /// Waiting for an explicit confirm-deploy before the production deploy.
+    AwaitingDeployConfirm,
+    /// The branch is being merged into `main`.
+    Merging,
+    /// Parked: nothing more is launched (see `blocked_reason`).
+    Blocked,
+}
+
+impl Phase {
+    /// Every phase.
+    pub const ALL: [Phase; 7] = [
+        Phase::Idle,
+        Phase::Working,
+        Phase::Gating,
+        Phase::AwaitingApproval,
+        Phase::AwaitingDeployConfirm,
+        Phase::Merging,
+        Phase::Blocked,
+    ];
+
+    /// The spelling used in the store and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Working => "working",
+            Phase::Gating => "gating",
+            Phase::AwaitingApproval => "awaiting-approval",
+            Phase::AwaitingDeployConfirm => "awaiting-deploy-confirm",
+            Phase::Merging => "merging",
+            Phase::Blocked => "blocked",
+        }
+    }
+}
+
+impl std::str::FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Phase::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown phase {s:?}"))
+    }
+}
+
+/// The mutable part of a task that its actor decides, saved as a whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskUpdate {
+    /// A stage change and its reason, journaled with the update.
+    pub to: Option<(Stage, String)>,
+    /// New phase.
+    pub phase: Phase,
+    /// New paused flag.
+    pub paused: bool,
+    /// New branch.
+    pub branch: Option<String>,
+    /// New blocked reason.
+    pub blocked_reason: Option<String>,
+    /// New retry count.
+    pub developer_retries: u32,
+    /// New attempt count of the (possibly new) stage.
+    pub stage_attempts: u32,
+    /// New note for the next agent.
+    pub note: Option<String>,
+}
+
+impl TaskUpdate {
+    /// An update that keeps everything as `task` has it.
+    pub fn keep(task: &TaskRecord) -> Self {
+        Self {
+            to: None,
+            phase: task.phase,
+            paused: task.paused,
+            branch: task.branch.clone(),
+            blocked_reason: task.blocked_reason.clone(),
+            developer_retries: task.developer_retries,
+            stage_attempts: task.stage_attempts,
+            note: task.note.clone(),
+        }
+    }
+
+    /// Applies the update to an in-memory record (what the store will hold afterwards,
+    /// timestamps aside).
+    pub fn apply_to(&self, task: &mut TaskRecord) {
+        if let Some((to, _)) = &self.to {
+            task.stage = *to;
+        }
+        task.phase = self.phase;
+        task.paused = self.paused;
+        task.branch = self.branch.clone();
+        task.blocked_reason = self.blocked_reason.clone();
+        task.developer_retries = self.developer_retries;
+        task.stage_attempts = self.stage_attempts;
+        task.note = self.note.clone();
+    }
 }
 
 /// One entry of the append-only stage journal.
@@ -101,4 +225,244 @@ pub trait Store: Send + Sync + 'static {
         to: Stage,
         reason: &str,
     ) -> Result<bool, StoreError>;
+
+    /// Saves a task actor's decision atomically — its fields and, when `update.to` is set, the
+    /// stage change with its journal entry — but only if the task is still at `expected`.
+    /// Returns `Ok(false)` and changes nothing otherwise; [`StoreError::NotFound`] for an
+    /// unknown task.
+    async fn update_task(
+        &self,
+        id: &WorkItemId,
+        expected: Stage,
+        update: TaskUpdate,
+    ) -> Result<bool, StoreError>;
+
+    /// Creates a task whose id is the next one for `prefix` (`PREFIX-001`, …). Ids are never
+    /// reused, even if a task were removed.
+    async fn create_numbered_task(
+        &self,
+        prefix: &str,
+        task: NewTaskFields,
+    ) -> Result<TaskRecord, StoreError>;
+}
+
+/// A task to create under a generated id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTaskFields {
+    /// Target repository.
+    pub repo: String,
+    /// One-line title.
+    pub title: String,
+    /// Free-text description.
+    pub description: String,
+    /// Tracker labels.
+    pub labels: Vec<String>,
+}
+
+/// Lifecycle of a queued agent job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Waiting for a dispatch slot.
+    Queued,
+    /// Its agent process is running.
+    Running,
+    /// The agent finished successfully.
+    Succeeded,
+    /// The agent failed.
+    Failed,
+    /// Withdrawn (task stopped or moved on).
+    Cancelled,
+}
+
+impl JobStatus {
+    /// The spelling used in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for JobStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|j| j.as_str() == s)
+        .ok_or_else(|| format!("unknown job status {s:?}"))
+    }
+}
+
+/// A job to enqueue: run `role` for the task's `stage`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewJob {
+    /// The task.
+    pub work_item_id: WorkItemId,
+    /// The stage the job works for.
+    pub stage: Stage,
+    /// The role agent to run.
+    pub role: String,
+    /// The task text handed to the agent.
+    pub task_text: String,
+}
+
+/// A job as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Job {
+    /// Queue id (FIFO order).
+    pub id: i64,
+    /// The task.
+    pub work_item_id: WorkItemId,
+    /// The stage it works for.
+    pub stage: Stage,
+    /// The role agent.
+    pub role: String,
+    /// Where it is in its lifecycle.
+    pub status: JobStatus,
+    /// Times it was started.
+    pub attempts: u32,
+    /// The task text for the agent.
+    pub task_text: String,
+    /// The run executing it, while running.
+    pub run_id: Option<String>,
+}
+
+/// What is known when an agent process starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRun {
+    /// Unique run id (also the log file's name).
+    pub run_id: String,
+    /// The job it executes.
+    pub job_id: i64,
+    /// The task.
+    pub work_item_id: WorkItemId,
+    /// The stage.
+    pub stage: Stage,
+    /// The role.
+    pub role: String,
+    /// The model asked for, if any.
+    pub model: Option<String>,
+    /// Where its output goes.
+    pub log_path: String,
+}
+
+/// What is known when an agent process has ended.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunFinish {
+    /// Exit code (−9 when killed).
+    pub exit_code: Option<i32>,
+    /// `succeeded`, `failed` or `timeout`.
+    pub outcome: String,
+    /// Why it failed, for humans.
+    pub reason: Option<String>,
+    /// The CLI result's `subtype`.
+    pub subtype: Option<String>,
+    /// The CLI result's `is_error`.
+    pub is_error: Option<bool>,
+    /// Model turns.
+    pub num_turns: Option<u64>,
+    /// Wall time the CLI reported.
+    pub duration_ms: Option<u64>,
+    /// The CLI session id.
+    pub session_id: Option<String>,
+    /// The model that did the work.
+    pub model: Option<String>,
+    /// Input tokens (all models).
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Cache-read input tokens.
+    pub cache_read_tokens: u64,
+    /// Cache-creation input tokens.
+    pub cache_creation_tokens: u64,
+    /// Cost in US dollars.
+    pub cost_usd: f64,
+}
+
+/// One agent run as shown in the API.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunRecord {
+    /// Run id.
+    pub run_id: String,
+    /// Role.
+    pub role: String,
+    /// Stage.
+    pub stage: Stage,
+    /// `running` until it ends, then its outcome.
+    pub status: String,
+    /// Exit code, once ended.
+    pub exit_code: Option<i32>,
+    /// Start time.
+    pub started_at: String,
+    /// End time.
+    pub finished_at: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Cache-read tokens.
+    pub cache_read_tokens: u64,
+    /// Cache-creation tokens.
+    pub cache_creation_tokens: u64,
+    /// Cost in US dollars.
+    pub cost_usd: f64,
+    /// Failure reason.
+    pub reason: Option<String>,
+}
+
+/// The durable job queue and the journal of agent runs.
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Enqueues a job; [`StoreError::Duplicate`] if the task already has an active one.
+    async fn enqueue_job(&self, job: NewJob) -> Result<i64, StoreError>;
+
+    /// Claims queued jobs in FIFO order — skipping paused tasks — until `max_running` jobs
+    /// are running, marking each running under a fresh run id for this `boot_id`.
+    async fn claim_jobs(&self, max_running: usize, boot_id: &str) -> Result<Vec<Job>, StoreError>;
+
+    /// Ends a job.
+    async fn finish_job(
+        &self,
+        job_id: i64,
+        status: JobStatus,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Records the pid of a running job's process.
+    async fn set_job_pid(&self, job_id: i64, pid: u32) -> Result<(), StoreError>;
+
+    /// Cancels a task's queued job, if any; returns how many were cancelled.
+    async fn cancel_queued_jobs(&self, id: &WorkItemId) -> Result<u32, StoreError>;
+
+    /// Puts jobs left running by another boot back in the queue, clearing every trace of the
+    /// old run. Returns how many.
+    async fn requeue_stale_jobs(&self, boot_id: &str) -> Result<u32, StoreError>;
+
+    /// The task's queued or running job, if any.
+    async fn active_job(&self, id: &WorkItemId) -> Result<Option<Job>, StoreError>;
+
+    /// The task's most recent job, whatever its status.
+    async fn last_job(&self, id: &WorkItemId) -> Result<Option<Job>, StoreError>;
+
+    /// Journals the start of an agent run.
+    async fn start_run(&self, run: NewRun) -> Result<(), StoreError>;
+
+    /// Journals the end of an agent run.
+    async fn finish_run(&self, run_id: &str, finish: RunFinish) -> Result<(), StoreError>;
+
+    /// A task's runs, oldest first.
+    async fn runs(&self, id: &WorkItemId) -> Result<Vec<RunRecord>, StoreError>;
 }

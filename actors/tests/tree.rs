@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use orchestrator_actors::describe::{self, ActorNode, WalkOptions};
 use orchestrator_actors::memory_store::MemoryStore;
-use orchestrator_actors::ports::{NewTask, Store, StoreError, TaskRecord, Transition};
+use orchestrator_actors::ports::{
+    NewTask, NewTaskFields, Store, StoreError, TaskRecord, TaskUpdate, Transition,
+};
 use orchestrator_actors::restart::RestartPolicy;
 use orchestrator_actors::supervisor::SupervisorMsg;
 use orchestrator_actors::task::TaskMsg;
@@ -31,6 +33,7 @@ async fn add(store: &dyn Store, s: &str, stage: Stage) {
             repo: "acme/app".into(),
             title: format!("title of {s}"),
             description: "d".into(),
+            labels: Vec::new(),
         })
         .await
         .unwrap();
@@ -252,6 +255,21 @@ impl Store for FlakyStore {
         reason: &str,
     ) -> Result<bool, StoreError> {
         self.inner.record_transition(id, from, to, reason).await
+    }
+    async fn update_task(
+        &self,
+        id: &WorkItemId,
+        expected: Stage,
+        update: TaskUpdate,
+    ) -> Result<bool, StoreError> {
+        self.inner.update_task(id, expected, update).await
+    }
+    async fn create_numbered_task(
+        &self,
+        prefix: &str,
+        task: NewTaskFields,
+    ) -> Result<TaskRecord, StoreError> {
+        self.inner.create_numbered_task(prefix, task).await
     }
 }
 

@@ -11,8 +11,10 @@ use super::OpenError;
 /// Every migration this build knows, as `(version, name, sql)`, in strictly increasing
 /// version order. Append only: a released migration is never edited, since databases in the
 /// field have already run it.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (2, "pipeline", include_str!("migrations/0002_pipeline.sql")),
+];
 
 /// What opening did to the schema.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,15 +146,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("orchestrator.db");
 
+        let every: Vec<(i64, String)> = MIGRATIONS
+            .iter()
+            .map(|&(version, name, _)| (version, name.to_string()))
+            .collect();
+        assert_eq!(every[..2], [(1, "initial".into()), (2, "pipeline".into())]);
         let store = SqliteStore::open(&path).await.unwrap();
         assert_eq!(
             store.migration_report(),
             &MigrationReport {
-                applied: vec![(1, "initial".to_string())],
-                current_version: 1,
+                applied: every.clone(),
+                current_version: supported_version(),
             }
         );
-        assert_eq!(migration_rows(&store).await, vec![(1, "initial".into())]);
+        assert_eq!(migration_rows(&store).await, every);
         store.close().await;
 
         let store = SqliteStore::open(&path).await.unwrap();
@@ -160,10 +167,10 @@ mod tests {
             store.migration_report(),
             &MigrationReport {
                 applied: vec![],
-                current_version: 1,
+                current_version: supported_version(),
             }
         );
-        assert_eq!(migration_rows(&store).await.len(), 1);
+        assert_eq!(migration_rows(&store).await.len(), every.len());
         store.close().await;
     }
 
@@ -186,8 +193,9 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "database {} has schema version 7, newer than this build supports (1)",
-                path.display()
+                "database {} has schema version 7, newer than this build supports ({})",
+                path.display(),
+                supported_version()
             )
         );
     }

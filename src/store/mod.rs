@@ -3,6 +3,7 @@
 //! SQL lives under this module.
 
 mod connection;
+mod jobs;
 mod migrations;
 mod readers;
 mod tasks;
@@ -13,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use orchestrator_actors::ports::{NewTask, Store, StoreError, TaskRecord, Transition};
+use orchestrator_actors::ports::{
+    Job, JobStatus, JobStore, NewJob, NewRun, NewTask, NewTaskFields, RunFinish, RunRecord, Store,
+    StoreError, TaskRecord, TaskUpdate, Transition,
+};
 use orchestrator_actors::{Stage, WorkItemId};
 use rusqlite::Connection;
 
@@ -166,6 +170,93 @@ impl Store for SqliteStore {
         self.write(move |conn| tasks::record_transition(conn, &id, from, to, &reason))
             .await
     }
+
+    async fn update_task(
+        &self,
+        id: &WorkItemId,
+        expected: Stage,
+        update: TaskUpdate,
+    ) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.write(move |conn| tasks::update_task(conn, &id, expected, &update))
+            .await
+    }
+
+    async fn create_numbered_task(
+        &self,
+        prefix: &str,
+        task: NewTaskFields,
+    ) -> Result<TaskRecord, StoreError> {
+        let prefix = prefix.to_string();
+        self.write(move |conn| tasks::create_numbered_task(conn, &prefix, &task))
+            .await
+    }
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn enqueue_job(&self, job: NewJob) -> Result<i64, StoreError> {
+        self.write(move |conn| jobs::enqueue_job(conn, &job)).await
+    }
+
+    async fn claim_jobs(&self, max_running: usize, boot_id: &str) -> Result<Vec<Job>, StoreError> {
+        let boot_id = boot_id.to_string();
+        self.write(move |conn| jobs::claim_jobs(conn, max_running, &boot_id))
+            .await
+    }
+
+    async fn finish_job(
+        &self,
+        job_id: i64,
+        status: JobStatus,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let error = error.map(str::to_string);
+        self.write(move |conn| jobs::finish_job(conn, job_id, status, error.as_deref()))
+            .await
+    }
+
+    async fn set_job_pid(&self, job_id: i64, pid: u32) -> Result<(), StoreError> {
+        self.write(move |conn| jobs::set_job_pid(conn, job_id, pid))
+            .await
+    }
+
+    async fn cancel_queued_jobs(&self, id: &WorkItemId) -> Result<u32, StoreError> {
+        let id = id.clone();
+        self.write(move |conn| jobs::cancel_queued_jobs(conn, &id))
+            .await
+    }
+
+    async fn requeue_stale_jobs(&self, boot_id: &str) -> Result<u32, StoreError> {
+        let boot_id = boot_id.to_string();
+        self.write(move |conn| jobs::requeue_stale_jobs(conn, &boot_id))
+            .await
+    }
+
+    async fn active_job(&self, id: &WorkItemId) -> Result<Option<Job>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| jobs::active_job(conn, &id)).await
+    }
+
+    async fn last_job(&self, id: &WorkItemId) -> Result<Option<Job>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| jobs::last_job(conn, &id)).await
+    }
+
+    async fn start_run(&self, run: NewRun) -> Result<(), StoreError> {
+        self.write(move |conn| jobs::start_run(conn, &run)).await
+    }
+
+    async fn finish_run(&self, run_id: &str, finish: RunFinish) -> Result<(), StoreError> {
+        let run_id = run_id.to_string();
+        self.write(move |conn| jobs::finish_run(conn, &run_id, &finish))
+            .await
+    }
+
+    async fn runs(&self, id: &WorkItemId) -> Result<Vec<RunRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| jobs::runs(conn, &id)).await
+    }
 }
 
 /// Locks a std mutex, ignoring poison: every critical section here is a push, pop or take
@@ -223,6 +314,7 @@ pub(crate) mod test_support {
             repo: "acme/app".into(),
             title: format!("title {id}"),
             description: format!("description of {id}"),
+            labels: Vec::new(),
         }
     }
 

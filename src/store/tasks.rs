@@ -4,13 +4,16 @@
 
 use std::fmt::Display;
 
-use orchestrator_actors::ports::{NewTask, StoreError, TaskRecord, Transition};
+use orchestrator_actors::ports::{
+    NewTask, NewTaskFields, StoreError, TaskRecord, TaskUpdate, Transition,
+};
 use orchestrator_actors::{Stage, WorkItemId};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
 
 /// The columns [`raw_task`] reads, in its order.
-const TASK_COLUMNS: &str =
-    "id, work_item_id, repo, title, description, stage, paused, created_at, updated_at";
+const TASK_COLUMNS: &str = "id, work_item_id, repo, title, description, stage, paused, \
+     created_at, updated_at, labels, branch, phase, blocked_reason, developer_retries, \
+     stage_attempts, note";
 
 /// Wraps a SQLite error as [`StoreError::Backend`], saying what was being done.
 pub(crate) fn backend(what: impl Display) -> impl Fn(rusqlite::Error) -> StoreError {
@@ -42,6 +45,20 @@ struct RawTask {
     created_at: String,
     /// As stored.
     updated_at: String,
+    /// JSON array, not yet parsed.
+    labels: String,
+    /// As stored.
+    branch: Option<String>,
+    /// Not yet parsed.
+    phase: String,
+    /// As stored.
+    blocked_reason: Option<String>,
+    /// As stored.
+    developer_retries: u32,
+    /// As stored.
+    stage_attempts: u32,
+    /// As stored.
+    note: Option<String>,
 }
 
 fn raw_task(row: &Row<'_>) -> rusqlite::Result<RawTask> {
@@ -55,6 +72,13 @@ fn raw_task(row: &Row<'_>) -> rusqlite::Result<RawTask> {
         paused: row.get(6)?,
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
+        labels: row.get(9)?,
+        branch: row.get(10)?,
+        phase: row.get(11)?,
+        blocked_reason: row.get(12)?,
+        developer_retries: row.get(13)?,
+        stage_attempts: row.get(14)?,
+        note: row.get(15)?,
     })
 }
 
@@ -62,7 +86,21 @@ impl RawTask {
     fn into_record(self) -> Result<TaskRecord, StoreError> {
         let work_item_id = parse_id(self.rowid, &self.work_item_id)?;
         let stage = parse_stage(&work_item_id, &self.stage)?;
+        let labels = serde_json::from_str(&self.labels).map_err(|e| {
+            StoreError::Corrupt(format!("task {work_item_id} has unreadable labels: {e}"))
+        })?;
+        let phase = self
+            .phase
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("task {work_item_id}: {e}")))?;
         Ok(TaskRecord {
+            labels,
+            branch: self.branch,
+            phase,
+            blocked_reason: self.blocked_reason,
+            developer_retries: self.developer_retries,
+            stage_attempts: self.stage_attempts,
+            note: self.note,
             work_item_id,
             repo: self.repo,
             title: self.title,
@@ -88,15 +126,59 @@ fn parse_stage(id: &WorkItemId, value: &str) -> Result<Stage, StoreError> {
 
 /// Inserts a task in [`Stage::Created`] and its first journal entry, atomically.
 pub(crate) fn create_task(conn: &mut Connection, task: &NewTask) -> Result<TaskRecord, StoreError> {
-    let what = format!("task {}", task.work_item_id);
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend(format!("create {what}")))?;
+        .map_err(backend(format!("create task {}", task.work_item_id)))?;
+    let record = insert_task(&tx, task)?;
+    tx.commit()
+        .map_err(backend(format!("create task {}", task.work_item_id)))?;
+    Ok(record)
+}
+
+/// Creates a task under the next id for `prefix`, in one transaction with the counter.
+pub(crate) fn create_numbered_task(
+    conn: &mut Connection,
+    prefix: &str,
+    fields: &NewTaskFields,
+) -> Result<TaskRecord, StoreError> {
+    let what = format!("create a task numbered under {prefix:?}");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend(&what))?;
+    let number: i64 = tx
+        .query_row(
+            "INSERT INTO work_item_counters (prefix, last) VALUES (?1, 1)
+             ON CONFLICT (prefix) DO UPDATE SET last = last + 1 RETURNING last",
+            [prefix],
+            |row| row.get(0),
+        )
+        .map_err(backend(&what))?;
+    let id = WorkItemId::parse(&format!("{prefix}-{number:03}"))
+        .map_err(|e| StoreError::Backend(format!("{what}: {e}")))?;
+    let record = insert_task(
+        &tx,
+        &NewTask {
+            work_item_id: id,
+            repo: fields.repo.clone(),
+            title: fields.title.clone(),
+            description: fields.description.clone(),
+            labels: fields.labels.clone(),
+        },
+    )?;
+    tx.commit().map_err(backend(&what))?;
+    Ok(record)
+}
+
+/// Inserts a task and its first journal entry inside the caller's transaction.
+fn insert_task(tx: &rusqlite::Transaction<'_>, task: &NewTask) -> Result<TaskRecord, StoreError> {
+    let what = format!("task {}", task.work_item_id);
+    let labels = serde_json::to_string(&task.labels)
+        .map_err(|e| StoreError::Backend(format!("encode labels of {what}: {e}")))?;
     let raw = tx
         .query_row(
             &format!(
-                "INSERT INTO tasks (work_item_id, repo, title, description, stage)
-                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING {TASK_COLUMNS}"
+                "INSERT INTO tasks (work_item_id, repo, title, description, stage, labels)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {TASK_COLUMNS}"
             ),
             (
                 task.work_item_id.as_str(),
@@ -104,6 +186,7 @@ pub(crate) fn create_task(conn: &mut Connection, task: &NewTask) -> Result<TaskR
                 &task.title,
                 &task.description,
                 Stage::Created.as_str(),
+                &labels,
             ),
             raw_task,
         )
@@ -121,9 +204,7 @@ pub(crate) fn create_task(conn: &mut Connection, task: &NewTask) -> Result<TaskR
         (raw.rowid, Stage::Created.as_str(), &raw.created_at),
     )
     .map_err(backend(format!("journal creation of {what}")))?;
-    let record = raw.into_record()?;
-    tx.commit().map_err(backend(format!("create {what}")))?;
-    Ok(record)
+    raw.into_record()
 }
 
 /// One task, or `None`.
@@ -271,6 +352,69 @@ pub(crate) fn record_transition(
         (rowid, from.as_str(), to.as_str(), reason, &at),
     )
     .map_err(backend(&what))?;
+    tx.commit().map_err(backend(&what))?;
+    Ok(true)
+}
+
+/// Saves a task actor's decision (fields, and optionally a journaled stage change) if the
+/// task is still at `expected`.
+pub(crate) fn update_task(
+    conn: &mut Connection,
+    id: &WorkItemId,
+    expected: Stage,
+    update: &TaskUpdate,
+) -> Result<bool, StoreError> {
+    let what = format!("update task {id}");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend(&what))?;
+    let stage = update.to.as_ref().map_or(expected, |(to, _)| *to);
+    let saved: Option<(i64, String)> = tx
+        .query_row(
+            "UPDATE tasks SET stage = ?3, phase = ?4, paused = ?5, branch = ?6,
+                 blocked_reason = ?7, developer_retries = ?8, stage_attempts = ?9, note = ?10,
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE work_item_id = ?1 AND stage = ?2 RETURNING id, updated_at",
+            rusqlite::params![
+                id.as_str(),
+                expected.as_str(),
+                stage.as_str(),
+                update.phase.as_str(),
+                update.paused,
+                update.branch,
+                update.blocked_reason,
+                update.developer_retries,
+                update.stage_attempts,
+                update.note,
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(backend(&what))?;
+    let Some((rowid, at)) = saved else {
+        let exists = tx
+            .query_row(
+                "SELECT 1 FROM tasks WHERE work_item_id = ?1",
+                [id.as_str()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(backend(&what))?
+            .is_some();
+        return if exists {
+            Ok(false)
+        } else {
+            Err(StoreError::NotFound(format!("task {id}")))
+        };
+    };
+    if let Some((to, reason)) = &update.to {
+        tx.execute(
+            "INSERT INTO transitions (task_id, from_stage, to_stage, reason, at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            (rowid, expected.as_str(), to.as_str(), reason, &at),
+        )
+        .map_err(backend(&what))?;
+    }
     tx.commit().map_err(backend(&what))?;
     Ok(true)
 }

@@ -160,6 +160,7 @@ pub async fn seed(data_dir: &Path, tasks: &[(&str, Stage)]) {
                 repo: "acme/app".into(),
                 title: format!("Task {id}"),
                 description: "seeded by a test".into(),
+                labels: Vec::new(),
             })
             .await
             .unwrap();
