@@ -2,15 +2,21 @@
 //! (traits) through which actors reach the outside world. This crate never depends on the
 //! service crate; adapters live there and are handed in through [`ports`].
 
+pub mod artifacts;
 pub mod describe;
+pub mod frontmatter;
+pub mod gates;
 pub mod ids;
 pub mod memory_store;
+pub mod pipeline;
 pub mod ports;
 pub mod restart;
 pub mod stage;
 pub mod supervisor;
 pub mod task;
+pub mod task_machine;
 pub mod tree;
 
 pub use ids::WorkItemId;
+pub use pipeline::{GateKind, Role};
 pub use stage::Stage;

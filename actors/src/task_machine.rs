@@ -1,0 +1,575 @@
+//! What a task does next, as a pure function: `decide(task, project, event)` returns the
+//! update to save (a stage change is journaled with its reason) and the effects to run. The
+//! task actor only executes decisions, so every pipeline rule — gates, rollbacks, human waits,
+//! retries, idempotency — is tested here without actors, processes or git.
+
+use crate::Stage;
+use crate::gates::GateOutcome;
+use crate::pipeline::{self, GateKind, Labels, MAX_DEVELOPER_RETRIES, Role};
+use crate::ports::{Phase, TaskRecord, TaskUpdate};
+
+/// How many times one stage's own role is relaunched after a failed run or a failed gate of
+/// its own artifacts before the task is parked.
+pub const MAX_STAGE_ATTEMPTS: u32 = 3;
+
+/// Per-project settings that change the flow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProjectRules {
+    /// The project has a staging stand (otherwise deploy-staging passes as N/A).
+    pub has_staging: bool,
+    /// A production deploy waits for an explicit confirm-deploy.
+    pub confirm_deploy: bool,
+}
+
+/// The state of the task's latest job, as the actor found it on start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobSnapshot {
+    /// No job for the current stage.
+    None,
+    /// A job for the current stage is queued or running.
+    Active,
+    /// The latest job for the current stage finished.
+    Finished {
+        /// The job.
+        job_id: i64,
+        /// Whether the agent succeeded.
+        success: bool,
+    },
+}
+
+/// How merging the task's branch into `main` went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MergeResult {
+    /// Merged, and the merge is confirmed as an ancestor of `origin/main`.
+    Merged {
+        /// The validated merge commit.
+        sha: String,
+    },
+    /// The branch does not merge cleanly.
+    Conflict {
+        /// Conflicted files.
+        files: Vec<String>,
+    },
+    /// Infrastructure trouble (git or the forge failed): retried later, never a rollback.
+    Error {
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Something that happened to the task.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// The actor (re)started and loaded the task; `job` is what the queue says.
+    Start {
+        /// The current stage's job.
+        job: JobSnapshot,
+    },
+    /// An agent job ended (from its run actor).
+    JobFinished {
+        /// The job.
+        job_id: i64,
+        /// The stage it worked for.
+        stage: Stage,
+        /// Whether the agent succeeded.
+        success: bool,
+        /// Why it failed, when it did.
+        reason: String,
+    },
+    /// A gate evaluation came back.
+    GateEvaluated {
+        /// The stage whose gate it was.
+        stage: Stage,
+        /// The verdict.
+        outcome: GateOutcome,
+    },
+    /// The merge into `main` ended.
+    MergeFinished(MergeResult),
+    /// A human approved (the analysis gate).
+    Approve,
+    /// A human rejected the analysis, with a reason for the analyst.
+    Reject {
+        /// Why.
+        reason: String,
+    },
+    /// A human confirmed the production deploy.
+    ConfirmDeploy,
+    /// A human paused the task.
+    Pause,
+    /// A human resumed it.
+    Resume,
+    /// A human stopped the task for good.
+    Cancel {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Work the actor must carry out, after saving the update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Queue an agent job for `stage`.
+    Enqueue {
+        /// The stage.
+        stage: Stage,
+        /// The role to run.
+        role: Role,
+        /// The text handed to the agent.
+        task_text: String,
+    },
+    /// Evaluate the gate of `stage` (off the actor) and report back.
+    EvaluateGate {
+        /// The stage.
+        stage: Stage,
+        /// Its gate.
+        gate: GateKind,
+    },
+    /// Evaluate the same gate again after a pause (infrastructure trouble).
+    RetryGateLater {
+        /// The stage.
+        stage: Stage,
+        /// Its gate.
+        gate: GateKind,
+    },
+    /// Merge the branch into `main` (off the actor) and report back.
+    Merge,
+    /// Try the merge again after a pause.
+    RetryMergeLater,
+    /// Withdraw the task's queued job.
+    CancelJobs,
+    /// Let the dispatcher look at the queue (a job may have become claimable).
+    WakeDispatch,
+    /// The task is terminal: stop the actor.
+    Stop,
+}
+
+/// What to save and what to do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// The update to save first; `None` when the event changes nothing.
+    pub update: Option<TaskUpdate>,
+    /// Effects to run once the update is saved.
+    pub effects: Vec<Effect>,
+}
+
+impl Decision {
+    fn nothing() -> Self {
+        Self::default()
+    }
+}
+
+/// Decides what `event` means for `task`.
+pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision {
+    if task.stage.is_terminal() {
+        return Decision {
+            update: None,
+            effects: vec![Effect::Stop],
+        };
+    }
+    match event {
+        Event::Start { job } => on_start(task, job),
+        Event::JobFinished {
+            job_id: _,
+            stage,
+            success,
+            reason,
+        } => {
+            if stage != task.stage || task.phase != Phase::Working {
+                return Decision::nothing(); // late or replayed
+            }
+            if success {
+                gate_now(task)
+            } else {
+                retry_own_role(
+                    task,
+                    &format!("the {} agent failed: {reason}", role_name(task.stage)),
+                )
+            }
+        }
+        Event::GateEvaluated { stage, outcome } => {
+            if stage != task.stage || task.phase != Phase::Gating {
+                return Decision::nothing();
+            }
+            on_gate(task, rules, outcome)
+        }
+        Event::MergeFinished(result) => {
+            if task.stage != Stage::Deploy || task.phase != Phase::Merging {
+                return Decision::nothing();
+            }
+            match result {
+                MergeResult::Merged { sha } => {
+                    let mut u = TaskUpdate::keep(task);
+                    u.to = Some((Stage::Done, format!("merged into main as {sha}")));
+                    u.phase = Phase::Idle;
+                    u.note = None;
+                    Decision {
+                        update: Some(u),
+                        effects: vec![Effect::Stop],
+                    }
+                }
+                MergeResult::Conflict { files } => rollback(
+                    task,
+                    &format!(
+                        "the branch does not merge into main: conflicts in {}",
+                        files.join(", ")
+                    ),
+                ),
+                MergeResult::Error { .. } => Decision {
+                    update: None,
+                    effects: vec![Effect::RetryMergeLater],
+                },
+            }
+        }
+        Event::Approve => {
+            if task.stage == Stage::Analysis && task.phase == Phase::AwaitingApproval {
+                advance(task, rules, "analysis approved")
+            } else {
+                Decision::nothing()
+            }
+        }
+        Event::Reject { reason } => {
+            if task.stage == Stage::Analysis && task.phase == Phase::AwaitingApproval {
+                let mut u = TaskUpdate::keep(task);
+                u.phase = Phase::Working;
+                u.stage_attempts = task.stage_attempts + 1;
+                u.note = Some(format!("The analysis was rejected: {reason}"));
+                let text = task_text(task, Role::Analyst, u.note.as_deref());
+                Decision {
+                    update: Some(u),
+                    effects: vec![enqueue(Stage::Analysis, Role::Analyst, text)],
+                }
+            } else {
+                Decision::nothing()
+            }
+        }
+        Event::ConfirmDeploy => {
+            if task.stage == Stage::Deploy && task.phase == Phase::AwaitingDeployConfirm {
+                launch(task, "deploy confirmed")
+            } else {
+                Decision::nothing()
+            }
+        }
+        Event::Pause => {
+            if task.paused {
+                return Decision::nothing();
+            }
+            let mut u = TaskUpdate::keep(task);
+            u.paused = true;
+            Decision {
+                update: Some(u),
+                effects: Vec::new(),
+            }
+        }
+        Event::Resume => {
+            if !task.paused {
+                return Decision::nothing();
+            }
+            let mut u = TaskUpdate::keep(task);
+            u.paused = false;
+            Decision {
+                update: Some(u),
+                effects: vec![Effect::WakeDispatch],
+            }
+        }
+        Event::Cancel { reason } => {
+            let mut u = TaskUpdate::keep(task);
+            u.to = Some((Stage::Cancelled, format!("stopped: {reason}")));
+            u.phase = Phase::Idle;
+            Decision {
+                update: Some(u),
+                effects: vec![Effect::CancelJobs, Effect::Stop],
+            }
+        }
+    }
+}
+
+fn on_start(task: &TaskRecord, job: JobSnapshot) -> Decision {
+    match (task.stage, task.phase) {
+        (_, Phase::Blocked | Phase::AwaitingApproval | Phase::AwaitingDeployConfirm) => {
+            Decision::nothing()
+        }
+        (Stage::Created, _) => {
+            let mut u = TaskUpdate::keep(task);
+            u.to = Some((Stage::Analysis, "pipeline started".into()));
+            u.phase = Phase::Working;
+            u.stage_attempts = 1;
+            let text = task_text(task, Role::Analyst, None);
+            Decision {
+                update: Some(u),
+                effects: vec![enqueue(Stage::Analysis, Role::Analyst, text)],
+            }
+        }
+        (_, Phase::Gating) => gate_now(task),
+        (_, Phase::Merging) => Decision {
+            update: None,
+            effects: vec![Effect::Merge],
+        },
+        (_, Phase::Working) => match job {
+            JobSnapshot::Active => Decision {
+                update: None,
+                effects: vec![Effect::WakeDispatch],
+            },
+            JobSnapshot::Finished { success: true, .. } => gate_now(task),
+            JobSnapshot::Finished { success: false, .. } => {
+                retry_own_role(task, &format!("the {} agent failed", role_name(task.stage)))
+            }
+            JobSnapshot::None => relaunch_same(task),
+        },
+        (_, Phase::Idle) => relaunch_same(task),
+    }
+}
+
+/// Re-enqueues the current stage's role without counting an attempt (recovery).
+fn relaunch_same(task: &TaskRecord) -> Decision {
+    let Some(role) = pipeline::spec(task.stage).role else {
+        return Decision::nothing();
+    };
+    let mut u = TaskUpdate::keep(task);
+    u.phase = Phase::Working;
+    u.stage_attempts = task.stage_attempts.max(1);
+    let text = task_text(task, role, task.note.as_deref());
+    Decision {
+        update: Some(u),
+        effects: vec![enqueue(task.stage, role, text)],
+    }
+}
+
+fn gate_now(task: &TaskRecord) -> Decision {
+    let Some(gate) = pipeline::spec(task.stage).gate else {
+        return Decision::nothing();
+    };
+    let mut u = TaskUpdate::keep(task);
+    u.phase = Phase::Gating;
+    Decision {
+        update: Some(u),
+        effects: vec![Effect::EvaluateGate {
+            stage: task.stage,
+            gate,
+        }],
+    }
+}
+
+fn on_gate(task: &TaskRecord, rules: &ProjectRules, outcome: GateOutcome) -> Decision {
+    match outcome {
+        GateOutcome::Pass { reason } => match task.stage {
+            Stage::Analysis if !Labels::new(&task.labels).auto_approve() => {
+                let mut u = TaskUpdate::keep(task);
+                u.phase = Phase::AwaitingApproval;
+                u.note = None;
+                let _ = reason;
+                Decision {
+                    update: Some(u),
+                    effects: Vec::new(),
+                }
+            }
+            Stage::Deploy => {
+                let mut u = TaskUpdate::keep(task);
+                u.phase = Phase::Merging;
+                Decision {
+                    update: Some(u),
+                    effects: vec![Effect::Merge],
+                }
+            }
+            _ => advance(task, rules, &reason),
+        },
+        GateOutcome::Fail { .. } => {
+            let target = outcome.rollback_target(task.stage);
+            let GateOutcome::Fail {
+                reason, must_fix, ..
+            } = outcome
+            else {
+                unreachable!("matched Fail above")
+            };
+            let findings = match must_fix {
+                Some(findings) if !findings.trim().is_empty() => format!("{reason}\n\n{findings}"),
+                _ => reason,
+            };
+            match target {
+                // The stage's own role produced bad artifacts: run it again.
+                Some(stage) if stage == task.stage => retry_own_role(task, &findings),
+                Some(Stage::Development) => rollback(task, &findings),
+                // Earlier than development (the architect's requirements conflict): hand the
+                // findings back to that stage's role.
+                Some(stage) => send_back(task, stage, &findings),
+                None => Decision::nothing(),
+            }
+        }
+        GateOutcome::Defer { .. } => match pipeline::spec(task.stage).gate {
+            Some(gate) => Decision {
+                update: None,
+                effects: vec![Effect::RetryGateLater {
+                    stage: task.stage,
+                    gate,
+                }],
+            },
+            None => Decision::nothing(),
+        },
+    }
+}
+
+/// Sends the task back to an earlier stage whose role must rework its output.
+fn send_back(task: &TaskRecord, stage: Stage, findings: &str) -> Decision {
+    let Some(role) = pipeline::spec(stage).role else {
+        return Decision::nothing();
+    };
+    let mut u = TaskUpdate::keep(task);
+    u.to = Some((stage, first_line(findings).to_string()));
+    u.phase = Phase::Working;
+    u.stage_attempts = 1;
+    u.note = Some(findings.to_string());
+    let text = task_text(task, role, u.note.as_deref());
+    Decision {
+        update: Some(u),
+        effects: vec![enqueue(stage, role, text)],
+    }
+}
+
+/// Leaves the current stage for the next one the labels allow.
+fn advance(task: &TaskRecord, rules: &ProjectRules, reason: &str) -> Decision {
+    let labels = Labels::new(&task.labels);
+    let Some(next) = pipeline::next_stage(task.stage, &labels) else {
+        return Decision::nothing();
+    };
+    let mut u = TaskUpdate::keep(task);
+    u.to = Some((next, reason.to_string()));
+    u.note = None;
+    u.stage_attempts = 0;
+    if next == Stage::Deploy && rules.confirm_deploy && !labels.auto_deploy() {
+        u.phase = Phase::AwaitingDeployConfirm;
+        return Decision {
+            update: Some(u),
+            effects: Vec::new(),
+        };
+    }
+    let Some(role) = pipeline::spec(next).role else {
+        u.phase = Phase::Idle;
+        return Decision {
+            update: Some(u),
+            effects: Vec::new(),
+        };
+    };
+    u.phase = Phase::Working;
+    u.stage_attempts = 1;
+    let text = task_text(task, role, None);
+    Decision {
+        update: Some(u),
+        effects: vec![enqueue(next, role, text)],
+    }
+}
+
+/// Launches the current stage's role (after a human wait).
+fn launch(task: &TaskRecord, _why: &str) -> Decision {
+    let Some(role) = pipeline::spec(task.stage).role else {
+        return Decision::nothing();
+    };
+    let mut u = TaskUpdate::keep(task);
+    u.phase = Phase::Working;
+    u.stage_attempts = task.stage_attempts + 1;
+    let text = task_text(task, role, None);
+    Decision {
+        update: Some(u),
+        effects: vec![enqueue(task.stage, role, text)],
+    }
+}
+
+/// A real red verdict: back to development with the findings, or parked after the last retry.
+fn rollback(task: &TaskRecord, must_fix: &str) -> Decision {
+    let mut u = TaskUpdate::keep(task);
+    u.developer_retries = task.developer_retries + 1;
+    if u.developer_retries >= MAX_DEVELOPER_RETRIES {
+        u.phase = Phase::Blocked;
+        u.blocked_reason = Some(format!(
+            "blocked after {} failed rounds; last, at {}: {}",
+            u.developer_retries,
+            task.stage,
+            first_line(must_fix)
+        ));
+        u.note = Some(must_fix.to_string());
+        return Decision {
+            update: Some(u),
+            effects: Vec::new(),
+        };
+    }
+    if task.stage != Stage::Development {
+        u.to = Some((
+            Stage::Development,
+            format!("rolled back from {}: {}", task.stage, first_line(must_fix)),
+        ));
+    }
+    u.phase = Phase::Working;
+    u.stage_attempts = 1;
+    u.note = Some(must_fix.to_string());
+    let text = task_text(task, Role::Developer, u.note.as_deref());
+    Decision {
+        update: Some(u),
+        effects: vec![enqueue(Stage::Development, Role::Developer, text)],
+    }
+}
+
+/// The stage's own role failed (its run, or its own artifacts): relaunch it, or park.
+fn retry_own_role(task: &TaskRecord, reason: &str) -> Decision {
+    let role = pipeline::spec(task.stage).role;
+    let mut u = TaskUpdate::keep(task);
+    if task.stage_attempts >= MAX_STAGE_ATTEMPTS {
+        u.phase = Phase::Blocked;
+        u.blocked_reason = Some(format!(
+            "blocked at {} after {} attempts: {}",
+            task.stage,
+            task.stage_attempts,
+            first_line(reason)
+        ));
+        return Decision {
+            update: Some(u),
+            effects: Vec::new(),
+        };
+    }
+    u.phase = Phase::Working;
+    u.stage_attempts = task.stage_attempts + 1;
+    u.note = Some(reason.to_string());
+    let Some(role) = role else {
+        return Decision::nothing();
+    };
+    let text = task_text(task, role, u.note.as_deref());
+    Decision {
+        update: Some(u),
+        effects: vec![enqueue(task.stage, role, text)],
+    }
+}
+
+fn role_name(stage: Stage) -> &'static str {
+    pipeline::spec(stage).role.map_or("stage", Role::as_str)
+}
+
+fn enqueue(stage: Stage, role: Role, task_text: String) -> Effect {
+    Effect::Enqueue {
+        stage,
+        role,
+        task_text,
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+}
+
+/// The text handed to an agent: the task, where its artifacts go, and anything it must fix.
+pub fn task_text(task: &TaskRecord, role: Role, note: Option<&str>) -> String {
+    let mut text = format!(
+        "You are the {role} for work item {id}: {title}\n\nRepository: {repo}\nArtifacts: {dir}/\n\n{description}\n",
+        role = role.as_str(),
+        id = task.work_item_id,
+        title = task.title,
+        repo = task.repo,
+        dir = crate::artifacts::work_item_dir(&task.work_item_id),
+        description = task.description,
+    );
+    if let Some(note) = note.filter(|n| !n.trim().is_empty()) {
+        text.push_str("\nMust fix before anything else:\n");
+        text.push_str(note);
+        text.push('\n');
+    }
+    text
+}
