@@ -1,5 +1,6 @@
 //! The command line: `serve` runs the service; `status`, `tasks` and `actors` ask a running
-//! one over HTTP; `bench` measures startup, memory and introspection at scale.
+//! one over HTTP; `bench` measures startup, memory and introspection at scale;
+//! `scripted-agent` is the dry-run agent (it runs without the service configuration).
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 
 use std::process::ExitCode;
@@ -42,6 +43,10 @@ pub enum Command {
     },
     /// Measure startup with many tasks, idle memory and GET /actors latency (see docs/benchmarks.md).
     Bench(crate::bench::BenchArgs),
+    /// Dry-run stand-in for `claude -p … --output-format json`: writes the role's artifacts
+    /// (ORCH_ROLE, ORCH_WORK_ITEM, ORCH_ARTIFACTS_DIR, ORCH_ATTEMPT, ORCH_STAGE) and prints one
+    /// result object. For tests and demos; no model is called.
+    ScriptedAgent(crate::agent::scripted::ScriptedArgs),
 }
 
 /// Where a running service is.
@@ -55,6 +60,12 @@ pub struct ClientArgs {
 /// Parses the command line, runs the command and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The scripted agent runs as a child of the service, in a worktree, with agent variables
+    // only: loading the service configuration (and a stray `.env`) there would be wrong.
+    let command = match cli.command {
+        Command::ScriptedAgent(args) => return crate::agent::scripted::main(&args),
+        command => command,
+    };
     let config = match Config::load() {
         Ok(config) => config,
         Err(e) => {
@@ -72,7 +83,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    match runtime.block_on(run(command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("orchestrator: error: {e:#}");
@@ -103,6 +114,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             print_get(&config, &client, &path).await
         }
         Command::Bench(args) => crate::bench::run(args).await,
+        // Dispatched by `main` before any configuration is loaded.
+        Command::ScriptedAgent(_) => {
+            anyhow::bail!("scripted-agent does not run inside the service")
+        }
     }
 }
 

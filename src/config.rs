@@ -21,8 +21,10 @@ pub enum LogFormat {
 /// The validated configuration of one service instance.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Holds `orchestrator.db` and `runs/` (`ORCH_DATA_DIR`).
+    /// Holds `orchestrator.db`, `runs/` and the repository clones in `repos/` (`ORCH_DATA_DIR`).
     pub data_dir: PathBuf,
+    /// One git worktree per task (`ORCH_WORKTREES_DIR`; empty means `<data>/worktrees`).
+    pub worktrees_dir: PathBuf,
     /// HTTP listen address (`ORCH_BIND`).
     pub bind: SocketAddr,
     /// Log filter directives, `tracing` env-filter syntax (`ORCH_LOG`).
@@ -45,6 +47,26 @@ pub struct Config {
     pub restart_backoff_max: Duration,
     /// Read-only SQLite connections for queries (`ORCH_DB_READERS`).
     pub db_readers: usize,
+    /// The projects tasks may be created for (`ORCH_PROJECTS_JSON`).
+    pub projects: Vec<crate::projects::Project>,
+    /// Agent jobs running at once (`ORCH_MAX_CONCURRENCY`).
+    pub max_concurrency: usize,
+    /// Bearer token of the operator routes; `None` disables them (`ORCH_OPERATOR_TOKEN`).
+    pub operator_token: Option<String>,
+    /// The agent program: the Claude Code CLI, or `orchestrator scripted-agent`'s binary
+    /// (`ORCH_CLAUDE_BIN`).
+    pub claude_bin: String,
+    /// Extra leading arguments for the agent program, e.g. `scripted-agent` when
+    /// `ORCH_CLAUDE_BIN` is this binary (`ORCH_CLAUDE_ARGS`, split like a shell would).
+    pub claude_args: Vec<String>,
+    /// Wall-clock budget of one agent run before its process group is killed
+    /// (`ORCH_AGENT_TIMEOUT_S`).
+    pub agent_timeout: Duration,
+    /// Budget of one CI run of a project's test command (`ORCH_CI_TIMEOUT_S`).
+    pub ci_timeout: Duration,
+    /// Pause before re-checking a gate or merge that hit infrastructure trouble
+    /// (`ORCH_RETRY_DELAY_S`).
+    pub retry_delay: Duration,
     /// `ORCH_*` keys that were set but mean nothing to this build (likely typos).
     pub unknown_keys: Vec<String>,
 }
@@ -52,6 +74,7 @@ pub struct Config {
 /// Every key this build understands, with its default, in `.env.example` order.
 pub const KEYS: &[(&str, &str)] = &[
     ("ORCH_DATA_DIR", "./data"),
+    ("ORCH_WORKTREES_DIR", ""),
     ("ORCH_BIND", "127.0.0.1:8500"),
     ("ORCH_LOG", "info"),
     ("ORCH_LOG_FORMAT", "text"),
@@ -62,6 +85,14 @@ pub const KEYS: &[(&str, &str)] = &[
     ("ORCH_RESTART_BACKOFF_MS", "100"),
     ("ORCH_RESTART_BACKOFF_MAX_MS", "10000"),
     ("ORCH_DB_READERS", "4"),
+    ("ORCH_PROJECTS_JSON", ""),
+    ("ORCH_MAX_CONCURRENCY", "1"),
+    ("ORCH_OPERATOR_TOKEN", ""),
+    ("ORCH_CLAUDE_BIN", "claude"),
+    ("ORCH_CLAUDE_ARGS", ""),
+    ("ORCH_AGENT_TIMEOUT_S", "3600"),
+    ("ORCH_CI_TIMEOUT_S", "1800"),
+    ("ORCH_RETRY_DELAY_S", "30"),
 ];
 
 /// A configuration problem; its message names the key (or file) and the bad value.
@@ -122,6 +153,14 @@ impl Config {
         let (key, value) = get("ORCH_DATA_DIR");
         let data_dir = PathBuf::from(non_empty(key, value)?);
 
+        // Empty means "beside the rest of the data", which a static default cannot say.
+        let (_, value) = get("ORCH_WORKTREES_DIR");
+        let worktrees_dir = if value.trim().is_empty() {
+            data_dir.join("worktrees")
+        } else {
+            PathBuf::from(value)
+        };
+
         let (key, value) = get("ORCH_BIND");
         let bind = value
             .parse::<SocketAddr>()
@@ -146,6 +185,7 @@ impl Config {
 
         Ok(Self {
             data_dir,
+            worktrees_dir,
             bind,
             log,
             log_format,
@@ -168,6 +208,42 @@ impl Config {
                 3_600_000,
             )?),
             db_readers: number(get("ORCH_DB_READERS"), 1, 64)? as usize,
+            projects: {
+                let (key, value) = get("ORCH_PROJECTS_JSON");
+                crate::projects::parse(&value).map_err(|e| invalid(key, &value, &e))?
+            },
+            max_concurrency: number(get("ORCH_MAX_CONCURRENCY"), 1, 64)? as usize,
+            operator_token: {
+                let (key, value) = get("ORCH_OPERATOR_TOKEN");
+                match value.trim() {
+                    "" => None,
+                    t if t.len() < 16 || t.chars().any(char::is_whitespace) => {
+                        return Err(invalid(
+                            key,
+                            "<hidden>",
+                            "at least 16 characters without spaces",
+                        ));
+                    }
+                    t => Some(t.to_string()),
+                }
+            },
+            claude_bin: {
+                let (key, value) = get("ORCH_CLAUDE_BIN");
+                non_empty(key, value)?
+            },
+            claude_args: {
+                let (key, value) = get("ORCH_CLAUDE_ARGS");
+                shell_words::split(&value).map_err(|e| {
+                    invalid(
+                        key,
+                        &value,
+                        &format!("arguments as a shell would split them ({e})"),
+                    )
+                })?
+            },
+            agent_timeout: Duration::from_secs(number(get("ORCH_AGENT_TIMEOUT_S"), 1, 86_400)?),
+            ci_timeout: Duration::from_secs(number(get("ORCH_CI_TIMEOUT_S"), 1, 86_400)?),
+            retry_delay: Duration::from_secs(number(get("ORCH_RETRY_DELAY_S"), 1, 3_600)?),
             unknown_keys,
         })
     }
@@ -180,6 +256,11 @@ impl Config {
     /// Directory of agent run logs.
     pub fn runs_dir(&self) -> PathBuf {
         self.data_dir.join("runs")
+    }
+
+    /// Directory of the local repository clones the workspace works from.
+    pub fn repos_dir(&self) -> PathBuf {
+        self.data_dir.join("repos")
     }
 }
 
@@ -256,7 +337,21 @@ mod tests {
         assert_eq!(c.bind.to_string(), "127.0.0.1:8500");
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.db_path(), PathBuf::from("./data/orchestrator.db"));
+        assert_eq!(c.repos_dir(), PathBuf::from("./data/repos"));
+        assert_eq!(c.worktrees_dir, PathBuf::from("./data/worktrees"));
         assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn worktrees_follow_the_data_dir_unless_set() {
+        let c = with(&[("ORCH_DATA_DIR", "/srv/orch")]).unwrap();
+        assert_eq!(c.worktrees_dir, PathBuf::from("/srv/orch/worktrees"));
+        let c = with(&[
+            ("ORCH_DATA_DIR", "/srv/orch"),
+            ("ORCH_WORKTREES_DIR", "/fast/wt"),
+        ])
+        .unwrap();
+        assert_eq!(c.worktrees_dir, PathBuf::from("/fast/wt"));
     }
 
     #[test]

@@ -1,12 +1,16 @@
-//! The orchestrator service: configuration, the SQLite store, the HTTP surface, signal
-//! handling and the CLI. The actor tree and the pipeline domain live in
+//! The orchestrator service: configuration, the SQLite store, the git workspace, agent
+//! processes, the HTTP surface, signal handling and the CLI. The actor tree and the pipeline domain live in
 //! `orchestrator-actors`; this crate provides the adapters they run on.
 
+pub mod agent;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod forge;
 pub mod http;
 pub mod logging;
+pub mod projects;
 pub mod server;
 pub mod signals;
 pub mod store;
+pub mod workspace;

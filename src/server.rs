@@ -5,19 +5,38 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use orchestrator_actors::ports::Store;
+use std::path::PathBuf;
+
+use orchestrator_actors::dispatch::DispatchDeps;
+use orchestrator_actors::ports::{JobStore, Store};
 use orchestrator_actors::restart::RestartPolicy;
+use orchestrator_actors::task::TaskDeps;
 use orchestrator_actors::tree::{self, TreeConfig};
+use orchestrator_actors::workbench::Forge;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::agent::launcher::CliLauncher;
 use crate::config::Config;
+use crate::forge::LocalForge;
 use crate::http::{self, AppState};
 use crate::store::{SqliteStore, StoreOptions};
+use crate::workspace::Workspace;
 
 /// How many task actors are started at once at startup.
 const LAUNCH_CONCURRENCY: usize = 64;
+/// Interval of the dispatcher's safety-net look at the queue.
+const DISPATCH_TICK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A fresh id for this process's life: jobs claimed under another id are from an earlier boot.
+fn boot_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}-{:x}", std::process::id(), nanos)
+}
+
 /// How long startup may take to bring every recovered task actor up.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -61,8 +80,36 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await?,
     );
     let dyn_store: Arc<dyn Store> = store.clone();
-    let tree_config = TreeConfig {
+    let jobs: Arc<dyn JobStore> = store.clone();
+    let workspace = Arc::new(Workspace::from_config(&config));
+    let forge: Arc<dyn Forge> = Arc::new(LocalForge::new(
+        workspace,
+        &config.projects,
+        config.ci_timeout,
+    ));
+    let runner = Arc::new(CliLauncher::new(
+        PathBuf::from(&config.claude_bin),
+        config.claude_args.clone(),
+        std::path::absolute(config.runs_dir()).unwrap_or_else(|_| config.runs_dir()),
+        config.agent_timeout,
+    ));
+    let task_deps = Arc::new(TaskDeps {
         store: dyn_store.clone(),
+        jobs: jobs.clone(),
+        forge: forge.clone(),
+        retry_delay: config.retry_delay,
+    });
+    let tree_config = TreeConfig {
+        tasks: task_deps.clone(),
+        dispatch: Arc::new(DispatchDeps {
+            store: dyn_store.clone(),
+            jobs: jobs.clone(),
+            forge,
+            runner,
+            max_concurrency: config.max_concurrency,
+            boot_id: boot_id(),
+            tick: DISPATCH_TICK,
+        }),
         policy: restart_policy(&config),
         // Each supervisor level waits this long for its children before moving on.
         shutdown_timeout: tree_stop / 2,
@@ -81,6 +128,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let app = http::router(AppState {
         store: dyn_store,
+        jobs,
+        task_deps,
+        projects: Arc::new(config.projects.clone()),
+        operator_token: config.operator_token.clone(),
         describe_timeout: config.describe_timeout,
     });
     info!("listening on http://{addr}");

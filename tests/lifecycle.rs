@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Service, child, seed};
+use common::{Service, child, seed, stall};
 use orchestrator_actors::Stage;
 use serde_json::json;
 
@@ -166,11 +166,14 @@ async fn a_stuck_actor_is_killed_within_the_shutdown_budget_and_exit_is_still_cl
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     seed(&data, &[("ORCH-1", Stage::Testing)]).await;
-    let mut service = Service::start(&data, &[("ORCH_SHUTDOWN_TIMEOUT_S", "4")]);
-    assert_eq!(
-        service.post("/debug/tasks/ORCH-1/stall?ms=120000").await.0,
-        202
+    let mut service = Service::start(
+        &data,
+        &[
+            ("ORCH_SHUTDOWN_TIMEOUT_S", "4"),
+            ("ORCH_DESCRIBE_TIMEOUT_MS", "200"),
+        ],
     );
+    stall(&service, "ORCH-1", 120_000).await;
 
     service.signal(libc::SIGTERM);
     let status = service
@@ -189,11 +192,14 @@ async fn a_second_signal_forces_the_exit() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     seed(&data, &[("ORCH-1", Stage::Testing)]).await;
-    let mut service = Service::start(&data, &[("ORCH_SHUTDOWN_TIMEOUT_S", "120")]);
-    assert_eq!(
-        service.post("/debug/tasks/ORCH-1/stall?ms=120000").await.0,
-        202
+    let mut service = Service::start(
+        &data,
+        &[
+            ("ORCH_SHUTDOWN_TIMEOUT_S", "120"),
+            ("ORCH_DESCRIBE_TIMEOUT_MS", "200"),
+        ],
     );
+    stall(&service, "ORCH-1", 120_000).await;
 
     service.signal(libc::SIGTERM);
     assert!(

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Service, child, eventually, seed};
+use common::{Service, child, eventually, seed, stall};
 use orchestrator_actors::Stage;
 
 const FAST_RESTARTS: &[(&str, &str)] = &[
@@ -120,10 +120,7 @@ async fn one_stuck_actor_cannot_hang_the_actors_endpoint() {
     )
     .await;
     let service = Service::start(&data, &[("ORCH_DESCRIBE_TIMEOUT_MS", "300")]);
-    assert_eq!(
-        service.post("/debug/tasks/ORCH-1/stall?ms=60000").await.0,
-        202
-    );
+    stall(&service, "ORCH-1", 60_000).await;
 
     for path in ["/actors", "/actors?timeout_ms=200"] {
         let (status, root) = tokio::time::timeout(Duration::from_secs(10), service.get(path))
@@ -137,7 +134,7 @@ async fn one_stuck_actor_cannot_hang_the_actors_endpoint() {
             "{stuck}"
         );
         assert!(stuck.get("details").is_none());
-        assert_eq!(child(tasks, "task:ORCH-2")["details"]["stage"], "created");
+        assert_eq!(child(tasks, "task:ORCH-2")["details"]["stage"], "analysis");
     }
     // /tasks/{id} for the stuck task degrades the same way.
     let (status, task) = service.get("/tasks/ORCH-1").await;

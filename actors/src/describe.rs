@@ -10,6 +10,8 @@ use ractor::rpc::CallResult;
 use ractor::{ActorCell, ActorStatus, Message, RpcReplyPort};
 use serde::Serialize;
 
+use crate::dispatch::DispatchMsg;
+use crate::run::RunMsg;
 use crate::supervisor::SupervisorMsg;
 use crate::task::TaskMsg;
 
@@ -122,6 +124,10 @@ pub async fn describe_cell(
         )
     } else if cell.is_message_type_of::<TaskMsg>() == Some(true) {
         (TaskMsg::KIND, call::<TaskMsg>(cell, timeout).await)
+    } else if cell.is_message_type_of::<DispatchMsg>() == Some(true) {
+        (DispatchMsg::KIND, call::<DispatchMsg>(cell, timeout).await)
+    } else if cell.is_message_type_of::<RunMsg>() == Some(true) {
+        (RunMsg::KIND, call::<RunMsg>(cell, timeout).await)
     } else {
         ("unknown", Err("actor does not answer Describe".into()))
     }

@@ -4,18 +4,22 @@
 
 pub mod artifacts;
 pub mod describe;
+pub mod dispatch;
 pub mod frontmatter;
 pub mod gates;
 pub mod ids;
+pub mod memory_jobs;
 pub mod memory_store;
 pub mod pipeline;
 pub mod ports;
 pub mod restart;
+pub mod run;
 pub mod stage;
 pub mod supervisor;
 pub mod task;
 pub mod task_machine;
 pub mod tree;
+pub mod workbench;
 
 pub use ids::WorkItemId;
 pub use pipeline::{GateKind, Role};

@@ -137,6 +137,9 @@ pub enum SupervisorMsg {
     Describe(RpcReplyPort<Description>),
     /// Startup: reply once the loaded children have all been started (or failed to).
     WaitReady(RpcReplyPort<()>),
+    /// The tracker (a task was created): supervise this child and start it; replies once it
+    /// started or failed to. Idempotent for a child that is already running.
+    StartChild(ChildSpec, RpcReplyPort<Result<(), String>>),
     /// Self, from the loader task: take responsibility for these children and start them.
     Adopt(Vec<ChildSpec>),
     /// Self, from the loader task: loading failed; the supervisor fails so its parent
@@ -295,6 +298,20 @@ impl Actor for Supervisor {
                 } else {
                     let _ = reply.send(());
                 }
+            }
+            SupervisorMsg::StartChild(spec, reply) => {
+                if ractor::registry::where_is(spec.name.clone()).is_some() {
+                    let _ = reply.send(Ok(()));
+                    return Ok(());
+                }
+                state.gave_up.remove(&spec.name);
+                state.specs.insert(spec.name.clone(), spec.clone());
+                let supervisor = myself.clone();
+                tokio::spawn(async move {
+                    let result = (spec.start)(supervisor.get_cell()).await.map(|_| ());
+                    let _ =
+                        reply.send(result.map_err(|e| format!("cannot start {}: {e}", spec.name)));
+                });
             }
             SupervisorMsg::Adopt(specs) => {
                 info!(supervisor = ?myself.get_name(), children = specs.len(), "starting loaded children");

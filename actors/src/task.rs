@@ -1,28 +1,49 @@
-//! `task:<id>` — one actor per non-terminal task. It is spawned with its id only and reloads
-//! its state from the store in `pre_start`, so startup recovery and a supervised restart take
-//! the same path and a restart can never resurrect stale in-memory state.
+//! `task:<id>` — one actor per non-terminal task, the only writer of its task's stage. It is
+//! spawned with its id only and reloads its state from the store in `pre_start`, so startup
+//! recovery and a supervised restart take the same path. Each event goes through the pure
+//! [`decide`]; the actor saves the decision and runs its effects off the handler (gates,
+//! merges, queue writes), which report back by message.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, registry};
+use serde::Serialize;
 use serde_json::json;
+use tracing::{info, warn};
 
-use crate::WorkItemId;
 use crate::describe::{Describe, Description};
-use crate::ports::{Store, TaskRecord};
+use crate::gates::GateOutcome;
+use crate::pipeline::GateKind;
+use crate::ports::{JobStatus, JobStore, NewJob, Phase, Store, TaskRecord};
 use crate::supervisor::{ChildLoader, ChildSpec};
+use crate::task_machine::{
+    Decision, Effect, Event, JobSnapshot, MergeResult, ProjectRules, decide,
+};
+use crate::workbench::Forge;
+use crate::{Stage, WorkItemId};
 
-/// The task actor; its only dependency is the store it reloads from.
+/// What every task actor works with.
+pub struct TaskDeps {
+    /// Tasks and their journal.
+    pub store: Arc<dyn Store>,
+    /// The job queue.
+    pub jobs: Arc<dyn JobStore>,
+    /// Branches, gates and merges.
+    pub forge: Arc<dyn Forge>,
+    /// Pause before re-evaluating a deferred gate or retrying a failed merge.
+    pub retry_delay: Duration,
+}
+
+/// The task actor.
 pub struct TaskActor {
-    /// Where the task's state is read from.
-    store: Arc<dyn Store>,
+    deps: Arc<TaskDeps>,
 }
 
 impl TaskActor {
-    /// A task actor reading from `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    /// A task actor working with `deps`.
+    pub fn new(deps: Arc<TaskDeps>) -> Self {
+        Self { deps }
     }
 }
 
@@ -30,22 +51,85 @@ impl TaskActor {
 pub struct TaskState {
     /// The task as last loaded or decided.
     record: TaskRecord,
+    /// Its project's rules.
+    rules: ProjectRules,
     /// When this incarnation loaded it (RFC 3339).
     loaded_at: String,
+}
+
+/// A human decision about a task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HumanAction {
+    /// Approve the analysis.
+    Approve,
+    /// Reject the analysis, with a reason for the analyst.
+    Reject(String),
+    /// Confirm the production deploy.
+    ConfirmDeploy,
+    /// Start no new work.
+    Pause,
+    /// Continue where it stopped.
+    Resume,
+    /// Stop the task for good.
+    Cancel(String),
+}
+
+/// The task's state after a human action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HumanReply {
+    /// The task.
+    pub work_item_id: WorkItemId,
+    /// False when the action changed nothing (a replay, or the wrong moment).
+    pub changed: bool,
+    /// Stage afterwards.
+    pub stage: Stage,
+    /// Phase afterwards.
+    pub phase: Phase,
+    /// Paused afterwards.
+    pub paused: bool,
 }
 
 /// Messages a task actor handles.
 pub enum TaskMsg {
     /// Anyone (`GET /actors`, `GET /tasks/{id}`): reply with the task's live state.
     Describe(RpcReplyPort<Description>),
-    /// Debug builds only, from the debug HTTP route or tests: panic inside the handler, to
-    /// prove that the supervisor restarts the actor with its state reloaded.
+    /// The run actor of a job: the agent ended.
+    JobFinished {
+        /// The job.
+        job_id: i64,
+        /// The stage it worked for.
+        stage: Stage,
+        /// Whether it succeeded.
+        success: bool,
+        /// Why it failed.
+        reason: String,
+    },
+    /// Self, from a spawned gate evaluation.
+    GateEvaluated {
+        /// The stage.
+        stage: Stage,
+        /// The verdict.
+        outcome: GateOutcome,
+    },
+    /// Self, after a pause: evaluate the gate again if still gating that stage.
+    EvaluateGate {
+        /// The stage.
+        stage: Stage,
+        /// Its gate.
+        gate: GateKind,
+    },
+    /// Self, from a spawned merge.
+    MergeFinished(MergeResult),
+    /// Self, after a pause: merge again if still merging.
+    Merge,
+    /// The operator API: a human decision; replies with the state afterwards.
+    Human(HumanAction, RpcReplyPort<HumanReply>),
+    /// Debug builds only: panic inside the handler (supervision tests).
     #[cfg(debug_assertions)]
     Crash(String),
-    /// Debug builds only: block the handler this long, to prove that one stuck actor cannot
-    /// hang introspection.
+    /// Debug builds only: block the handler this long (introspection tests).
     #[cfg(debug_assertions)]
-    Stall(std::time::Duration),
+    Stall(Duration),
 }
 
 impl Describe for TaskMsg {
@@ -53,6 +137,143 @@ impl Describe for TaskMsg {
     fn describe(reply: RpcReplyPort<Description>) -> Self {
         TaskMsg::Describe(reply)
     }
+}
+
+impl TaskActor {
+    /// Decides `event`, saves the decision and starts its effects. Returns whether the
+    /// decision changed the task.
+    async fn process(
+        &self,
+        myself: &ActorRef<TaskMsg>,
+        state: &mut TaskState,
+        event: Event,
+    ) -> Result<bool, ActorProcessingErr> {
+        let Decision { update, effects } = decide(&state.record, &state.rules, event);
+        let changed = update.is_some();
+        if let Some(mut update) = update {
+            if update.branch.is_none() {
+                update.branch = Some(self.deps.forge.branch_name(&state.record));
+            }
+            let id = state.record.work_item_id.clone();
+            let saved = self
+                .deps
+                .store
+                .update_task(&id, state.record.stage, update.clone())
+                .await
+                .map_err(|e| format!("cannot save task {id}: {e}"))?;
+            if !saved {
+                // Someone else moved the task: trust the store, drop this decision.
+                warn!(task = %id, "task changed under its actor; reloading");
+                if let Some(fresh) = self.deps.store.load_task(&id).await? {
+                    state.record = fresh;
+                }
+                return Ok(false);
+            }
+            if let Some((to, reason)) = &update.to {
+                info!(task = %id, from = %state.record.stage, to = %to, %reason, "stage changed");
+            }
+            update.apply_to(&mut state.record);
+        }
+        for effect in effects {
+            self.run_effect(myself, state, effect);
+        }
+        Ok(changed)
+    }
+
+    /// Starts one effect; nothing here waits on I/O.
+    fn run_effect(&self, myself: &ActorRef<TaskMsg>, state: &TaskState, effect: Effect) {
+        let deps = self.deps.clone();
+        let me = myself.clone();
+        let task = state.record.clone();
+        match effect {
+            Effect::Enqueue {
+                stage,
+                role,
+                task_text,
+            } => {
+                tokio::spawn(async move {
+                    let job = NewJob {
+                        work_item_id: task.work_item_id.clone(),
+                        stage,
+                        role: role.as_str().to_string(),
+                        task_text,
+                    };
+                    match deps.jobs.enqueue_job(job).await {
+                        Ok(_) => wake_dispatch(),
+                        Err(e) => warn!(task = %task.work_item_id, error = %e, "cannot enqueue"),
+                    }
+                });
+            }
+            Effect::EvaluateGate { stage, gate } => {
+                tokio::spawn(async move {
+                    let outcome = deps.forge.evaluate_gate(&task, gate).await;
+                    let _ = me.cast(TaskMsg::GateEvaluated { stage, outcome });
+                });
+            }
+            Effect::RetryGateLater { stage, gate } => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(deps.retry_delay).await;
+                    let _ = me.cast(TaskMsg::EvaluateGate { stage, gate });
+                });
+            }
+            Effect::Merge => {
+                tokio::spawn(async move {
+                    let result = deps.forge.merge(&task).await;
+                    let _ = me.cast(TaskMsg::MergeFinished(result));
+                });
+            }
+            Effect::RetryMergeLater => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(deps.retry_delay).await;
+                    let _ = me.cast(TaskMsg::Merge);
+                });
+            }
+            Effect::CancelJobs => {
+                tokio::spawn(async move {
+                    if let Err(e) = deps.jobs.cancel_queued_jobs(&task.work_item_id).await {
+                        warn!(task = %task.work_item_id, error = %e, "cannot cancel queued jobs");
+                    }
+                });
+            }
+            Effect::WakeDispatch => wake_dispatch(),
+            Effect::Stop => myself.stop(Some(format!("task is {}", task.stage))),
+        }
+    }
+}
+
+/// Tells the dispatcher to look at the queue, if it runs.
+fn wake_dispatch() {
+    if let Some(cell) = registry::where_is(crate::dispatch::DISPATCH) {
+        let _ = cell.send_message(crate::dispatch::DispatchMsg::Wake);
+    }
+}
+
+/// What the queue says about the task's current stage.
+async fn job_snapshot(
+    jobs: &dyn JobStore,
+    task: &TaskRecord,
+) -> Result<JobSnapshot, ActorProcessingErr> {
+    let id = &task.work_item_id;
+    if let Some(active) = jobs.active_job(id).await?
+        && active.stage == task.stage
+    {
+        return Ok(JobSnapshot::Active);
+    }
+    Ok(match jobs.last_job(id).await? {
+        Some(job) if job.stage == task.stage && job.status == JobStatus::Succeeded => {
+            JobSnapshot::Finished {
+                job_id: job.id,
+                success: true,
+            }
+        }
+        Some(job) if job.stage == task.stage && job.status == JobStatus::Failed => {
+            JobSnapshot::Finished {
+                job_id: job.id,
+                success: false,
+            }
+        }
+        _ => JobSnapshot::None,
+    })
 }
 
 impl Actor for TaskActor {
@@ -66,6 +287,7 @@ impl Actor for TaskActor {
         id: WorkItemId,
     ) -> Result<Self::State, ActorProcessingErr> {
         let record = self
+            .deps
             .store
             .load_task(&id)
             .await
@@ -78,15 +300,27 @@ impl Actor for TaskActor {
             )
             .into());
         }
+        let rules = self.deps.forge.rules(&record.repo).unwrap_or_default();
         Ok(TaskState {
             record,
+            rules,
             loaded_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         })
     }
 
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let job = job_snapshot(&*self.deps.jobs, &state.record).await?;
+        self.process(&myself, state, Event::Start { job }).await?;
+        Ok(())
+    }
+
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -99,17 +333,72 @@ impl Actor for TaskActor {
                         "repo": r.repo,
                         "title": r.title,
                         "stage": r.stage,
+                        "phase": r.phase,
                         "paused": r.paused,
+                        "developer_retries": r.developer_retries,
                         "loaded_at": state.loaded_at,
                     }),
                     ..Description::default()
                 });
             }
+            TaskMsg::JobFinished {
+                job_id,
+                stage,
+                success,
+                reason,
+            } => {
+                let event = Event::JobFinished {
+                    job_id,
+                    stage,
+                    success,
+                    reason,
+                };
+                self.process(&myself, state, event).await?;
+            }
+            TaskMsg::GateEvaluated { stage, outcome } => {
+                self.process(&myself, state, Event::GateEvaluated { stage, outcome })
+                    .await?;
+            }
+            TaskMsg::EvaluateGate { stage, gate } => {
+                if state.record.stage == stage && state.record.phase == Phase::Gating {
+                    self.run_effect(&myself, state, Effect::EvaluateGate { stage, gate });
+                }
+            }
+            TaskMsg::MergeFinished(result) => {
+                self.process(&myself, state, Event::MergeFinished(result))
+                    .await?;
+            }
+            TaskMsg::Merge => {
+                if state.record.phase == Phase::Merging {
+                    self.run_effect(&myself, state, Effect::Merge);
+                }
+            }
+            TaskMsg::Human(action, reply) => {
+                let event = match action {
+                    HumanAction::Approve => Event::Approve,
+                    HumanAction::Reject(reason) => Event::Reject { reason },
+                    HumanAction::ConfirmDeploy => Event::ConfirmDeploy,
+                    HumanAction::Pause => Event::Pause,
+                    HumanAction::Resume => Event::Resume,
+                    HumanAction::Cancel(reason) => Event::Cancel { reason },
+                };
+                let changed = self.process(&myself, state, event).await?;
+                let r = &state.record;
+                let _ = reply.send(HumanReply {
+                    work_item_id: r.work_item_id.clone(),
+                    changed,
+                    stage: r.stage,
+                    phase: r.phase,
+                    paused: r.paused,
+                });
+            }
             #[cfg(debug_assertions)]
-            TaskMsg::Crash(reason) => panic!(
-                "task {} crashed on request: {reason}",
-                state.record.work_item_id
-            ),
+            TaskMsg::Crash(reason) => {
+                panic!(
+                    "task {} crashed on request: {reason}",
+                    state.record.work_item_id
+                )
+            }
             #[cfg(debug_assertions)]
             TaskMsg::Stall(duration) => tokio::time::sleep(duration).await,
         }
@@ -118,25 +407,46 @@ impl Actor for TaskActor {
 }
 
 /// The child spec of the actor for task `id`.
-pub fn task_spec(store: Arc<dyn Store>, id: WorkItemId) -> ChildSpec {
+pub fn task_spec(deps: Arc<TaskDeps>, id: WorkItemId) -> ChildSpec {
     ChildSpec::new(id.actor_name(), move || {
-        (TaskActor::new(store.clone()), id.clone())
+        (TaskActor::new(deps.clone()), id.clone())
     })
 }
 
 /// Loads one child spec per non-terminal task in the store: the `tasks` supervisor's children.
-pub fn task_loader(store: Arc<dyn Store>) -> ChildLoader {
+pub fn task_loader(deps: Arc<TaskDeps>) -> ChildLoader {
     Arc::new(move || {
-        let store = store.clone();
+        let deps = deps.clone();
         Box::pin(async move {
-            let ids = store
+            let ids = deps
+                .store
                 .active_task_ids()
                 .await
                 .map_err(|e| format!("cannot list active tasks: {e}"))?;
             Ok(ids
                 .into_iter()
-                .map(|id| task_spec(store.clone(), id))
+                .map(|id| task_spec(deps.clone(), id))
                 .collect())
         })
     })
+}
+
+/// Starts the actor of a task just created, under the `tasks` supervisor.
+pub async fn spawn_task_actor(deps: Arc<TaskDeps>, id: WorkItemId) -> Result<(), String> {
+    let tasks =
+        registry::where_is(crate::tree::TASKS).ok_or("the tasks supervisor is not running")?;
+    let spec = task_spec(deps, id.clone());
+    match ractor::rpc::call(
+        &tasks,
+        |reply| crate::supervisor::SupervisorMsg::StartChild(spec, reply),
+        Some(Duration::from_secs(10)),
+    )
+    .await
+    {
+        Ok(ractor::rpc::CallResult::Success(result)) => result,
+        Ok(_) => Err(format!(
+            "the tasks supervisor did not start task {id} in time"
+        )),
+        Err(e) => Err(format!("the tasks supervisor is unreachable: {e}")),
+    }
 }

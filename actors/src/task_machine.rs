@@ -558,7 +558,7 @@ fn first_line(text: &str) -> &str {
 /// The text handed to an agent: the task, where its artifacts go, and anything it must fix.
 pub fn task_text(task: &TaskRecord, role: Role, note: Option<&str>) -> String {
     let mut text = format!(
-        "You are the {role} for work item {id}: {title}\n\nRepository: {repo}\nArtifacts: {dir}/\n\n{description}\n",
+        "{title}\n\nYou are the {role} for work item {id}.\nRepository: {repo}\nArtifacts: {dir}/\n\n{description}\n",
         role = role.as_str(),
         id = task.work_item_id,
         title = task.title,

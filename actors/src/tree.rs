@@ -8,10 +8,10 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, registry};
 use tokio::task::JoinHandle;
 
-use crate::ports::Store;
+use crate::dispatch::{DISPATCH, Dispatch, DispatchDeps};
 use crate::restart::RestartPolicy;
 use crate::supervisor::{ChildSpec, ShutdownOrder, Supervisor, SupervisorArgs, SupervisorMsg};
-use crate::task::task_loader;
+use crate::task::{TaskDeps, task_loader};
 
 /// Registered name of the tree's root.
 pub const ROOT: &str = "root";
@@ -23,8 +23,10 @@ pub const TASKS: &str = "tasks";
 /// What the tree needs from the service.
 #[derive(Clone)]
 pub struct TreeConfig {
-    /// The durable store actors reload from.
-    pub store: Arc<dyn Store>,
+    /// What task actors work with.
+    pub tasks: Arc<TaskDeps>,
+    /// What the dispatcher and its runs work with.
+    pub dispatch: Arc<DispatchDeps>,
     /// Restart policy of every supervisor.
     pub policy: RestartPolicy,
     /// Per-child stop timeout.
@@ -59,13 +61,19 @@ pub struct Tree {
     pub join: JoinHandle<()>,
 }
 
-fn supervisor_spec(name: &str, config: &TreeConfig, loaded: bool) -> ChildSpec {
+fn supervisor_spec(name: &str, config: &TreeConfig, singletons: bool) -> ChildSpec {
     let config = config.clone();
     ChildSpec::new(name, move || {
-        let loader = loaded.then(|| task_loader(config.store.clone()));
+        let (children, loader) = if singletons {
+            let deps = config.dispatch.clone();
+            let dispatch = ChildSpec::new(DISPATCH, move || (Dispatch::new(deps.clone()), ()));
+            (vec![dispatch], None)
+        } else {
+            (Vec::new(), Some(task_loader(config.tasks.clone())))
+        };
         let args = SupervisorArgs {
             policy: config.policy.clone(),
-            children: Vec::new(),
+            children,
             loader,
             shutdown: ShutdownOrder::Concurrent,
             shutdown_timeout: config.shutdown_timeout,
@@ -81,8 +89,8 @@ pub async fn start(config: TreeConfig) -> Result<Tree, TreeError> {
     let args = SupervisorArgs {
         policy: config.policy.clone(),
         children: vec![
-            supervisor_spec(SINGLETONS, &config, false),
-            supervisor_spec(TASKS, &config, true),
+            supervisor_spec(SINGLETONS, &config, true),
+            supervisor_spec(TASKS, &config, false),
         ],
         loader: None,
         shutdown: ShutdownOrder::ReverseStart,

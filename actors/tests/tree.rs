@@ -7,14 +7,22 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use orchestrator_actors::describe::{self, ActorNode, WalkOptions};
+use orchestrator_actors::dispatch::DispatchDeps;
+use orchestrator_actors::gates::GateOutcome;
+use orchestrator_actors::memory_jobs::MemoryJobs;
 use orchestrator_actors::memory_store::MemoryStore;
+use orchestrator_actors::ports::JobStore;
 use orchestrator_actors::ports::{
     NewTask, NewTaskFields, Store, StoreError, TaskRecord, TaskUpdate, Transition,
 };
 use orchestrator_actors::restart::RestartPolicy;
 use orchestrator_actors::supervisor::SupervisorMsg;
+use orchestrator_actors::task::TaskDeps;
 use orchestrator_actors::task::TaskMsg;
+use orchestrator_actors::task_machine::{MergeResult, ProjectRules};
 use orchestrator_actors::tree::{self, Tree, TreeConfig, TreeError};
+use orchestrator_actors::workbench::{AgentReport, AgentRequest, AgentRunner, Forge, Workplace};
+use orchestrator_actors::{GateKind, Role};
 use orchestrator_actors::{Stage, WorkItemId};
 use ractor::rpc::CallResult;
 use ractor::{ActorCell, ActorRef, registry};
@@ -47,9 +55,70 @@ async fn add(store: &dyn Store, s: &str, stage: Stage) {
     }
 }
 
+/// A forge for tests that never get as far as a worktree.
+struct NoForge;
+
+#[async_trait]
+impl Forge for NoForge {
+    fn rules(&self, _repo: &str) -> Option<ProjectRules> {
+        None
+    }
+    fn branch_name(&self, task: &TaskRecord) -> String {
+        format!("feature/{}", task.work_item_id)
+    }
+    async fn prepare(&self, _task: &TaskRecord) -> Result<Workplace, String> {
+        Err("no forge in this test".into())
+    }
+    async fn publish(&self, _task: &TaskRecord, _role: Role) -> Result<(), String> {
+        Ok(())
+    }
+    async fn evaluate_gate(&self, _task: &TaskRecord, _gate: GateKind) -> GateOutcome {
+        GateOutcome::Defer {
+            reason: "no forge in this test".into(),
+        }
+    }
+    async fn merge(&self, _task: &TaskRecord) -> MergeResult {
+        MergeResult::Error {
+            message: "no forge in this test".into(),
+        }
+    }
+}
+
+/// A runner that is never reached (the dispatcher claims nothing in these tests).
+struct NoRunner;
+
+#[async_trait]
+impl AgentRunner for NoRunner {
+    fn model(&self, _role: Role) -> Option<String> {
+        None
+    }
+    fn log_path(&self, run_id: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(run_id)
+    }
+    async fn run(&self, _request: AgentRequest) -> AgentReport {
+        unreachable!("max_concurrency is 0")
+    }
+}
+
 fn config(store: Arc<dyn Store>, policy: RestartPolicy) -> TreeConfig {
+    let jobs: Arc<dyn JobStore> = Arc::new(MemoryJobs::new());
+    let forge: Arc<dyn Forge> = Arc::new(NoForge);
     TreeConfig {
-        store,
+        tasks: Arc::new(TaskDeps {
+            store: store.clone(),
+            jobs: jobs.clone(),
+            forge: forge.clone(),
+            retry_delay: Duration::from_secs(60),
+        }),
+        dispatch: Arc::new(DispatchDeps {
+            store,
+            jobs,
+            forge,
+            runner: Arc::new(NoRunner),
+            max_concurrency: 0,
+            boot_id: "test-boot".into(),
+            tick: Duration::from_secs(60),
+        }),
         policy,
         shutdown_timeout: Duration::from_secs(5),
         launch_concurrency: 8,
@@ -360,7 +429,7 @@ async fn one_stuck_actor_cannot_hang_introspection() {
     );
     assert_eq!(
         child(tasks, "task:E-2").details.as_ref().unwrap()["stage"],
-        "created"
+        "analysis"
     );
     // Stop kills the stalled handler rather than waiting 30 s for it.
     tree.root.kill();

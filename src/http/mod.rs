@@ -6,6 +6,7 @@ mod actors;
 mod debug;
 mod error;
 mod health;
+mod operator;
 mod params;
 mod tasks;
 
@@ -15,7 +16,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use orchestrator_actors::ports::Store;
+use orchestrator_actors::ports::{JobStore, Store};
+use orchestrator_actors::task::TaskDeps;
+
+use crate::projects::Project;
 
 pub use error::ApiError;
 
@@ -24,6 +28,14 @@ pub use error::ApiError;
 pub struct AppState {
     /// The durable store (queries only; writes belong to actors).
     pub store: Arc<dyn Store>,
+    /// The job queue and run journal (queries only).
+    pub jobs: Arc<dyn JobStore>,
+    /// What a newly created task's actor is started with.
+    pub task_deps: Arc<TaskDeps>,
+    /// Configured projects; tasks may only be created for these repos.
+    pub projects: Arc<Vec<Project>>,
+    /// Bearer token of the operator routes; `None` disables them.
+    pub operator_token: Option<String>,
     /// Per-actor Describe timeout for `/actors` and `/tasks/{id}`.
     pub describe_timeout: Duration,
 }
@@ -33,7 +45,8 @@ pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .merge(health::router())
         .merge(actors::router())
-        .merge(tasks::router());
+        .merge(tasks::router())
+        .merge(operator::router());
     #[cfg(debug_assertions)]
     let router = router.merge(debug::router());
     router

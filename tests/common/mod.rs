@@ -199,3 +199,21 @@ pub fn child<'a>(node: &'a Value, name: &str) -> &'a Value {
         .and_then(|c| c.iter().find(|n| n["name"] == name))
         .unwrap_or_else(|| panic!("no child {name} in {node}"))
 }
+
+/// Stalls a task's actor for `ms` and waits until it really is stuck (its Describe times
+/// out), so a signal sent next cannot overtake the queued stall. Needs a short
+/// `ORCH_DESCRIBE_TIMEOUT_MS`.
+pub async fn stall(service: &Service, id: &str, ms: u64) {
+    let (status, _) = service
+        .post(&format!("/debug/tasks/{id}/stall?ms={ms}"))
+        .await;
+    assert_eq!(status, 202);
+    eventually("the actor to be stuck", Duration::from_secs(10), || async {
+        let (_, task) = service.get(&format!("/tasks/{id}")).await;
+        task["actor"]["error"]
+            .as_str()
+            .filter(|e| e.contains("timed out"))
+            .map(|_| ())
+    })
+    .await;
+}

@@ -1,0 +1,214 @@
+//! An in-memory [`JobStore`] with the SQLite queue's semantics (FIFO claims under a limit,
+//! one active job per task, requeue without traces), for actor tests.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::WorkItemId;
+use crate::ports::{Job, JobStatus, JobStore, NewJob, NewRun, RunFinish, RunRecord, StoreError};
+
+/// Jobs (with the boot that claimed them) and runs (with their task).
+type Queue = (Vec<(Job, Option<String>)>, Vec<(WorkItemId, RunRecord)>);
+
+/// Jobs and runs in a mutex; paused tasks are not known here, so nothing is skipped.
+#[derive(Default)]
+pub struct MemoryJobs {
+    /// Jobs with the boot that claimed them, and runs with their task.
+    inner: Mutex<Queue>,
+}
+
+impl MemoryJobs {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every job ever enqueued, in order.
+    pub fn all(&self) -> Vec<Job> {
+        self.inner
+            .lock()
+            .expect("poisoned")
+            .0
+            .iter()
+            .map(|(j, _)| j.clone())
+            .collect()
+    }
+}
+
+fn active(status: JobStatus) -> bool {
+    matches!(status, JobStatus::Queued | JobStatus::Running)
+}
+
+#[async_trait]
+impl JobStore for MemoryJobs {
+    async fn enqueue_job(&self, job: NewJob) -> Result<i64, StoreError> {
+        let mut inner = self.inner.lock().expect("poisoned");
+        if inner
+            .0
+            .iter()
+            .any(|(j, _)| j.work_item_id == job.work_item_id && active(j.status))
+        {
+            return Err(StoreError::Duplicate(format!(
+                "an active job for task {}",
+                job.work_item_id
+            )));
+        }
+        let id = inner.0.len() as i64 + 1;
+        inner.0.push((
+            Job {
+                id,
+                work_item_id: job.work_item_id,
+                stage: job.stage,
+                role: job.role,
+                status: JobStatus::Queued,
+                attempts: 0,
+                task_text: job.task_text,
+                run_id: None,
+            },
+            None,
+        ));
+        Ok(id)
+    }
+
+    async fn claim_jobs(&self, max_running: usize, boot_id: &str) -> Result<Vec<Job>, StoreError> {
+        let mut inner = self.inner.lock().expect("poisoned");
+        let running = inner
+            .0
+            .iter()
+            .filter(|(j, _)| j.status == JobStatus::Running)
+            .count();
+        let mut slots = max_running.saturating_sub(running);
+        let mut claimed = Vec::new();
+        for (job, boot) in inner.0.iter_mut() {
+            if slots == 0 {
+                break;
+            }
+            if job.status == JobStatus::Queued {
+                job.status = JobStatus::Running;
+                job.attempts += 1;
+                job.run_id = Some(format!("run-{}-{}-{boot_id}", job.id, job.attempts));
+                *boot = Some(boot_id.to_string());
+                claimed.push(job.clone());
+                slots -= 1;
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn finish_job(
+        &self,
+        job_id: i64,
+        status: JobStatus,
+        _error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().expect("poisoned");
+        let (job, _) = inner
+            .0
+            .iter_mut()
+            .find(|(j, _)| j.id == job_id)
+            .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+        job.status = status;
+        Ok(())
+    }
+
+    async fn set_job_pid(&self, _job_id: i64, _pid: u32) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn cancel_queued_jobs(&self, id: &WorkItemId) -> Result<u32, StoreError> {
+        let mut inner = self.inner.lock().expect("poisoned");
+        let mut n = 0;
+        for (job, _) in inner.0.iter_mut() {
+            if &job.work_item_id == id && job.status == JobStatus::Queued {
+                job.status = JobStatus::Cancelled;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn requeue_stale_jobs(&self, boot_id: &str) -> Result<u32, StoreError> {
+        let mut inner = self.inner.lock().expect("poisoned");
+        let mut n = 0;
+        for (job, boot) in inner.0.iter_mut() {
+            if job.status == JobStatus::Running && boot.as_deref() != Some(boot_id) {
+                job.status = JobStatus::Queued;
+                job.run_id = None;
+                *boot = None;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn active_job(&self, id: &WorkItemId) -> Result<Option<Job>, StoreError> {
+        let inner = self.inner.lock().expect("poisoned");
+        Ok(inner
+            .0
+            .iter()
+            .rev()
+            .map(|(j, _)| j)
+            .find(|j| &j.work_item_id == id && active(j.status))
+            .cloned())
+    }
+
+    async fn last_job(&self, id: &WorkItemId) -> Result<Option<Job>, StoreError> {
+        let inner = self.inner.lock().expect("poisoned");
+        Ok(inner
+            .0
+            .iter()
+            .rev()
+            .map(|(j, _)| j)
+            .find(|j| &j.work_item_id == id)
+            .cloned())
+    }
+
+    async fn start_run(&self, run: NewRun) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().expect("poisoned");
+        inner.1.push((
+            run.work_item_id.clone(),
+            RunRecord {
+                run_id: run.run_id,
+                role: run.role,
+                stage: run.stage,
+                status: "running".into(),
+                exit_code: None,
+                started_at: String::new(),
+                finished_at: None,
+                model: run.model,
+                input_tokens: 0,
+                output_tokens: 0,
+                cache_read_tokens: 0,
+                cache_creation_tokens: 0,
+                cost_usd: 0.0,
+                reason: None,
+            },
+        ));
+        Ok(())
+    }
+
+    async fn finish_run(&self, run_id: &str, finish: RunFinish) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().expect("poisoned");
+        let run = inner
+            .1
+            .iter_mut()
+            .map(|(_, r)| r)
+            .find(|r| r.run_id == run_id)
+            .ok_or_else(|| StoreError::NotFound(format!("run {run_id}")))?;
+        run.status = finish.outcome;
+        run.reason = finish.reason;
+        run.exit_code = finish.exit_code;
+        Ok(())
+    }
+
+    async fn runs(&self, id: &WorkItemId) -> Result<Vec<RunRecord>, StoreError> {
+        let inner = self.inner.lock().expect("poisoned");
+        Ok(inner
+            .1
+            .iter()
+            .filter(|(task, _)| task == id)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+}

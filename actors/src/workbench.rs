@@ -1,0 +1,93 @@
+//! Ports through which a task's work gets done: the [`Forge`] (the task's branch and
+//! worktree, its gates, the merge into `main`) and the [`AgentRunner`] (one agent process).
+//! Adapters live in the service crate (local git forge, Claude Code CLI or the dry-run agent).
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+use crate::gates::GateOutcome;
+use crate::pipeline::{GateKind, Role};
+use crate::ports::{RunFinish, TaskRecord};
+use crate::task_machine::{MergeResult, ProjectRules};
+use crate::{Stage, WorkItemId};
+
+/// A task's prepared place of work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workplace {
+    /// The task's branch.
+    pub branch: String,
+    /// Its git worktree (the agent's working directory).
+    pub worktree: PathBuf,
+    /// `docs/work-items/<ID>/` inside the worktree.
+    pub artifacts_dir: PathBuf,
+}
+
+/// The task's repository host: branches, worktrees, gates and merges.
+#[async_trait]
+pub trait Forge: Send + Sync + 'static {
+    /// The rules of the project that owns `repo`; `None` for a repo nobody configured.
+    fn rules(&self, repo: &str) -> Option<ProjectRules>;
+
+    /// The branch the task works on (`feature/<ID>-<slug>`, `fix/…` for a bug).
+    fn branch_name(&self, task: &TaskRecord) -> String;
+
+    /// Makes sure the task's branch (cut from fresh `origin/main`) and worktree exist.
+    async fn prepare(&self, task: &TaskRecord) -> Result<Workplace, String>;
+
+    /// After a successful agent run: commits what the agent changed and pushes the branch.
+    async fn publish(&self, task: &TaskRecord, role: Role) -> Result<(), String>;
+
+    /// Evaluates a gate for the task (artifacts: worktree first, then `origin/main`).
+    async fn evaluate_gate(&self, task: &TaskRecord, gate: GateKind) -> GateOutcome;
+
+    /// Merges the task's branch into `main` and confirms it landed.
+    async fn merge(&self, task: &TaskRecord) -> MergeResult;
+}
+
+/// One agent run to carry out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentRequest {
+    /// The run's id (names its log).
+    pub run_id: String,
+    /// The task.
+    pub work_item_id: WorkItemId,
+    /// The stage the run works for.
+    pub stage: Stage,
+    /// The role.
+    pub role: Role,
+    /// The text handed to the agent.
+    pub task_text: String,
+    /// Where it runs.
+    pub workplace: Workplace,
+    /// 1-based count of this role's runs on this task.
+    pub attempt: u32,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentReport {
+    /// Exit 0 and a result that is not an error.
+    pub success: bool,
+    /// Why it failed (empty on success).
+    pub reason: String,
+    /// The model asked for.
+    pub model: Option<String>,
+    /// Where its output went.
+    pub log_path: String,
+    /// What to journal about it.
+    pub finish: RunFinish,
+}
+
+/// Runs one agent process to its end (or its timeout).
+#[async_trait]
+pub trait AgentRunner: Send + Sync + 'static {
+    /// The model `role` would run with, for the run journal.
+    fn model(&self, role: Role) -> Option<String>;
+
+    /// Where the run's log goes.
+    fn log_path(&self, run_id: &str) -> PathBuf;
+
+    /// Runs the agent; never fails — a failure is a report with `success: false`.
+    async fn run(&self, request: AgentRequest) -> AgentReport;
+}

@@ -1,0 +1,11 @@
+//! The agent-process layer: starting one role agent (the Claude Code CLI, headless) as a
+//! supervised child process, and reading the single JSON result object it prints. Also the
+//! `scripted-agent` dry-run stand-in that speaks the same contract for tests and demos.
+
+pub mod launcher;
+pub mod result;
+pub mod runner;
+pub mod scripted;
+
+pub use result::{CliResult, ModelUsage, parse_stdout};
+pub use runner::{AgentCommand, AgentOutcome, run};

@@ -1,0 +1,235 @@
+//! The runner against tiny `sh` scripts standing in for the agent (tests may use a shell;
+//! the product never does): results, garbage, errors, timeouts with stubborn grandchildren,
+//! leftovers, environment and working directory.
+
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"{"type":"result","subtype":"success","is_error":false,"result":"done","num_turns":2,"modelUsage":{"m":{"inputTokens":3,"outputTokens":4,"costUSD":0.5}}}"#;
+
+/// A command that runs `script` with `/bin/sh` in `dir`, logging to `dir/logs/run.log`.
+fn agent(dir: &Path, script: &str, timeout: Duration) -> AgentCommand {
+    let path = dir.join("agent.sh");
+    std::fs::write(&path, script).unwrap();
+    AgentCommand {
+        program: PathBuf::from("/bin/sh"),
+        args: vec![path.display().to_string()],
+        cwd: dir.to_path_buf(),
+        env: Vec::new(),
+        log_path: dir.join("logs").join("nested").join("run.log"),
+        timeout,
+    }
+}
+
+fn errno_is_esrch() -> bool {
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Waits until not even a zombie of the group is left. Init reaps orphans at its own pace,
+/// so this polls (generously) instead of asserting at once.
+async fn group_vanishes(pgid: libc::pid_t) -> bool {
+    for _ in 0..1200 {
+        // SAFETY: signal 0 only probes for existence.
+        if unsafe { libc::kill(-pgid, 0) } == -1 && errno_is_esrch() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_good_result_is_parsed_and_both_streams_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = agent(
+        dir.path(),
+        &format!("echo 'working on it' >&2\necho '{GOOD}'\n"),
+        Duration::from_secs(30),
+    );
+    let log_path = cmd.log_path.clone();
+    let outcome = run(cmd).await;
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(outcome.exit_code, Some(0));
+    assert!(!outcome.timed_out);
+    assert!(outcome.pid.is_some());
+    let result = outcome.result.as_ref().unwrap();
+    assert_eq!(result.result.as_deref(), Some("done"));
+    assert_eq!(result.total_tokens(), 7);
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let header = log.lines().next().unwrap();
+    assert!(
+        header.contains("agent start") && header.contains("agent.sh"),
+        "{header}"
+    );
+    assert!(log.contains("working on it") && log.contains(GOOD), "{log}");
+    assert!(
+        log.trim_end().lines().last().unwrap().contains("agent end"),
+        "{log}"
+    );
+    assert!(
+        outcome.log_tail.contains("working on it"),
+        "{}",
+        outcome.log_tail
+    );
+}
+
+#[tokio::test]
+async fn output_that_is_not_json_is_a_failed_result_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run(agent(
+        dir.path(),
+        "echo 'I refuse to speak JSON'\n",
+        Duration::from_secs(30),
+    ))
+    .await;
+    assert_eq!(outcome.exit_code, Some(0));
+    assert!(!outcome.success());
+    let reason = outcome.result.unwrap_err();
+    assert!(reason.contains("not a CLI result object"), "{reason}");
+    assert!(reason.contains("I refuse to speak JSON"), "{reason}");
+}
+
+#[tokio::test]
+async fn exit_1_with_an_error_result_is_not_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run(agent(
+        dir.path(),
+        "echo '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true,\"result\":\"Not logged in · Please run /login\"}'\nexit 1\n",
+        Duration::from_secs(30),
+    ))
+    .await;
+    assert_eq!(outcome.exit_code, Some(1));
+    assert!(!outcome.success());
+    let result = outcome.result.unwrap();
+    assert!(result.is_error);
+    assert_eq!(
+        result.error_message().as_deref(),
+        Some("Not logged in · Please run /login")
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_group_even_what_ignores_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // Everything here ignores SIGTERM, so only the SIGKILL after the grace stops it; the
+    // background grandchild also holds stdout open, which must not hang the run.
+    let script = "trap '' TERM\nsleep 1000 &\necho $! > grandchild.pid\nsleep 1000\n";
+    let outcome = run(agent(dir.path(), script, Duration::from_secs(2))).await;
+    assert!(outcome.timed_out);
+    assert_eq!(outcome.exit_code, Some(-9));
+    assert_eq!(outcome.result.clone().unwrap_err(), "timeout after 2 s");
+    assert!(!outcome.success());
+    assert!(
+        outcome.log_tail.contains("timed out true"),
+        "{}",
+        outcome.log_tail
+    );
+
+    let pgid = libc::pid_t::try_from(outcome.pid.unwrap()).unwrap();
+    let grandchild: libc::pid_t = std::fs::read_to_string(dir.path().join("grandchild.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !group_alive(pgid),
+        "a process of the group is still running"
+    );
+    assert!(group_vanishes(pgid).await, "the group never vanished");
+    // SAFETY: signal 0 only probes for existence.
+    assert!(unsafe { libc::kill(grandchild, 0) } == -1 && errno_is_esrch());
+}
+
+#[tokio::test]
+async fn a_timed_out_agent_that_obeys_sigterm_reports_that_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run(agent(
+        dir.path(),
+        "sleep 1000 &\nsleep 1000\n",
+        Duration::from_millis(500),
+    ))
+    .await;
+    assert!(outcome.timed_out);
+    assert_eq!(outcome.exit_code, Some(-libc::SIGTERM));
+    assert_eq!(outcome.result.unwrap_err(), "timeout after 0.5 s");
+    let pgid = libc::pid_t::try_from(outcome.pid.unwrap()).unwrap();
+    assert!(!group_alive(pgid));
+}
+
+#[tokio::test]
+async fn processes_left_behind_by_a_finished_agent_are_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run(agent(
+        dir.path(),
+        &format!("sleep 1000 &\necho '{GOOD}'\n"),
+        Duration::from_secs(30),
+    ))
+    .await;
+    assert!(outcome.success(), "{outcome:?}");
+    assert!(!outcome.timed_out);
+    let pgid = libc::pid_t::try_from(outcome.pid.unwrap()).unwrap();
+    assert!(!group_alive(pgid));
+    assert!(
+        outcome.log_tail.contains("left processes"),
+        "{}",
+        outcome.log_tail
+    );
+}
+
+#[tokio::test]
+async fn env_and_cwd_are_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("worktree");
+    std::fs::create_dir(&work).unwrap();
+    let mut cmd = agent(
+        dir.path(),
+        "printf '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"%s|%s\"}' \"$(pwd -P)\" \"$AGENT_GREETING\"\n",
+        Duration::from_secs(30),
+    );
+    cmd.cwd = work.clone();
+    cmd.env = vec![("AGENT_GREETING".into(), "hello there".into())];
+    let outcome = run(cmd).await;
+    let text = outcome.result.unwrap().result.unwrap();
+    let expected = format!("{}|hello there", work.canonicalize().unwrap().display());
+    assert_eq!(text, expected);
+}
+
+#[tokio::test]
+async fn a_program_that_cannot_start_is_reported_not_panicked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = agent(dir.path(), "", Duration::from_secs(5));
+    cmd.program = dir.path().join("no-such-agent");
+    let outcome = run(cmd).await;
+    assert_eq!(outcome.exit_code, None);
+    assert_eq!(outcome.pid, None);
+    let reason = outcome.result.unwrap_err();
+    assert!(
+        reason.contains("cannot start") && reason.contains("no-such-agent"),
+        "{reason}"
+    );
+    assert!(
+        outcome.log_tail.contains("cannot start"),
+        "{}",
+        outcome.log_tail
+    );
+}
+
+#[tokio::test]
+async fn the_log_tail_covers_only_this_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = agent(
+        dir.path(),
+        "echo first-run-output\n",
+        Duration::from_secs(30),
+    );
+    let _ = run(cmd.clone()).await;
+    std::fs::write(dir.path().join("agent.sh"), "echo second-run-output\n").unwrap();
+    let outcome = run(cmd.clone()).await;
+    assert!(outcome.log_tail.contains("second-run-output"));
+    assert!(!outcome.log_tail.contains("first-run-output"));
+    // Appended, not truncated: the earlier run is still in the file.
+    let log = std::fs::read_to_string(&cmd.log_path).unwrap();
+    assert!(log.contains("first-run-output") && log.contains("second-run-output"));
+}

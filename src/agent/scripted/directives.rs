@@ -1,0 +1,289 @@
+//! Steering for the scripted agent, read from the task text so a test or a demo can script a
+//! whole pipeline run from the task alone: `scripted-agent:` lines pick each role's verdict
+//! per attempt, make a role crash, or make it slow enough to time out.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The line prefix that marks a directive line (after leading whitespace).
+pub const PREFIX: &str = "scripted-agent:";
+
+/// A pipeline role the scripted agent can play (the `ORCH_ROLE` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Writes the business request, BRD, requirements, acceptance criteria, test plan.
+    Analyst,
+    /// Writes the ADR; may find the requirements contradictory (`CONFLICT`).
+    Architect,
+    /// Changes code in the worktree.
+    Developer,
+    /// Judges the change: `APPROVED` or `REQUEST_CHANGES`.
+    Reviewer,
+    /// Runs the test plan: `PASS` or `FAIL`.
+    Tester,
+    /// Rolls out to staging, then production: `SUCCESS` or `FAILED`.
+    Deployer,
+}
+
+impl Role {
+    /// Every role, in pipeline order.
+    pub const ALL: [Role; 6] = [
+        Role::Analyst,
+        Role::Architect,
+        Role::Developer,
+        Role::Reviewer,
+        Role::Tester,
+        Role::Deployer,
+    ];
+
+    /// The spelling in `ORCH_ROLE` and in directives.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Analyst => "analyst",
+            Role::Architect => "architect",
+            Role::Developer => "developer",
+            Role::Reviewer => "reviewer",
+            Role::Tester => "tester",
+            Role::Deployer => "deployer",
+        }
+    }
+
+    /// The verdicts a directive may give this role; the first is the default (passing) one.
+    pub fn verdicts(self) -> &'static [&'static str] {
+        match self {
+            Role::Analyst | Role::Developer => &["OK"],
+            Role::Architect => &["OK", "CONFLICT"],
+            Role::Reviewer => &["APPROVED", "REQUEST_CHANGES"],
+            Role::Tester => &["PASS", "FAIL"],
+            Role::Deployer => &["SUCCESS", "FAILED"],
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown role {s:?} (expected analyst, architect, developer, reviewer, tester or deployer)"
+                )
+            })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything the `scripted-agent:` lines of one task text ask for. Later lines override
+/// earlier ones key by key.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Directives {
+    /// Per role, the verdict of attempt 1, 2, …; the last one repeats.
+    verdicts: BTreeMap<Role, Vec<&'static str>>,
+    /// Roles that crash: on every attempt (`None`) or on the first N (`Some(N)`).
+    fail: BTreeMap<Role, Option<u32>>,
+    /// Delay before answering, for every role.
+    sleep_all: Option<Duration>,
+    /// Delay before answering for one role; wins over `sleep_all`.
+    sleep_role: BTreeMap<Role, Duration>,
+}
+
+impl Directives {
+    /// Reads every directive line of `task`. A typo is an error naming the token, so a
+    /// scripted scenario never silently runs the default path.
+    pub fn parse(task: &str) -> Result<Self, String> {
+        let mut directives = Directives::default();
+        for line in task.lines() {
+            let Some(rest) = line.trim_start().strip_prefix(PREFIX) else {
+                continue;
+            };
+            for token in rest.split_whitespace() {
+                directives
+                    .apply(token)
+                    .map_err(|e| format!("bad scripted-agent directive {token:?}: {e}"))?;
+            }
+        }
+        Ok(directives)
+    }
+
+    fn apply(&mut self, token: &str) -> Result<(), String> {
+        let (key, value) = token
+            .split_once('=')
+            .ok_or("expected key=value (a role, fail or sleep)")?;
+        if value.is_empty() {
+            return Err("the value is empty".into());
+        }
+        match key {
+            "fail" => {
+                for item in value.split(',') {
+                    let (role, times) = match item.split_once(':') {
+                        Some((role, n)) => (role, Some(positive(n)?)),
+                        None => (item, None),
+                    };
+                    self.fail.insert(role.parse()?, times);
+                }
+            }
+            "sleep" => {
+                for item in value.split(',') {
+                    match item.split_once(':') {
+                        Some((role, secs)) => {
+                            self.sleep_role.insert(role.parse()?, seconds(secs)?);
+                        }
+                        None => self.sleep_all = Some(seconds(item)?),
+                    }
+                }
+            }
+            role => {
+                let role: Role = role.parse().map_err(|e| format!("{e}, fail or sleep"))?;
+                let verdicts = value
+                    .split(',')
+                    .map(|v| verdict(role, v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.verdicts.insert(role, verdicts);
+            }
+        }
+        Ok(())
+    }
+
+    /// The verdict of `role` on its `attempt`-th run (1-based): the attempt-th value given,
+    /// the last one past the end, the passing default without a directive.
+    pub fn verdict(&self, role: Role, attempt: u32) -> &'static str {
+        let index = usize::try_from(attempt.max(1) - 1).unwrap_or(usize::MAX);
+        match self.verdicts.get(&role) {
+            Some(list) => list.get(index).or(list.last()).copied(),
+            None => None,
+        }
+        .unwrap_or(role.verdicts()[0])
+    }
+
+    /// Whether `role` crashes on its `attempt`-th run.
+    pub fn fails(&self, role: Role, attempt: u32) -> bool {
+        match self.fail.get(&role) {
+            Some(None) => true,
+            Some(Some(times)) => attempt <= *times,
+            None => false,
+        }
+    }
+
+    /// How long `role` waits before answering, if at all.
+    pub fn sleep(&self, role: Role) -> Option<Duration> {
+        self.sleep_role.get(&role).copied().or(self.sleep_all)
+    }
+}
+
+/// Matches a verdict case-insensitively against what the role can say.
+fn verdict(role: Role, value: &str) -> Result<&'static str, String> {
+    role.verdicts()
+        .iter()
+        .find(|v| v.eq_ignore_ascii_case(value))
+        .copied()
+        .ok_or_else(|| {
+            format!(
+                "{role} cannot answer {value:?} (expected one of {})",
+                role.verdicts().join(", ")
+            )
+        })
+}
+
+fn positive(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a positive whole number of attempts"
+        )),
+    }
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_directives_every_role_passes() {
+        let d = Directives::parse("Add a health endpoint.\nNothing else.").unwrap();
+        assert_eq!(d, Directives::default());
+        assert_eq!(d.verdict(Role::Reviewer, 1), "APPROVED");
+        assert_eq!(d.verdict(Role::Tester, 3), "PASS");
+        assert_eq!(d.verdict(Role::Architect, 1), "OK");
+        assert_eq!(d.verdict(Role::Deployer, 2), "SUCCESS");
+        assert!(!d.fails(Role::Developer, 1));
+        assert_eq!(d.sleep(Role::Analyst), None);
+    }
+
+    #[test]
+    fn attempts_walk_the_list_and_the_last_value_repeats() {
+        let d = Directives::parse(
+            "Title\n  scripted-agent: reviewer=REQUEST_CHANGES,APPROVED tester=FAIL,FAIL,FAIL architect=conflict\n",
+        )
+        .unwrap();
+        assert_eq!(d.verdict(Role::Reviewer, 1), "REQUEST_CHANGES");
+        assert_eq!(d.verdict(Role::Reviewer, 2), "APPROVED");
+        assert_eq!(d.verdict(Role::Reviewer, 7), "APPROVED");
+        assert_eq!(d.verdict(Role::Tester, 4), "FAIL");
+        assert_eq!(d.verdict(Role::Architect, 1), "CONFLICT");
+        // Untouched roles keep their defaults.
+        assert_eq!(d.verdict(Role::Deployer, 1), "SUCCESS");
+    }
+
+    #[test]
+    fn fail_and_sleep_accept_all_or_per_role_forms_and_later_lines_win() {
+        let d = Directives::parse(
+            "scripted-agent: fail=developer sleep=3\n\
+             scripted-agent: fail=tester:2 sleep=deployer:0.5 reviewer=APPROVED\n\
+             scripted-agent: reviewer=REQUEST_CHANGES\n",
+        )
+        .unwrap();
+        assert!(d.fails(Role::Developer, 1) && d.fails(Role::Developer, 9));
+        assert!(d.fails(Role::Tester, 2) && !d.fails(Role::Tester, 3));
+        assert!(!d.fails(Role::Reviewer, 1));
+        assert_eq!(d.sleep(Role::Analyst), Some(Duration::from_secs(3)));
+        assert_eq!(d.sleep(Role::Deployer), Some(Duration::from_millis(500)));
+        assert_eq!(d.verdict(Role::Reviewer, 1), "REQUEST_CHANGES");
+    }
+
+    #[test]
+    fn a_typo_is_an_error_naming_the_token() {
+        for (text, needle) in [
+            (
+                "scripted-agent: reviewer=APPROVE",
+                "reviewer cannot answer \"APPROVE\"",
+            ),
+            (
+                "scripted-agent: reveiwer=APPROVED",
+                "unknown role \"reveiwer\"",
+            ),
+            ("scripted-agent: tester", "expected key=value"),
+            ("scripted-agent: tester=", "empty"),
+            ("scripted-agent: fail=tester:0", "positive"),
+            ("scripted-agent: sleep=soon", "seconds"),
+            ("scripted-agent: sleep=-1", "seconds"),
+            ("scripted-agent: developer=FAIL", "developer cannot answer"),
+        ] {
+            let error = Directives::parse(text).unwrap_err();
+            assert!(error.contains(needle), "{text}: {error}");
+            let token = text.trim_start_matches("scripted-agent: ");
+            assert!(error.contains(&format!("{token:?}")), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn only_lines_that_start_with_the_prefix_count() {
+        let d = Directives::parse("please ignore scripted-agent: reviewer=FOO in prose").unwrap();
+        assert_eq!(d, Directives::default());
+    }
+}

@@ -1,0 +1,250 @@
+//! The local forge: the [`Forge`] port over the git [`Workspace`] and the configured
+//! projects. Gates read artifacts from the task's worktree first, then `origin/main`; CI is
+//! the project's test command at the branch head; the merge is the workspace's `--no-ff`
+//! merge into `main`, confirmed by ancestry.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orchestrator_actors::gates::{self, ArtifactSource, CiOutcome, GateContext, GateOutcome};
+use orchestrator_actors::pipeline::Labels;
+use orchestrator_actors::ports::TaskRecord;
+use orchestrator_actors::task_machine::{MergeResult, ProjectRules};
+use orchestrator_actors::workbench::{Forge, Workplace};
+use orchestrator_actors::{GateKind, Role, artifacts};
+
+use crate::projects::Project;
+use crate::workspace::{CiRun, MergeOutcome, Workspace};
+
+/// The local forge.
+pub struct LocalForge {
+    /// Clones, worktrees and merges.
+    workspace: Arc<Workspace>,
+    /// Configured projects, by repo.
+    projects: HashMap<String, Project>,
+    /// Budget of one CI run.
+    ci_timeout: Duration,
+}
+
+impl LocalForge {
+    /// A forge over `workspace` for `projects`.
+    pub fn new(workspace: Arc<Workspace>, projects: &[Project], ci_timeout: Duration) -> Self {
+        Self {
+            workspace,
+            projects: projects
+                .iter()
+                .map(|p| (p.repo.clone(), p.clone()))
+                .collect(),
+            ci_timeout,
+        }
+    }
+
+    fn project(&self, task: &TaskRecord) -> Result<&Project, String> {
+        self.projects.get(&task.repo).ok_or_else(|| {
+            format!(
+                "repo {:?} of task {} is not a configured project",
+                task.repo, task.work_item_id
+            )
+        })
+    }
+
+    fn branch(&self, task: &TaskRecord) -> String {
+        task.branch
+            .clone()
+            .unwrap_or_else(|| self.branch_name(task))
+    }
+
+    fn worktree(&self, task: &TaskRecord) -> PathBuf {
+        self.workspace
+            .worktrees_dir()
+            .join(task.work_item_id.as_str())
+    }
+
+    async fn clone_of(&self, task: &TaskRecord) -> Result<PathBuf, String> {
+        let project = self.project(task)?;
+        self.workspace
+            .ensure_clone(&project.repo, &project.origin)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The artifacts a gate may look at, read ahead (the gates themselves are synchronous).
+struct Prefetched {
+    /// File contents by path relative to the repository root.
+    files: HashMap<String, String>,
+    /// File names by directory.
+    dirs: HashMap<String, Vec<String>>,
+}
+
+impl ArtifactSource for Prefetched {
+    fn read(&self, rel_path: &str) -> Result<Option<String>, String> {
+        Ok(self.files.get(rel_path).cloned())
+    }
+    fn list_dir(&self, rel_dir: &str) -> Result<Vec<String>, String> {
+        Ok(self
+            .dirs
+            .get(rel_dir.trim_end_matches('/'))
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+impl LocalForge {
+    /// Reads every file of the task's work-item directory and its ADR directory.
+    async fn prefetch(&self, task: &TaskRecord) -> Result<Prefetched, String> {
+        let clone = self.clone_of(task).await?;
+        let worktree = self.worktree(task);
+        let worktree = worktree.is_dir().then_some(worktree);
+        let mut files = HashMap::new();
+        let mut dirs = HashMap::new();
+        for dir in [
+            artifacts::work_item_dir(&task.work_item_id),
+            artifacts::adr_dir(&task.work_item_id),
+        ] {
+            let names = self
+                .workspace
+                .list_artifact_dir(&clone, worktree.as_deref(), &dir)
+                .await
+                .map_err(|e| e.to_string())?;
+            for name in &names {
+                let rel = format!("{dir}/{name}");
+                if let Some(text) = self
+                    .workspace
+                    .read_artifact(&clone, worktree.as_deref(), &rel)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    files.insert(rel, text);
+                }
+            }
+            dirs.insert(dir, names);
+        }
+        Ok(Prefetched { files, dirs })
+    }
+}
+
+#[async_trait]
+impl Forge for LocalForge {
+    fn rules(&self, repo: &str) -> Option<ProjectRules> {
+        self.projects.get(repo).map(|p| ProjectRules {
+            has_staging: p.staging,
+            confirm_deploy: p.confirm_deploy,
+        })
+    }
+
+    fn branch_name(&self, task: &TaskRecord) -> String {
+        Workspace::branch_name(
+            task.work_item_id.as_str(),
+            &task.title,
+            Labels::new(&task.labels).is_bug(),
+        )
+    }
+
+    async fn prepare(&self, task: &TaskRecord) -> Result<Workplace, String> {
+        let clone = self.clone_of(task).await?;
+        let branch = self.branch(task);
+        let worktree = self
+            .workspace
+            .create_worktree(&clone, task.work_item_id.as_str(), &branch)
+            .await
+            .map_err(|e| e.to_string())?;
+        let artifacts_dir = worktree.join(artifacts::work_item_dir(&task.work_item_id));
+        tokio::fs::create_dir_all(&artifacts_dir)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", artifacts_dir.display()))?;
+        Ok(Workplace {
+            branch,
+            worktree,
+            artifacts_dir,
+        })
+    }
+
+    async fn publish(&self, task: &TaskRecord, role: Role) -> Result<(), String> {
+        let worktree = self.worktree(task);
+        let message = format!("{role}: {} {}", task.work_item_id, task.title);
+        self.workspace
+            .commit_all(&worktree, &message)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.workspace
+            .push_branch(&worktree, &self.branch(task))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn evaluate_gate(&self, task: &TaskRecord, gate: GateKind) -> GateOutcome {
+        let rules = self.rules(&task.repo).unwrap_or_default();
+        let source = match self.prefetch(task).await {
+            Ok(source) => source,
+            Err(reason) => {
+                return GateOutcome::Defer {
+                    reason: format!("cannot read the artifacts: {reason}"),
+                };
+            }
+        };
+        let ci = if gate == GateKind::CiGreen {
+            let Ok(project) = self.project(task) else {
+                return GateOutcome::Defer {
+                    reason: format!("repo {:?} is not configured", task.repo),
+                };
+            };
+            Some(
+                match self
+                    .workspace
+                    .run_test_cmd(&self.worktree(task), &project.test_cmd, self.ci_timeout)
+                    .await
+                {
+                    CiRun::Green { summary } => CiOutcome::Green { summary },
+                    CiRun::Red { output_tail } => CiOutcome::Red { output_tail },
+                    CiRun::ToolError { message } => CiOutcome::ToolError { message },
+                },
+            )
+        } else {
+            None
+        };
+        let context = GateContext {
+            id: &task.work_item_id,
+            has_staging: rules.has_staging,
+            ci,
+        };
+        gates::evaluate(gate, &source, &context)
+    }
+
+    async fn merge(&self, task: &TaskRecord) -> MergeResult {
+        let clone = match self.clone_of(task).await {
+            Ok(clone) => clone,
+            Err(message) => return MergeResult::Error { message },
+        };
+        let message = format!(
+            "Merge {} into main: {} ({})",
+            self.branch(task),
+            task.title,
+            task.work_item_id
+        );
+        match self
+            .workspace
+            .merge_into_main(&clone, &self.branch(task), &message)
+            .await
+        {
+            Ok(MergeOutcome::Merged { sha }) => {
+                match self.workspace.is_merged(&clone, &sha).await {
+                    Ok(true) => MergeResult::Merged { sha },
+                    Ok(false) => MergeResult::Error {
+                        message: format!("merge {sha} is not an ancestor of origin/main"),
+                    },
+                    Err(e) => MergeResult::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
+            Ok(MergeOutcome::Conflict { files }) => MergeResult::Conflict { files },
+            Err(e) => MergeResult::Error {
+                message: e.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Operator routes (Bearer `ORCH_OPERATOR_TOKEN`): `POST /tasks/{id}/approve | reject |
+//! confirm-deploy | pause | resume | stop`. Without a configured token they are refused with
+//! 403; a missing or wrong token gets 401. Each action is a message to the task's actor, whose
+//! reply says whether anything changed (a replayed approve changes nothing).
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::post;
+use axum::{Json, Router};
+use orchestrator_actors::task::{HumanAction, HumanReply, TaskMsg};
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, registry};
+use serde_json::Value;
+
+use super::tasks::parse_id;
+use super::{ApiError, AppState};
+
+/// How long an operator request waits for the task actor.
+const ACTOR_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/tasks/{id}/{action}", post(act))
+}
+
+/// Checks the Bearer token in constant time relative to the token's length.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.operator_token.as_deref() else {
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: "operator routes are disabled: set ORCH_OPERATOR_TOKEN to enable them".into(),
+        });
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message:
+                "missing or wrong operator token (Authorization: Bearer <ORCH_OPERATOR_TOKEN>)"
+                    .into(),
+        });
+    }
+    Ok(())
+}
+
+/// The optional `reason` of the body; `required` makes it mandatory.
+fn reason(body: &Option<Json<Value>>, required: bool) -> Result<String, ApiError> {
+    let value = body.as_ref().and_then(|Json(b)| b.get("reason").cloned());
+    match value {
+        Some(Value::String(r)) if !r.trim().is_empty() && r.chars().count() <= 2000 => {
+            Ok(r.trim().to_string())
+        }
+        Some(Value::String(_)) => Err(ApiError::bad_request("reason must be 1-2000 characters")),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "reason must be a string, not {other}"
+        ))),
+        None if required => Err(ApiError::bad_request(
+            "a JSON body {\"reason\": \"…\"} is required",
+        )),
+        None => Ok(String::new()),
+    }
+}
+
+async fn act(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((raw, action)): Path<(String, String)>,
+    body: Option<Json<Value>>,
+) -> Result<Json<HumanReply>, ApiError> {
+    authorize(&state, &headers)?;
+    let id = parse_id(&raw)?;
+    let action = match action.as_str() {
+        "approve" => HumanAction::Approve,
+        "reject" => HumanAction::Reject(reason(&body, true)?),
+        "confirm-deploy" => HumanAction::ConfirmDeploy,
+        "pause" => HumanAction::Pause,
+        "resume" => HumanAction::Resume,
+        "stop" => {
+            let why = reason(&body, false)?;
+            HumanAction::Cancel(if why.is_empty() {
+                "stopped by the operator".into()
+            } else {
+                why
+            })
+        }
+        other => {
+            return Err(ApiError::not_found(format!(
+                "unknown action {other:?} (approve, reject, confirm-deploy, pause, resume, stop)"
+            )));
+        }
+    };
+    let task = state
+        .store
+        .load_task(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
+    if task.stage.is_terminal() {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!("task {id} is {}; nothing more can happen to it", task.stage),
+        });
+    }
+    let actor: ActorRef<TaskMsg> = registry::where_is(id.actor_name())
+        .map(ActorRef::from)
+        .ok_or_else(|| {
+            ApiError::unavailable(format!("task {id} has no live actor (see GET /actors)"))
+        })?;
+    match actor
+        .call(|reply| TaskMsg::Human(action, reply), Some(ACTOR_TIMEOUT))
+        .await
+    {
+        Ok(CallResult::Success(reply)) => Ok(Json(reply)),
+        Ok(CallResult::Timeout) => Err(ApiError::unavailable(format!(
+            "task {id} did not answer within 10 s"
+        ))),
+        _ => Err(ApiError::unavailable(format!(
+            "task {id}'s actor stopped before answering"
+        ))),
+    }
+}

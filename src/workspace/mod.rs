@@ -1,0 +1,442 @@
+//! The git adapter behind the Workspace port: one local clone per repository, one worktree per
+//! task branch, artifact reads (the task worktree first, then `origin/main`), commits, pushes,
+//! the local forge's merge and CI run. Every git call is argv through [`git::git`].
+
+mod ci;
+pub mod git;
+mod merge;
+mod names;
+pub mod sample;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use crate::config::Config;
+pub use ci::CiRun;
+pub use git::GitError;
+use git::{git, git_output, path_arg};
+pub use merge::MergeOutcome;
+
+/// Local clones and task worktrees on this machine. Share one instance (e.g. in an `Arc`):
+/// it serialises the git operations that move a clone's refs or working tree, which git
+/// itself would otherwise fail with "cannot lock ref" when tasks of one repo run together.
+#[derive(Debug)]
+pub struct Workspace {
+    /// One non-bare clone per repository, named after it (`<data>/repos`).
+    cache_dir: PathBuf,
+    /// One worktree per task, named after its id (`ORCH_WORKTREES_DIR`).
+    worktrees_dir: PathBuf,
+    /// One lock per clone, taken by fetches, worktree changes and merges.
+    locks: Mutex<HashMap<PathBuf, Arc<AsyncMutex<()>>>>,
+}
+
+impl Workspace {
+    /// A workspace keeping clones in `cache_dir` and worktrees in `worktrees_dir`. Both are
+    /// made absolute now: git resolves relative paths against the directory it runs in.
+    pub fn new(cache_dir: impl Into<PathBuf>, worktrees_dir: impl Into<PathBuf>) -> Self {
+        let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
+        Self {
+            cache_dir: absolute(cache_dir.into()),
+            worktrees_dir: absolute(worktrees_dir.into()),
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The workspace described by the service configuration.
+    pub fn from_config(config: &Config) -> Self {
+        Self::new(config.repos_dir(), config.worktrees_dir.clone())
+    }
+
+    /// Where the clones live.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Where the task worktrees live.
+    pub fn worktrees_dir(&self) -> &Path {
+        &self.worktrees_dir
+    }
+
+    /// The branch a task works on: `feature/<ID>-<slug>` or `fix/<ID>-<slug>`, the slug being
+    /// the title's lowercase ASCII words (at most 30 characters); `id` must be a valid
+    /// work-item id.
+    pub fn branch_name(id: &str, title: &str, is_bug: bool) -> String {
+        names::branch_name(id, title, is_bug)
+    }
+
+    /// Makes sure a local clone of `repo` exists under the cache directory and is up to date
+    /// with `origin` (a bare repository path or a git URL); returns its path.
+    pub async fn ensure_clone(&self, repo: &str, origin: &str) -> Result<PathBuf, GitError> {
+        let name = names::clone_dir_name(repo)?;
+        let origin = names::origin(origin)?;
+        let clone = self.cache_dir.join(&name);
+        let _lock = self.lock(&clone).await;
+        if exists(&clone.join(".git")).await? {
+            // The configured origin may have moved since the clone was made.
+            if git(&clone, &["remote", "get-url", "origin"]).await? != origin {
+                git(&clone, &["remote", "set-url", "origin", &origin]).await?;
+            }
+            fetch(&clone).await?;
+            return Ok(clone);
+        }
+        create_dir_all(&self.cache_dir).await?;
+        // Clone beside the target and rename, so an interrupted clone never looks finished.
+        let partial = self.cache_dir.join(format!(".{name}.partial"));
+        remove_dir_all(&partial).await?;
+        let partial_arg = path_arg(&partial)?;
+        git(
+            &self.cache_dir,
+            &["clone", "--quiet", "--", &origin, partial_arg],
+        )
+        .await?;
+        tokio::fs::rename(&partial, &clone)
+            .await
+            .map_err(|source| GitError::Io {
+                path: clone.clone(),
+                source,
+            })?;
+        Ok(clone)
+    }
+
+    /// Creates the worktree of task `id` on `branch`, freshly based on `origin/main` (fetched
+    /// first), at `<worktrees_dir>/<id>`. An existing worktree of that task on that branch is
+    /// returned untouched, so a restarted task never loses work in progress.
+    pub async fn create_worktree(
+        &self,
+        clone: &Path,
+        id: &str,
+        branch: &str,
+    ) -> Result<PathBuf, GitError> {
+        names::work_item_id(id)?;
+        names::task_branch(branch)?;
+        let path = self.worktrees_dir.join(id);
+        let _lock = self.lock(clone).await;
+        fetch(clone).await?;
+        // Forget worktrees whose directories were deleted by hand, so their paths can be reused.
+        git(clone, &["worktree", "prune"]).await?;
+        if let Some(checked_out) = registered_worktree(clone, &path).await? {
+            if checked_out.as_deref() == Some(branch) {
+                return Ok(path);
+            }
+            return Err(GitError::State {
+                path,
+                problem: format!(
+                    "is already a worktree on {} instead of {branch}",
+                    checked_out.as_deref().unwrap_or("a detached HEAD")
+                ),
+            });
+        }
+        if exists(&path).await? {
+            return Err(GitError::State {
+                path,
+                problem: format!("exists but is not a worktree of {}", clone.display()),
+            });
+        }
+        create_dir_all(&self.worktrees_dir).await?;
+        // --no-track: the task branch must not track origin/main, or a bare `git push` in the
+        // worktree would aim at main.
+        git(
+            clone,
+            &[
+                "worktree",
+                "add",
+                "--quiet",
+                "--no-track",
+                "-B",
+                branch,
+                path_arg(&path)?,
+                "origin/main",
+            ],
+        )
+        .await?;
+        Ok(path)
+    }
+
+    /// Reads artifact `rel` from the task worktree if it is there, else from `origin/main` in
+    /// `clone` (as last fetched); `Ok(None)` when neither has it.
+    pub async fn read_artifact(
+        &self,
+        clone: &Path,
+        worktree: Option<&Path>,
+        rel: &str,
+    ) -> Result<Option<String>, GitError> {
+        let rel = names::artifact_path(rel)?;
+        if let Some(worktree) = worktree
+            && let Some(text) = read_worktree_file(worktree, &rel).await?
+        {
+            return Ok(Some(text));
+        }
+        require_origin_main(clone).await?;
+        let spec = format!("origin/main:{rel}");
+        let kind = git_output(clone, &["cat-file", "-t", &spec]).await?;
+        if !kind.success() || kind.text() != "blob" {
+            return Ok(None);
+        }
+        let out = git_output(clone, &["cat-file", "blob", &spec]).await?;
+        if !out.success() {
+            return Err(out.into_error());
+        }
+        Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+    }
+
+    /// File names directly in `rel_dir`: the union of the worktree's directory and the same
+    /// directory on `origin/main`, sorted. A directory missing in both lists nothing.
+    pub async fn list_artifact_dir(
+        &self,
+        clone: &Path,
+        worktree: Option<&Path>,
+        rel_dir: &str,
+    ) -> Result<Vec<String>, GitError> {
+        let rel = names::artifact_path(rel_dir)?;
+        let mut found = BTreeSet::new();
+        if let Some(worktree) = worktree
+            && let Some(dir) = inside_worktree(worktree, &rel).await?
+            && tokio::fs::metadata(&dir).await.is_ok_and(|m| m.is_dir())
+        {
+            let mut entries = tokio::fs::read_dir(&dir).await.map_err(io_at(&dir))?;
+            while let Some(entry) = entries.next_entry().await.map_err(io_at(&dir))? {
+                let is_file = entry.file_type().await.is_ok_and(|t| t.is_file());
+                if let (true, Some(name)) = (is_file, entry.file_name().to_str()) {
+                    found.insert(name.to_string());
+                }
+            }
+        }
+        require_origin_main(clone).await?;
+        let out = git_output(clone, &["ls-tree", "-z", &format!("origin/main:{rel}")]).await?;
+        // A failure here means the directory is not on main (or is a file there).
+        if out.success() {
+            for entry in out.stdout.split(|b| *b == 0) {
+                let entry = String::from_utf8_lossy(entry);
+                // `<mode> SP <type> SP <oid> TAB <name>`; symlinks (120000) are not artifacts.
+                if let Some((meta, name)) = entry.split_once('\t')
+                    && meta.starts_with("100")
+                    && meta.split(' ').nth(1) == Some("blob")
+                {
+                    found.insert(name.to_string());
+                }
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
+    /// Stages everything in `worktree` and commits it; the new HEAD sha, or `None` when there
+    /// was nothing to commit.
+    pub async fn commit_all(
+        &self,
+        worktree: &Path,
+        message: &str,
+    ) -> Result<Option<String>, GitError> {
+        git(worktree, &["add", "--all"]).await?;
+        let staged = git_output(worktree, &["diff", "--cached", "--quiet"]).await?;
+        match staged.code {
+            Some(0) => return Ok(None),
+            Some(1) => {}
+            _ => return Err(staged.into_error()),
+        }
+        git(worktree, &["commit", "--quiet", "-m", message]).await?;
+        self.head_sha(worktree).await.map(Some)
+    }
+
+    /// Pushes `branch` to the same name on origin and sets it as upstream. Never forces, and
+    /// refuses `main`: main changes only through [`Workspace::merge_into_main`].
+    pub async fn push_branch(&self, worktree: &Path, branch: &str) -> Result<(), GitError> {
+        names::task_branch(branch)?;
+        let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+        git(
+            worktree,
+            &["push", "--quiet", "--set-upstream", "origin", &refspec],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The commit checked out in `dir` (a clone or a worktree).
+    pub async fn head_sha(&self, dir: &Path) -> Result<String, GitError> {
+        git(dir, &["rev-parse", "--verify", "HEAD"]).await
+    }
+
+    /// Whether commit `sha` is on `origin/main`, fetched now: the only accepted proof that a
+    /// merge happened.
+    pub async fn is_merged(&self, clone: &Path, sha: &str) -> Result<bool, GitError> {
+        names::sha(sha)?;
+        let _lock = self.lock(clone).await;
+        fetch(clone).await?;
+        let out = git_output(
+            clone,
+            &[
+                "merge-base",
+                "--is-ancestor",
+                sha,
+                "refs/remotes/origin/main",
+            ],
+        )
+        .await?;
+        match out.code {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(out.into_error()),
+        }
+    }
+
+    /// Removes the worktree of task `id`, best effort: failures are logged, never returned,
+    /// because cleanup must not fail the stage that asked for it. The branch is kept.
+    pub async fn remove_worktree(&self, clone: &Path, id: &str) {
+        if let Err(e) = names::work_item_id(id) {
+            tracing::warn!(error = %e, "not removing a worktree");
+            return;
+        }
+        let path = self.worktrees_dir.join(id);
+        let _lock = self.lock(clone).await;
+        if let Some(arg) = path.to_str() {
+            // --force: a task's uncommitted leftovers must not keep its directory alive.
+            if let Err(e) = git(clone, &["worktree", "remove", "--force", arg]).await {
+                tracing::debug!(error = %e, "git worktree remove failed; deleting the directory");
+            }
+        }
+        if let Err(e) = remove_dir_all(&path).await {
+            tracing::warn!(error = %e, "cannot delete a task worktree");
+        }
+        if let Err(e) = git(clone, &["worktree", "prune"]).await {
+            tracing::warn!(error = %e, "git worktree prune failed");
+        }
+    }
+
+    /// The lock of `clone`, held by every operation that moves its refs or working tree.
+    async fn lock(&self, clone: &Path) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(clone.to_path_buf()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
+/// Brings the clone's view of origin up to date.
+async fn fetch(clone: &Path) -> Result<(), GitError> {
+    git(clone, &["fetch", "--quiet", "--prune", "origin"])
+        .await
+        .map(drop)
+}
+
+/// Artifact reads from `main` need `origin/main`; its absence is a broken clone, not a
+/// missing artifact, and must not read as "no verdict".
+async fn require_origin_main(clone: &Path) -> Result<(), GitError> {
+    let out = git_output(
+        clone,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "refs/remotes/origin/main",
+        ],
+    )
+    .await?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(GitError::State {
+            path: clone.to_path_buf(),
+            problem: "has no origin/main (is the origin empty?)".to_string(),
+        })
+    }
+}
+
+/// The branch checked out in the registered worktree at `path`: `None` when no worktree of
+/// `clone` is there, `Some(None)` when it is on a detached HEAD.
+async fn registered_worktree(
+    clone: &Path,
+    path: &Path,
+) -> Result<Option<Option<String>>, GitError> {
+    let list = git(clone, &["worktree", "list", "--porcelain"]).await?;
+    let wanted = tokio::fs::canonicalize(path)
+        .await
+        .unwrap_or_else(|_| path.to_path_buf());
+    for entry in list.split("\n\n") {
+        let mut lines = entry.lines();
+        let Some(listed) = lines.next().and_then(|l| l.strip_prefix("worktree ")) else {
+            continue;
+        };
+        let listed = tokio::fs::canonicalize(listed)
+            .await
+            .unwrap_or_else(|_| PathBuf::from(listed));
+        if listed == wanted {
+            let branch = lines
+                .find_map(|l| l.strip_prefix("branch refs/heads/"))
+                .map(str::to_string);
+            return Ok(Some(branch));
+        }
+    }
+    Ok(None)
+}
+
+/// `worktree/rel` if it exists and, symlinks resolved, stays inside the worktree; an agent
+/// must not be able to point an artifact at a file elsewhere on the host.
+async fn inside_worktree(worktree: &Path, rel: &str) -> Result<Option<PathBuf>, GitError> {
+    let root = tokio::fs::canonicalize(worktree)
+        .await
+        .map_err(io_at(worktree))?;
+    let real = match tokio::fs::canonicalize(worktree.join(rel)).await {
+        Ok(real) => real,
+        Err(e) if is_missing(&e) => return Ok(None),
+        Err(source) => {
+            return Err(GitError::Io {
+                path: worktree.join(rel),
+                source,
+            });
+        }
+    };
+    if !real.starts_with(&root) {
+        return Err(GitError::Invalid {
+            what: "artifact path",
+            value: rel.to_string(),
+            reason: format!("it resolves outside the worktree, to {}", real.display()),
+        });
+    }
+    Ok(Some(real))
+}
+
+async fn read_worktree_file(worktree: &Path, rel: &str) -> Result<Option<String>, GitError> {
+    let Some(file) = inside_worktree(worktree, rel).await? else {
+        return Ok(None);
+    };
+    if !tokio::fs::metadata(&file).await.is_ok_and(|m| m.is_file()) {
+        return Ok(None);
+    }
+    let bytes = tokio::fs::read(&file).await.map_err(io_at(&file))?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+fn is_missing(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
+
+fn io_at(path: &Path) -> impl Fn(std::io::Error) -> GitError + '_ {
+    move |source| GitError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+async fn exists(path: &Path) -> Result<bool, GitError> {
+    tokio::fs::try_exists(path).await.map_err(io_at(path))
+}
+
+async fn create_dir_all(path: &Path) -> Result<(), GitError> {
+    tokio::fs::create_dir_all(path).await.map_err(io_at(path))
+}
+
+/// Deletes `path` and everything under it; already gone is fine.
+async fn remove_dir_all(path: &Path) -> Result<(), GitError> {
+    match tokio::fs::remove_dir_all(path).await {
+        Err(e) if !is_missing(&e) => Err(io_at(path)(e)),
+        _ => Ok(()),
+    }
+}
