@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the service (HTTP on ORCH_BIND, data in ORCH_DATA_DIR).
     Serve,
+    /// Watch a sample task travel the whole pipeline locally, with the dry-run agent.
+    Demo,
     /// Show the active tasks of a running service.
     Status(ClientArgs),
     /// List tasks, or show one task with its journal and live actor.
@@ -99,6 +101,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let token = crate::signals::install(config.shutdown_timeout)
                 .context("cannot install signal handlers")?;
             crate::server::run(config, token).await
+        }
+        Command::Demo => {
+            crate::logging::init_quiet(&config);
+            crate::demo::run(config).await
         }
         Command::Status(client) => print_get(&config, &client, "/status").await,
         Command::Tasks { id: None, client } => print_get(&config, &client, "/tasks").await,

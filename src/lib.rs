@@ -6,6 +6,7 @@ pub mod agent;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod forge;
 pub mod http;
 pub mod logging;

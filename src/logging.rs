@@ -19,3 +19,13 @@ pub fn init(config: &Config) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+
+/// Like [`init`], but only warnings and errors unless `ORCH_LOG` was set: the demo's own
+/// output is its progress lines.
+pub fn init_quiet(config: &Config) {
+    let mut quiet = config.clone();
+    if std::env::var_os("ORCH_LOG").is_none() {
+        quiet.log = "warn".into();
+    }
+    init(&quiet);
+}

@@ -54,6 +54,18 @@ pub fn restart_policy(config: &Config) -> RestartPolicy {
 /// budget: a quarter for in-flight HTTP requests, half for the actor tree (stragglers are
 /// killed), the rest for the store. The signal thread's deadline is the backstop.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on ORCH_BIND={}", config.bind))?;
+    run_on(config, listener, shutdown).await
+}
+
+/// Like [`run`], on a listener the caller bound (the demo and benchmarks use port 0).
+pub async fn run_on(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let budget = config.shutdown_timeout;
     let (http_drain, tree_stop) = (budget / 4, budget / 2);
     for key in &config.unknown_keys {
@@ -65,9 +77,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             config.runs_dir().display()
         )
     })?;
-    let listener = TcpListener::bind(config.bind)
-        .await
-        .with_context(|| format!("cannot listen on ORCH_BIND={}", config.bind))?;
     let addr = listener.local_addr()?;
 
     let store = Arc::new(

@@ -217,3 +217,48 @@ pub async fn stall(service: &Service, id: &str, ms: u64) {
     })
     .await;
 }
+
+/// The operator token the pipeline tests configure.
+pub const TOKEN: &str = "test-operator-token-0123";
+
+impl Service {
+    /// POST `path` with a JSON body and, if given, a Bearer token.
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+}
+
+/// A sample project's environment: a bare origin under `dir` with a tiny app and its test
+/// command, the dry-run agent (this binary), an operator token and quick retries.
+pub async fn local_mode(dir: &Path, projects: &[(&str, &str, bool)]) -> Vec<(String, String)> {
+    let mut list = Vec::new();
+    for (repo, prefix, confirm_deploy) in projects {
+        let origin = dir.join(format!("{prefix}.git"));
+        orchestrator::workspace::sample::create_sample_origin(&origin)
+            .await
+            .unwrap();
+        list.push(serde_json::json!({
+            "repo": repo,
+            "origin": origin,
+            "prefix": prefix,
+            "test_cmd": orchestrator::workspace::sample::SAMPLE_TEST_CMD,
+            "confirm_deploy": confirm_deploy,
+        }));
+    }
+    vec![
+        ("ORCH_PROJECTS_JSON".into(), Value::Array(list).to_string()),
+        ("ORCH_CLAUDE_BIN".into(), BIN.into()),
+        ("ORCH_CLAUDE_ARGS".into(), "scripted-agent".into()),
+        ("ORCH_OPERATOR_TOKEN".into(), TOKEN.into()),
+        ("ORCH_RETRY_DELAY_S".into(), "1".into()),
+        ("ORCH_MAX_CONCURRENCY".into(), "2".into()),
+    ]
+}

@@ -1,0 +1,348 @@
+//! The pipeline end to end on the real binary in local mode: the local tracker (`POST
+//! /tasks`), the local git forge on a sample bare origin, and the dry-run agent steered by
+//! `scripted-agent:` directives in the task description. Humans act through the operator API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Service, TOKEN, eventually, local_mode};
+use serde_json::{Value, json};
+
+async fn start(dir: &std::path::Path, confirm_deploy: bool) -> Service {
+    let env = local_mode(dir, &[("acme/app", "ACME", confirm_deploy)]).await;
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Service::start(&dir.join("data"), &env)
+}
+
+async fn create(service: &Service, title: &str, description: &str, labels: &[&str]) -> String {
+    let body =
+        json!({"repo": "acme/app", "title": title, "description": description, "labels": labels});
+    let (status, reply) = service.post_json("/tasks", &body, None).await;
+    assert_eq!(status, 201, "{reply}");
+    reply["work_item_id"].as_str().unwrap().to_string()
+}
+
+async fn task(service: &Service, id: &str) -> Value {
+    service.get(&format!("/tasks/{id}")).await.1
+}
+
+/// Waits until the task is at `stage` in `phase`.
+async fn reach(service: &Service, id: &str, stage: &str, phase: &str) -> Value {
+    eventually(
+        &format!("{id} at {stage}/{phase}"),
+        Duration::from_secs(60),
+        || async {
+            let t = task(service, id).await;
+            (t["stage"] == stage && t["phase"] == phase).then_some(t)
+        },
+    )
+    .await
+}
+
+async fn act(service: &Service, id: &str, action: &str, body: Value) -> (u16, Value) {
+    service
+        .post_json(&format!("/tasks/{id}/{action}"), &body, Some(TOKEN))
+        .await
+}
+
+fn stages(task: &Value) -> Vec<String> {
+    task["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn roles(task: &Value) -> Vec<String> {
+    task["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["role"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn origin_log(dir: &std::path::Path) -> String {
+    orchestrator::workspace::git::git(&dir.join("ACME.git"), &["log", "--format=%p|%s", "main"])
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_happy_path_merges_into_main() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path(), false).await;
+    let id = create(
+        &service,
+        "Greet by name",
+        "Say hello to the user.",
+        &["autoApprove"],
+    )
+    .await;
+    assert_eq!(id, "ACME-001");
+    let done = reach(&service, &id, "done", "idle").await;
+    assert_eq!(
+        stages(&done),
+        [
+            "created",
+            "analysis",
+            "architecture",
+            "development",
+            "review",
+            "testing",
+            "deploy-staging",
+            "deploy",
+            "done"
+        ]
+    );
+    assert_eq!(
+        roles(&done),
+        [
+            "analyst",
+            "architect",
+            "developer",
+            "reviewer",
+            "tester",
+            "deployer",
+            "deployer"
+        ]
+    );
+    assert_eq!(done["branch"], "feature/ACME-001-greet-by-name");
+    assert_eq!(done["developer_retries"], 0);
+    assert!(
+        done["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "succeeded" && r["exit_code"] == 0)
+    );
+    let log = origin_log(dir.path()).await;
+    let merge = log.lines().next().unwrap();
+    assert_eq!(
+        merge.split('|').next().unwrap().split(' ').count(),
+        2,
+        "a merge commit: {merge}"
+    );
+    assert!(merge.contains("(ACME-001)"), "{merge}");
+    assert!(done["actor"].is_null(), "a done task has no actor");
+}
+
+#[tokio::test]
+async fn analysis_waits_for_approval_a_rejection_reruns_the_analyst_and_a_replay_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path(), false).await;
+    let id = create(&service, "Export a report", "CSV export.", &[]).await;
+    reach(&service, &id, "analysis", "awaiting-approval").await;
+
+    let (status, reply) = act(
+        &service,
+        &id,
+        "reject",
+        json!({"reason": "add the PDF format"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["changed"], true);
+    let t = eventually("a second analyst run", Duration::from_secs(60), || async {
+        let t = task(&service, &id).await;
+        (t["phase"] == "awaiting-approval" && t["runs"].as_array().unwrap().len() == 2).then_some(t)
+    })
+    .await;
+    assert_eq!(roles(&t), ["analyst", "analyst"]);
+    assert_eq!(t["stage"], "analysis");
+
+    let (_, first) = act(&service, &id, "approve", json!({})).await;
+    assert_eq!(first["changed"], true);
+    let (status, replay) = act(&service, &id, "approve", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        replay["changed"], false,
+        "a replayed approve changes nothing"
+    );
+    let done = reach(&service, &id, "done", "idle").await;
+    let approvals = stages(&done)
+        .iter()
+        .filter(|s| *s == "architecture")
+        .count();
+    assert_eq!(approvals, 1);
+}
+
+#[tokio::test]
+async fn request_changes_then_approved_rolls_back_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path(), false).await;
+    let id = create(
+        &service,
+        "Fix the footer",
+        "scripted-agent: reviewer=REQUEST_CHANGES,APPROVED",
+        &["autoApprove"],
+    )
+    .await;
+    let done = reach(&service, &id, "done", "idle").await;
+    assert_eq!(done["developer_retries"], 1);
+    let rollbacks: Vec<_> = done["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["from"] == "review" && t["to"] == "development")
+        .collect();
+    assert_eq!(rollbacks.len(), 1);
+    assert_eq!(roles(&done).iter().filter(|r| *r == "developer").count(), 2);
+    assert_eq!(roles(&done).iter().filter(|r| *r == "reviewer").count(), 2);
+}
+
+#[tokio::test]
+async fn three_failed_rounds_park_the_task_as_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path(), false).await;
+    let id = create(
+        &service,
+        "Flaky login",
+        "scripted-agent: tester=FAIL",
+        &["autoApprove"],
+    )
+    .await;
+    let blocked = reach(&service, &id, "testing", "blocked").await;
+    assert_eq!(blocked["developer_retries"], 3);
+    assert!(
+        blocked["blocked_reason"]
+            .as_str()
+            .unwrap()
+            .contains("13-test-report.md"),
+        "{}",
+        blocked["blocked_reason"]
+    );
+    let runs = blocked["runs"].as_array().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        task(&service, &id).await["runs"].as_array().unwrap().len(),
+        runs,
+        "nothing more is launched"
+    );
+}
+
+#[tokio::test]
+async fn a_bug_skips_architecture_on_a_fix_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path(), false).await;
+    let id = create(&service, "Crash on empty name", "", &["Bug", "autoApprove"]).await;
+    let done = reach(&service, &id, "done", "idle").await;
+    assert!(!stages(&done).contains(&"architecture".to_string()));
+    assert_eq!(done["branch"], "fix/ACME-001-crash-on-empty-name");
+}
+
+#[tokio::test]
+async fn pause_holds_the_task_and_resume_releases_it_and_deploy_waits_for_confirmation() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path(), true).await;
+    let id = create(&service, "Add a banner", "", &[]).await;
+    reach(&service, &id, "analysis", "awaiting-approval").await;
+    let (_, paused) = act(&service, &id, "pause", json!({})).await;
+    assert_eq!(paused["paused"], true);
+    act(&service, &id, "approve", json!({})).await;
+    // The architect's job is queued but a paused task starts nothing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held = task(&service, &id).await;
+    assert_eq!(
+        (held["stage"].as_str(), held["phase"].as_str()),
+        (Some("architecture"), Some("working"))
+    );
+    assert_eq!(roles(&held), ["analyst"]);
+
+    let (_, resumed) = act(&service, &id, "resume", json!({})).await;
+    assert_eq!(resumed["paused"], false);
+    reach(&service, &id, "deploy", "awaiting-deploy-confirm").await;
+    let (_, approve) = act(&service, &id, "approve", json!({})).await;
+    assert_eq!(approve["changed"], false, "a plain approve does not deploy");
+    act(&service, &id, "confirm-deploy", json!({})).await;
+    reach(&service, &id, "done", "idle").await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path(), false).await;
+    let long = "x".repeat(10_000);
+    for (body, needle) in [
+        (
+            json!({"repo": "acme/nope", "title": "t"}),
+            "unknown repo \"acme/nope\"",
+        ),
+        (
+            json!({"repo": "acme/app", "title": "  "}),
+            "title must not be empty",
+        ),
+        (
+            json!({"repo": "acme/app", "title": long}),
+            "title is 10000 characters long",
+        ),
+        (
+            json!({"repo": "acme/app", "title": "t", "labels": [1, 2]}),
+            "labels must be strings",
+        ),
+        (
+            json!({"repo": "acme/app", "title": "t", "labels": "Bug"}),
+            "labels must be a list",
+        ),
+        (
+            json!({"repo": "acme/app", "title": "t", "work_item_id": "../x"}),
+            "unknown field \"work_item_id\"",
+        ),
+        (json!(["not", "an", "object"]), "must be a JSON object"),
+    ] {
+        let (status, reply) = service.post_json("/tasks", &body, None).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert!(
+            reply["error"].as_str().unwrap().contains(needle),
+            "{body}: {reply}"
+        );
+    }
+    for path in ["/tasks/..%2Fetc%2Fpasswd/approve", "/tasks/-rf/approve"] {
+        let (status, reply) = service.post_json(path, &json!({}), Some(TOKEN)).await;
+        assert_eq!(status, 400, "{path}: {reply}");
+        assert!(
+            reply["error"]
+                .as_str()
+                .unwrap()
+                .contains("invalid work item id"),
+            "{reply}"
+        );
+    }
+    let (status, _) = service
+        .post_json(
+            "/tasks/ACME-001/approve",
+            &json!({}),
+            Some("wrong-token-0000000"),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, reply) = service
+        .post_json("/tasks/ACME-001/reject", &json!({}), Some(TOKEN))
+        .await;
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(
+        service.get("/tasks").await.1["tasks"],
+        json!([]),
+        "nothing was created"
+    );
+    // The first valid task still gets the first number.
+    assert_eq!(create(&service, "Valid", "", &[]).await, "ACME-001");
+}
+
+#[tokio::test]
+async fn operator_routes_are_refused_without_a_configured_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&dir.path().join("data"), &[]);
+    let (status, reply) = service
+        .post_json("/tasks/ACME-001/approve", &json!({}), Some(TOKEN))
+        .await;
+    assert_eq!(status, 403);
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("ORCH_OPERATOR_TOKEN")
+    );
+}
