@@ -24,12 +24,29 @@ pub struct BenchArgs {
     /// Timed `GET /actors` requests per variant.
     #[arg(long, default_value_t = 20)]
     pub iterations: usize,
+    /// Measure the pipeline instead (dry-run agent, local forge): per-task overhead, then a
+    /// batch of tasks across several repos.
+    #[arg(long)]
+    pub pipeline: bool,
+    /// With `--pipeline`: tasks in the batch.
+    #[arg(long, default_value_t = 20)]
+    pub batch: usize,
+    /// With `--pipeline`: repositories the batch is spread over.
+    #[arg(long, default_value_t = 4)]
+    pub repos: usize,
+    /// With `--pipeline`: `ORCH_MAX_CONCURRENCY` of the batch.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
 }
 
 /// Runs the benchmark and prints a Markdown table of the results.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("orchestrator-bench-{}", std::process::id()));
-    let result = measure(&args, &dir).await;
+    let result = if args.pipeline {
+        crate::bench_pipeline::measure(&args, &dir).await
+    } else {
+        measure(&args, &dir).await
+    };
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -140,7 +140,7 @@ fn every_role_plays_its_part_through_a_scripted_pipeline() {
         "REQUEST_CHANGES"
     );
     succeeded(&play(wt, "developer", 2, "development", TASK));
-    let changes = std::fs::read_to_string(wt.join("CHANGES.md")).unwrap();
+    let changes = std::fs::read_to_string(wt.join("changes/ORCH-42.md")).unwrap();
     assert_eq!(changes.matches("ORCH-42").count(), 2, "{changes}");
     succeeded(&play(wt, "reviewer", 2, "review", TASK));
     assert_eq!(
@@ -186,7 +186,7 @@ fn failing_verdicts_and_crashes_follow_the_script() {
     let result = parse_stdout(&String::from_utf8_lossy(&crash.stdout)).unwrap();
     assert!(result.is_error);
     assert!(result.error_message().unwrap().contains("simulated crash"));
-    assert!(!wt.join("CHANGES.md").exists());
+    assert!(!wt.join("changes").exists());
 }
 
 #[test]

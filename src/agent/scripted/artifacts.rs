@@ -283,10 +283,15 @@ fn test_plan(id: &WorkItemId, attempt: u32, title: &str) -> String {
     )
 }
 
-/// The developer's change: one line per attempt in `CHANGES.md` at the worktree root, a
-/// real diff for the orchestrator to commit (the agent itself never commits).
+/// The developer's change: one line per attempt in `changes/<ID>.md` at the worktree root, a
+/// real diff for the orchestrator to commit (the agent itself never commits). One file per
+/// work item, so tasks running side by side in one repository never conflict at merge.
 fn append_change(job: &Job<'_>) -> std::io::Result<PathBuf> {
-    let path = job.worktree.join("CHANGES.md");
+    let path = job
+        .worktree
+        .join("changes")
+        .join(format!("{}.md", job.work_item));
+    std::fs::create_dir_all(path.parent().expect("has a parent"))?;
     let existing = std::fs::read(&path).unwrap_or_default();
     let mut file = std::fs::OpenOptions::new()
         .create(true)

@@ -114,8 +114,8 @@ fn the_developer_changes_the_worktree_outside_docs_once_per_attempt() {
     assert_eq!(fx.run("task").exit, 0);
     let fx = fx.set("ORCH_ATTEMPT", "2");
     let reply = fx.run("task");
-    assert!(reply.message.contains("CHANGES.md"), "{reply:?}");
-    let changes = std::fs::read_to_string(fx.dir.path().join("CHANGES.md")).unwrap();
+    assert!(reply.message.contains("changes/ORCH-7.md"), "{reply:?}");
+    let changes = std::fs::read_to_string(fx.dir.path().join("changes/ORCH-7.md")).unwrap();
     assert!(
         changes.contains("ORCH-7") && changes.contains("attempt 1"),
         "{changes}"
