@@ -15,7 +15,7 @@ use crate::Stage;
 pub const MAX_DEVELOPER_RETRIES: u32 = 3;
 
 /// An agent role; each non-terminal working stage is owned by exactly one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Writes the BRD, technical requirements, acceptance criteria and test plan.

@@ -331,20 +331,7 @@ pub(crate) fn record_transition(
         .map_err(backend(&what))?;
     let Some((rowid, at)) = moved else {
         // Nothing changed; the transaction only read, so dropping it (rollback) is enough.
-        let exists = tx
-            .query_row(
-                "SELECT 1 FROM tasks WHERE work_item_id = ?1",
-                [id.as_str()],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(backend(&what))?
-            .is_some();
-        return if exists {
-            Ok(false)
-        } else {
-            Err(StoreError::NotFound(format!("task {id}")))
-        };
+        return stale_or_missing(&tx, id, &what);
     };
     tx.execute(
         "INSERT INTO transitions (task_id, from_stage, to_stage, reason, at)
@@ -354,6 +341,25 @@ pub(crate) fn record_transition(
     .map_err(backend(&what))?;
     tx.commit().map_err(backend(&what))?;
     Ok(true)
+}
+
+/// The answer to a compare-and-set that matched no row: `Ok(false)` when the task exists (it
+/// moved on), [`StoreError::NotFound`] when it does not.
+fn stale_or_missing(conn: &Connection, id: &WorkItemId, what: &str) -> Result<bool, StoreError> {
+    let exists = conn
+        .query_row(
+            "SELECT 1 FROM tasks WHERE work_item_id = ?1",
+            [id.as_str()],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(backend(what))?
+        .is_some();
+    if exists {
+        Ok(false)
+    } else {
+        Err(StoreError::NotFound(format!("task {id}")))
+    }
 }
 
 /// Saves a task actor's decision (fields, and optionally a journaled stage change) if the
@@ -392,20 +398,7 @@ pub(crate) fn update_task(
         .optional()
         .map_err(backend(&what))?;
     let Some((rowid, at)) = saved else {
-        let exists = tx
-            .query_row(
-                "SELECT 1 FROM tasks WHERE work_item_id = ?1",
-                [id.as_str()],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(backend(&what))?
-            .is_some();
-        return if exists {
-            Ok(false)
-        } else {
-            Err(StoreError::NotFound(format!("task {id}")))
-        };
+        return stale_or_missing(&tx, id, &what);
     };
     if let Some((to, reason)) = &update.to {
         tx.execute(

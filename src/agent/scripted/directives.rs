@@ -3,82 +3,21 @@
 //! per attempt, make a role crash, or make it slow enough to time out.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 /// The line prefix that marks a directive line (after leading whitespace).
 pub const PREFIX: &str = "scripted-agent:";
 
-/// A pipeline role the scripted agent can play (the `ORCH_ROLE` values).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Writes the business request, BRD, requirements, acceptance criteria, test plan.
-    Analyst,
-    /// Writes the ADR; may find the requirements contradictory (`CONFLICT`).
-    Architect,
-    /// Changes code in the worktree.
-    Developer,
-    /// Judges the change: `APPROVED` or `REQUEST_CHANGES`.
-    Reviewer,
-    /// Runs the test plan: `PASS` or `FAIL`.
-    Tester,
-    /// Rolls out to staging, then production: `SUCCESS` or `FAILED`.
-    Deployer,
-}
+pub use orchestrator_actors::Role;
 
-impl Role {
-    /// Every role, in pipeline order.
-    pub const ALL: [Role; 6] = [
-        Role::Analyst,
-        Role::Architect,
-        Role::Developer,
-        Role::Reviewer,
-        Role::Tester,
-        Role::Deployer,
-    ];
-
-    /// The spelling in `ORCH_ROLE` and in directives.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Analyst => "analyst",
-            Role::Architect => "architect",
-            Role::Developer => "developer",
-            Role::Reviewer => "reviewer",
-            Role::Tester => "tester",
-            Role::Deployer => "deployer",
-        }
-    }
-
-    /// The verdicts a directive may give this role; the first is the default (passing) one.
-    pub fn verdicts(self) -> &'static [&'static str] {
-        match self {
-            Role::Analyst | Role::Developer => &["OK"],
-            Role::Architect => &["OK", "CONFLICT"],
-            Role::Reviewer => &["APPROVED", "REQUEST_CHANGES"],
-            Role::Tester => &["PASS", "FAIL"],
-            Role::Deployer => &["SUCCESS", "FAILED"],
-        }
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|role| role.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown role {s:?} (expected analyst, architect, developer, reviewer, tester or deployer)"
-                )
-            })
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The verdicts a directive may give `role`; the first is the default (passing) one.
+pub fn verdicts(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::Analyst | Role::Developer => &["OK"],
+        Role::Architect => &["OK", "CONFLICT"],
+        Role::Reviewer => &["APPROVED", "REQUEST_CHANGES"],
+        Role::Tester => &["PASS", "FAIL"],
+        Role::Deployer => &["SUCCESS", "FAILED"],
     }
 }
 
@@ -128,14 +67,25 @@ impl Directives {
                         Some((role, n)) => (role, Some(positive(n)?)),
                         None => (item, None),
                     };
-                    self.fail.insert(role.parse()?, times);
+                    self.fail.insert(
+                        role.parse()
+                            .map_err(|e: orchestrator_actors::pipeline::UnknownRole| {
+                                e.to_string()
+                            })?,
+                        times,
+                    );
                 }
             }
             "sleep" => {
                 for item in value.split(',') {
                     match item.split_once(':') {
                         Some((role, secs)) => {
-                            self.sleep_role.insert(role.parse()?, seconds(secs)?);
+                            self.sleep_role.insert(
+                                role.parse().map_err(
+                                    |e: orchestrator_actors::pipeline::UnknownRole| e.to_string(),
+                                )?,
+                                seconds(secs)?,
+                            );
                         }
                         None => self.sleep_all = Some(seconds(item)?),
                     }
@@ -161,7 +111,7 @@ impl Directives {
             Some(list) => list.get(index).or(list.last()).copied(),
             None => None,
         }
-        .unwrap_or(role.verdicts()[0])
+        .unwrap_or(verdicts(role)[0])
     }
 
     /// Whether `role` crashes on its `attempt`-th run.
@@ -181,14 +131,14 @@ impl Directives {
 
 /// Matches a verdict case-insensitively against what the role can say.
 fn verdict(role: Role, value: &str) -> Result<&'static str, String> {
-    role.verdicts()
+    verdicts(role)
         .iter()
         .find(|v| v.eq_ignore_ascii_case(value))
         .copied()
         .ok_or_else(|| {
             format!(
                 "{role} cannot answer {value:?} (expected one of {})",
-                role.verdicts().join(", ")
+                verdicts(role).join(", ")
             )
         })
 }
