@@ -230,21 +230,16 @@ pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision
         Event::Reject { reason } => {
             if task.stage == Stage::Analysis && task.phase == Phase::AwaitingApproval {
                 let mut u = TaskUpdate::keep(task);
-                u.phase = Phase::Working;
                 u.stage_attempts = task.stage_attempts + 1;
                 u.note = Some(format!("The analysis was rejected: {reason}"));
-                let text = task_text(task, Role::Analyst, u.note.as_deref());
-                Decision {
-                    update: Some(u),
-                    effects: vec![enqueue(Stage::Analysis, Role::Analyst, text)],
-                }
+                work(task, u, Stage::Analysis, Role::Analyst)
             } else {
                 Decision::nothing()
             }
         }
         Event::ConfirmDeploy => {
             if task.stage == Stage::Deploy && task.phase == Phase::AwaitingDeployConfirm {
-                launch(task, "deploy confirmed")
+                launch(task)
             } else {
                 Decision::nothing()
             }
@@ -255,10 +250,7 @@ pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision
             }
             let mut u = TaskUpdate::keep(task);
             u.paused = true;
-            Decision {
-                update: Some(u),
-                effects: Vec::new(),
-            }
+            settle(u)
         }
         Event::Resume => {
             if !task.paused {
@@ -291,13 +283,8 @@ fn on_start(task: &TaskRecord, job: JobSnapshot) -> Decision {
         (Stage::Created, _) => {
             let mut u = TaskUpdate::keep(task);
             u.to = Some((Stage::Analysis, "pipeline started".into()));
-            u.phase = Phase::Working;
             u.stage_attempts = 1;
-            let text = task_text(task, Role::Analyst, None);
-            Decision {
-                update: Some(u),
-                effects: vec![enqueue(Stage::Analysis, Role::Analyst, text)],
-            }
+            work(task, u, Stage::Analysis, Role::Analyst)
         }
         (_, Phase::Gating) => gate_now(task),
         (_, Phase::Merging) => Decision {
@@ -325,13 +312,8 @@ fn relaunch_same(task: &TaskRecord) -> Decision {
         return Decision::nothing();
     };
     let mut u = TaskUpdate::keep(task);
-    u.phase = Phase::Working;
     u.stage_attempts = task.stage_attempts.max(1);
-    let text = task_text(task, role, task.note.as_deref());
-    Decision {
-        update: Some(u),
-        effects: vec![enqueue(task.stage, role, text)],
-    }
+    work(task, u, task.stage, role)
 }
 
 fn gate_now(task: &TaskRecord) -> Decision {
@@ -356,11 +338,7 @@ fn on_gate(task: &TaskRecord, rules: &ProjectRules, outcome: GateOutcome) -> Dec
                 let mut u = TaskUpdate::keep(task);
                 u.phase = Phase::AwaitingApproval;
                 u.note = None;
-                let _ = reason;
-                Decision {
-                    update: Some(u),
-                    effects: Vec::new(),
-                }
+                settle(u)
             }
             Stage::Deploy => {
                 let mut u = TaskUpdate::keep(task);
@@ -414,14 +392,9 @@ fn send_back(task: &TaskRecord, stage: Stage, findings: &str) -> Decision {
     };
     let mut u = TaskUpdate::keep(task);
     u.to = Some((stage, first_line(findings).to_string()));
-    u.phase = Phase::Working;
     u.stage_attempts = 1;
     u.note = Some(findings.to_string());
-    let text = task_text(task, role, u.note.as_deref());
-    Decision {
-        update: Some(u),
-        effects: vec![enqueue(stage, role, text)],
-    }
+    work(task, u, stage, role)
 }
 
 /// Leaves the current stage for the next one the labels allow.
@@ -436,40 +409,25 @@ fn advance(task: &TaskRecord, rules: &ProjectRules, reason: &str) -> Decision {
     u.stage_attempts = 0;
     if next == Stage::Deploy && rules.confirm_deploy && !labels.auto_deploy() {
         u.phase = Phase::AwaitingDeployConfirm;
-        return Decision {
-            update: Some(u),
-            effects: Vec::new(),
-        };
+        return settle(u);
     }
     let Some(role) = pipeline::spec(next).role else {
         u.phase = Phase::Idle;
-        return Decision {
-            update: Some(u),
-            effects: Vec::new(),
-        };
+        return settle(u);
     };
-    u.phase = Phase::Working;
     u.stage_attempts = 1;
-    let text = task_text(task, role, None);
-    Decision {
-        update: Some(u),
-        effects: vec![enqueue(next, role, text)],
-    }
+    work(task, u, next, role)
 }
 
 /// Launches the current stage's role (after a human wait).
-fn launch(task: &TaskRecord, _why: &str) -> Decision {
+fn launch(task: &TaskRecord) -> Decision {
     let Some(role) = pipeline::spec(task.stage).role else {
         return Decision::nothing();
     };
     let mut u = TaskUpdate::keep(task);
-    u.phase = Phase::Working;
     u.stage_attempts = task.stage_attempts + 1;
-    let text = task_text(task, role, None);
-    Decision {
-        update: Some(u),
-        effects: vec![enqueue(task.stage, role, text)],
-    }
+    u.note = None;
+    work(task, u, task.stage, role)
 }
 
 /// A real red verdict: back to development with the findings, or parked after the last retry.
@@ -485,10 +443,7 @@ fn rollback(task: &TaskRecord, must_fix: &str) -> Decision {
             first_line(must_fix)
         ));
         u.note = Some(must_fix.to_string());
-        return Decision {
-            update: Some(u),
-            effects: Vec::new(),
-        };
+        return settle(u);
     }
     if task.stage != Stage::Development {
         u.to = Some((
@@ -496,14 +451,9 @@ fn rollback(task: &TaskRecord, must_fix: &str) -> Decision {
             format!("rolled back from {}: {}", task.stage, first_line(must_fix)),
         ));
     }
-    u.phase = Phase::Working;
     u.stage_attempts = 1;
     u.note = Some(must_fix.to_string());
-    let text = task_text(task, Role::Developer, u.note.as_deref());
-    Decision {
-        update: Some(u),
-        effects: vec![enqueue(Stage::Development, Role::Developer, text)],
-    }
+    work(task, u, Stage::Development, Role::Developer)
 }
 
 /// The stage's own role failed (its run, or its own artifacts): relaunch it, or park.
@@ -518,33 +468,39 @@ fn retry_own_role(task: &TaskRecord, reason: &str) -> Decision {
             task.stage_attempts,
             first_line(reason)
         ));
-        return Decision {
-            update: Some(u),
-            effects: Vec::new(),
-        };
+        return settle(u);
     }
-    u.phase = Phase::Working;
-    u.stage_attempts = task.stage_attempts + 1;
-    u.note = Some(reason.to_string());
     let Some(role) = role else {
         return Decision::nothing();
     };
-    let text = task_text(task, role, u.note.as_deref());
-    Decision {
-        update: Some(u),
-        effects: vec![enqueue(task.stage, role, text)],
-    }
+    u.stage_attempts = task.stage_attempts + 1;
+    u.note = Some(reason.to_string());
+    work(task, u, task.stage, role)
 }
 
 fn role_name(stage: Stage) -> &'static str {
     pipeline::spec(stage).role.map_or("stage", Role::as_str)
 }
 
-fn enqueue(stage: Stage, role: Role, task_text: String) -> Effect {
-    Effect::Enqueue {
-        stage,
-        role,
-        task_text,
+/// Saves `u` with the task at work in `stage`, and queues `role` with the note `u` carries.
+fn work(task: &TaskRecord, mut u: TaskUpdate, stage: Stage, role: Role) -> Decision {
+    u.phase = Phase::Working;
+    let task_text = task_text(task, role, u.note.as_deref());
+    Decision {
+        update: Some(u),
+        effects: vec![Effect::Enqueue {
+            stage,
+            role,
+            task_text,
+        }],
+    }
+}
+
+/// Saves `u` with nothing to launch (a human wait, a pause, a parked task).
+fn settle(u: TaskUpdate) -> Decision {
+    Decision {
+        update: Some(u),
+        effects: Vec::new(),
     }
 }
 
