@@ -37,12 +37,21 @@ pub struct BenchArgs {
     /// With `--pipeline`: `ORCH_MAX_CONCURRENCY` of the batch.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Measure the queue's dispatch overhead instead: job queued → agent process started,
+    /// with a no-op agent.
+    #[arg(long, conflicts_with = "pipeline")]
+    pub dispatch: bool,
+    /// With `--dispatch`: jobs to time.
+    #[arg(long, default_value_t = 1_000)]
+    pub jobs: usize,
 }
 
 /// Runs the benchmark and prints a Markdown table of the results.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("orchestrator-bench-{}", std::process::id()));
-    let result = if args.pipeline {
+    let result = if args.dispatch {
+        crate::bench_dispatch::measure(&args, &dir).await
+    } else if args.pipeline {
         crate::bench_pipeline::measure(&args, &dir).await
     } else {
         measure(&args, &dir).await

@@ -7,7 +7,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orchestrator_actors::Role;
+use orchestrator_actors::resilience::RetryPolicy;
 use tracing_subscriber::EnvFilter;
+
+use crate::agent::settings::{
+    AgentSettings, EFFORTS, PERMISSION_MODES, RoleSettings, model_allowed, split_tools,
+};
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,9 +65,20 @@ pub struct Config {
     /// Extra leading arguments for the agent program, e.g. `scripted-agent` when
     /// `ORCH_CLAUDE_BIN` is this binary (`ORCH_CLAUDE_ARGS`, split like a shell would).
     pub claude_args: Vec<String>,
-    /// Wall-clock budget of one agent run before its process group is killed
-    /// (`ORCH_AGENT_TIMEOUT_S`).
-    pub agent_timeout: Duration,
+    /// Per-role launch settings of the agents (`ORCH_AGENT_*`).
+    pub agents: AgentSettings,
+    /// What happens to a job whose run failed (`ORCH_TRANSIENT_RETRIES`,
+    /// `ORCH_BACKOFF_BASE_S`, `ORCH_BACKOFF_MAX_S`).
+    pub retry: RetryPolicy,
+    /// Transient failures in a row that pause dispatch (`ORCH_BREAKER_THRESHOLD`).
+    pub breaker_threshold: u32,
+    /// How long dispatch stays paused (`ORCH_BREAKER_COOLDOWN_S`).
+    pub breaker_cooldown: Duration,
+    /// Interval of the job reaper's sweep (`ORCH_REAPER_TICK_S`).
+    pub reaper_tick: Duration,
+    /// Sweeps a job may look orphaned before the reaper requeues it
+    /// (`ORCH_REAPER_GRACE_TICKS`).
+    pub reaper_grace_ticks: u32,
     /// Budget of one CI run of a project's test command (`ORCH_CI_TIMEOUT_S`).
     pub ci_timeout: Duration,
     /// Pause before re-checking a gate or merge that hit infrastructure trouble
@@ -90,7 +107,66 @@ pub const KEYS: &[(&str, &str)] = &[
     ("ORCH_OPERATOR_TOKEN", ""),
     ("ORCH_CLAUDE_BIN", "claude"),
     ("ORCH_CLAUDE_ARGS", ""),
-    ("ORCH_AGENT_TIMEOUT_S", "3600"),
+    ("ORCH_AGENT_PERMISSION_MODE", "acceptEdits"),
+    ("ORCH_AGENT_FALLBACK_MODEL", ""),
+    ("ORCH_AGENT_MODEL_ALLOW", ""),
+    ("ORCH_AGENT_PROMPTS_DIR", ""),
+    ("ORCH_AGENT_CONFIG_DIR", ""),
+    ("ORCH_AGENT_MODEL_ANALYST", "claude-sonnet-4-5"),
+    ("ORCH_AGENT_EFFORT_ANALYST", ""),
+    ("ORCH_AGENT_TIMEOUT_ANALYST_S", "1800"),
+    ("ORCH_AGENT_MAX_TURNS_ANALYST", "40"),
+    (
+        "ORCH_AGENT_ALLOWED_TOOLS_ANALYST",
+        "Read,Glob,Grep,Write,Edit",
+    ),
+    ("ORCH_AGENT_MODEL_ARCHITECT", "claude-opus-4-8"),
+    ("ORCH_AGENT_EFFORT_ARCHITECT", ""),
+    ("ORCH_AGENT_TIMEOUT_ARCHITECT_S", "1800"),
+    ("ORCH_AGENT_MAX_TURNS_ARCHITECT", "40"),
+    (
+        "ORCH_AGENT_ALLOWED_TOOLS_ARCHITECT",
+        "Read,Glob,Grep,Write,Edit",
+    ),
+    ("ORCH_AGENT_MODEL_DEVELOPER", "claude-sonnet-4-5"),
+    ("ORCH_AGENT_EFFORT_DEVELOPER", ""),
+    ("ORCH_AGENT_TIMEOUT_DEVELOPER_S", "3600"),
+    ("ORCH_AGENT_MAX_TURNS_DEVELOPER", "120"),
+    (
+        "ORCH_AGENT_ALLOWED_TOOLS_DEVELOPER",
+        "Read,Glob,Grep,Write,Edit,Bash",
+    ),
+    ("ORCH_AGENT_MODEL_REVIEWER", "claude-opus-4-8"),
+    ("ORCH_AGENT_EFFORT_REVIEWER", ""),
+    ("ORCH_AGENT_TIMEOUT_REVIEWER_S", "3000"),
+    ("ORCH_AGENT_MAX_TURNS_REVIEWER", "60"),
+    (
+        "ORCH_AGENT_ALLOWED_TOOLS_REVIEWER",
+        "Read,Glob,Grep,Write,Bash(git diff:*),Bash(git log:*)",
+    ),
+    ("ORCH_AGENT_MODEL_TESTER", "claude-sonnet-4-5"),
+    ("ORCH_AGENT_EFFORT_TESTER", ""),
+    ("ORCH_AGENT_TIMEOUT_TESTER_S", "1800"),
+    ("ORCH_AGENT_MAX_TURNS_TESTER", "80"),
+    (
+        "ORCH_AGENT_ALLOWED_TOOLS_TESTER",
+        "Read,Glob,Grep,Write,Edit,Bash",
+    ),
+    ("ORCH_AGENT_MODEL_DEPLOYER", "claude-sonnet-4-5"),
+    ("ORCH_AGENT_EFFORT_DEPLOYER", ""),
+    ("ORCH_AGENT_TIMEOUT_DEPLOYER_S", "1800"),
+    ("ORCH_AGENT_MAX_TURNS_DEPLOYER", "40"),
+    (
+        "ORCH_AGENT_ALLOWED_TOOLS_DEPLOYER",
+        "Read,Glob,Grep,Write,Bash",
+    ),
+    ("ORCH_TRANSIENT_RETRIES", "5"),
+    ("ORCH_BACKOFF_BASE_S", "30"),
+    ("ORCH_BACKOFF_MAX_S", "900"),
+    ("ORCH_BREAKER_THRESHOLD", "3"),
+    ("ORCH_BREAKER_COOLDOWN_S", "300"),
+    ("ORCH_REAPER_TICK_S", "15"),
+    ("ORCH_REAPER_GRACE_TICKS", "4"),
     ("ORCH_CI_TIMEOUT_S", "1800"),
     ("ORCH_RETRY_DELAY_S", "30"),
 ];
@@ -241,7 +317,21 @@ impl Config {
                     )
                 })?
             },
-            agent_timeout: Duration::from_secs(number(get("ORCH_AGENT_TIMEOUT_S"), 1, 86_400)?),
+            agents: agent_settings(&get)?,
+            retry: RetryPolicy {
+                transient_budget: number(get("ORCH_TRANSIENT_RETRIES"), 0, 100)? as u32,
+                backoff_base: Duration::from_secs(number(get("ORCH_BACKOFF_BASE_S"), 1, 86_400)?),
+                backoff_max: Duration::from_secs(number(get("ORCH_BACKOFF_MAX_S"), 1, 86_400)?),
+                ..RetryPolicy::default()
+            },
+            breaker_threshold: number(get("ORCH_BREAKER_THRESHOLD"), 1, 1_000)? as u32,
+            breaker_cooldown: Duration::from_secs(number(
+                get("ORCH_BREAKER_COOLDOWN_S"),
+                1,
+                86_400,
+            )?),
+            reaper_tick: Duration::from_secs(number(get("ORCH_REAPER_TICK_S"), 1, 3_600)?),
+            reaper_grace_ticks: number(get("ORCH_REAPER_GRACE_TICKS"), 1, 1_000)? as u32,
             ci_timeout: Duration::from_secs(number(get("ORCH_CI_TIMEOUT_S"), 1, 86_400)?),
             retry_delay: Duration::from_secs(number(get("ORCH_RETRY_DELAY_S"), 1, 3_600)?),
             unknown_keys,
@@ -262,6 +352,106 @@ impl Config {
     pub fn repos_dir(&self) -> PathBuf {
         self.data_dir.join("repos")
     }
+}
+
+/// A key's name and value, as read with defaults applied.
+type Get<'a> = dyn Fn(&'static str) -> (&'static str, String) + 'a;
+
+/// The agents' launch settings, every model checked against `^claude-` or the allow-list.
+fn agent_settings(get: &Get<'_>) -> Result<AgentSettings, ConfigError> {
+    let (_, allow) = get("ORCH_AGENT_MODEL_ALLOW");
+    let allow: Vec<String> = allow
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect();
+    let model = |key: &'static str, value: String| -> Result<String, ConfigError> {
+        let value = value.trim().to_string();
+        if model_allowed(&value, &allow) {
+            Ok(value)
+        } else {
+            Err(invalid(
+                key,
+                &value,
+                "a model id starting with claude- (letters, digits, - . _ [ ]) or a name \
+                 listed in ORCH_AGENT_MODEL_ALLOW",
+            ))
+        }
+    };
+    let mut roles = BTreeMap::new();
+    for role in Role::ALL {
+        let upper = role.as_str().to_uppercase();
+        let (key, value) = get(role_key("ORCH_AGENT_MODEL_", &upper, ""));
+        let role_model = model(key, value)?;
+        let (key, value) = get(role_key("ORCH_AGENT_EFFORT_", &upper, ""));
+        let effort = match value.trim() {
+            "" => None,
+            e if EFFORTS.contains(&e) => Some(e.to_string()),
+            _ => return Err(invalid(key, &value, &EFFORTS.join(", "))),
+        };
+        let timeout = Duration::from_secs(number(
+            get(role_key("ORCH_AGENT_TIMEOUT_", &upper, "_S")),
+            1,
+            86_400,
+        )?);
+        let max_turns = number(
+            get(role_key("ORCH_AGENT_MAX_TURNS_", &upper, "")),
+            1,
+            10_000,
+        )? as u32;
+        let (key, value) = get(role_key("ORCH_AGENT_ALLOWED_TOOLS_", &upper, ""));
+        let allowed_tools = split_tools(&value);
+        if allowed_tools.is_empty() {
+            return Err(invalid(
+                key,
+                &value,
+                "a comma-separated list of tools, e.g. Read,Write",
+            ));
+        }
+        roles.insert(
+            role,
+            RoleSettings {
+                model: role_model,
+                effort,
+                timeout,
+                max_turns,
+                allowed_tools,
+            },
+        );
+    }
+    let (key, value) = get("ORCH_AGENT_PERMISSION_MODE");
+    if !PERMISSION_MODES.contains(&value.trim()) {
+        return Err(invalid(key, &value, &PERMISSION_MODES.join(", ")));
+    }
+    let (key, fallback) = get("ORCH_AGENT_FALLBACK_MODEL");
+    let fallback_model = match fallback.trim() {
+        "" => None,
+        _ => Some(model(key, fallback)?),
+    };
+    let path = |key: &'static str| {
+        let (_, value) = get(key);
+        (!value.trim().is_empty()).then(|| PathBuf::from(value.trim()))
+    };
+    Ok(AgentSettings {
+        roles,
+        permission_mode: value.trim().to_string(),
+        fallback_model,
+        prompts_dir: path("ORCH_AGENT_PROMPTS_DIR"),
+        config_dir: path("ORCH_AGENT_CONFIG_DIR"),
+    })
+}
+
+/// The static name of a per-role key (`ORCH_AGENT_MODEL_` + `ANALYST` + ``).
+fn role_key(prefix: &str, role: &str, suffix: &str) -> &'static str {
+    KEYS.iter()
+        .map(|(k, _)| *k)
+        .find(|k| {
+            k.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_suffix(suffix))
+                == Some(role)
+        })
+        .expect("every per-role key is listed in KEYS")
 }
 
 fn default_of(key: &str) -> &'static str {
@@ -407,6 +597,88 @@ mod tests {
         std::fs::write(&bad, "ORCH_BIND='unterminated\n").unwrap();
         let err = read_env_file(&bad).unwrap_err().to_string();
         assert!(err.contains("bad.env"), "{err}");
+    }
+
+    #[test]
+    fn agents_get_per_role_defaults() {
+        let c = with(&[]).unwrap();
+        let timeout = |role| c.agents.role(role).timeout.as_secs();
+        assert_eq!(timeout(Role::Developer), 3600);
+        assert_eq!(timeout(Role::Reviewer), 3000);
+        for role in [Role::Analyst, Role::Architect, Role::Tester, Role::Deployer] {
+            assert_eq!(timeout(role), 1800, "{role}");
+        }
+        for role in Role::ALL {
+            assert!(c.agents.role(role).model.starts_with("claude-"), "{role}");
+            assert!(!c.agents.role(role).allowed_tools.is_empty(), "{role}");
+        }
+        assert_eq!(c.agents.permission_mode, "acceptEdits");
+        assert_eq!(c.agents.longest_timeout().as_secs(), 3600);
+        assert_eq!(
+            c.agents.role(Role::Reviewer).allowed_tools,
+            [
+                "Read",
+                "Glob",
+                "Grep",
+                "Write",
+                "Bash(git diff:*)",
+                "Bash(git log:*)"
+            ]
+        );
+        let c = with(&[
+            ("ORCH_AGENT_MODEL_TESTER", "claude-haiku-4-5"),
+            ("ORCH_AGENT_EFFORT_TESTER", "high"),
+            ("ORCH_AGENT_TIMEOUT_TESTER_S", "60"),
+            ("ORCH_AGENT_MAX_TURNS_TESTER", "7"),
+        ])
+        .unwrap();
+        let tester = c.agents.role(Role::Tester);
+        assert_eq!(tester.model, "claude-haiku-4-5");
+        assert_eq!(tester.effort.as_deref(), Some("high"));
+        assert_eq!((tester.timeout.as_secs(), tester.max_turns), (60, 7));
+    }
+
+    #[test]
+    fn a_bad_agent_setting_is_refused_naming_its_key() {
+        for (key, value, expected) in [
+            (
+                "ORCH_AGENT_MODEL_DEVELOPER",
+                "gpt-5",
+                "starting with claude-",
+            ),
+            (
+                "ORCH_AGENT_MODEL_ANALYST",
+                "sonnet",
+                "ORCH_AGENT_MODEL_ALLOW",
+            ),
+            (
+                "ORCH_AGENT_FALLBACK_MODEL",
+                "llama",
+                "starting with claude-",
+            ),
+            ("ORCH_AGENT_EFFORT_REVIEWER", "extreme", "low, medium, high"),
+            ("ORCH_AGENT_TIMEOUT_DEVELOPER_S", "0", "from 1 to 86400"),
+            ("ORCH_AGENT_MAX_TURNS_TESTER", "many", "whole number"),
+            ("ORCH_AGENT_PERMISSION_MODE", "yolo", "acceptEdits"),
+            ("ORCH_AGENT_ALLOWED_TOOLS_DEPLOYER", " , ", "list of tools"),
+            ("ORCH_TRANSIENT_RETRIES", "-1", "whole number"),
+            ("ORCH_BREAKER_THRESHOLD", "0", "from 1"),
+        ] {
+            let err = with(&[(key, value)]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("invalid {key}={value:?}")),
+                "{err}"
+            );
+            assert!(err.contains(expected), "{err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+        // An alias on the allow-list is accepted.
+        let c = with(&[
+            ("ORCH_AGENT_MODEL_ALLOW", "sonnet, opus"),
+            ("ORCH_AGENT_MODEL_ANALYST", "sonnet"),
+        ])
+        .unwrap();
+        assert_eq!(c.agents.role(Role::Analyst).model, "sonnet");
     }
 
     #[test]

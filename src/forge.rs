@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orchestrator_actors::gates::{self, ArtifactSource, CiOutcome, GateContext, GateOutcome};
 use orchestrator_actors::pipeline::Labels;
-use orchestrator_actors::ports::TaskRecord;
+use orchestrator_actors::ports::{PullRequestStore, TaskRecord};
 use orchestrator_actors::task_machine::{MergeResult, ProjectRules};
 use orchestrator_actors::workbench::{Forge, Workplace};
 use orchestrator_actors::{GateKind, Role, artifacts};
@@ -23,6 +23,8 @@ use crate::workspace::{CiRun, MergeOutcome, Workspace};
 pub struct LocalForge {
     /// Clones, worktrees and merges.
     workspace: Arc<Workspace>,
+    /// Its pull requests.
+    pulls: Arc<dyn PullRequestStore>,
     /// Configured projects, by repo.
     projects: HashMap<String, Project>,
     /// Budget of one CI run.
@@ -30,10 +32,16 @@ pub struct LocalForge {
 }
 
 impl LocalForge {
-    /// A forge over `workspace` for `projects`.
-    pub fn new(workspace: Arc<Workspace>, projects: &[Project], ci_timeout: Duration) -> Self {
+    /// A forge over `workspace` for `projects`, keeping its pull requests in `pulls`.
+    pub fn new(
+        workspace: Arc<Workspace>,
+        pulls: Arc<dyn PullRequestStore>,
+        projects: &[Project],
+        ci_timeout: Duration,
+    ) -> Self {
         Self {
             workspace,
+            pulls,
             projects: projects
                 .iter()
                 .map(|p| (p.repo.clone(), p.clone()))
@@ -170,10 +178,25 @@ impl Forge for LocalForge {
             .commit_all(&worktree, &message)
             .await
             .map_err(|e| e.to_string())?;
+        let branch = self.branch(task);
         self.workspace
-            .push_branch(&worktree, &self.branch(task))
+            .push_branch(&worktree, &branch)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if role == Role::Developer {
+            // The branch now carries code: it gets its pull request (one, however often the
+            // developer runs).
+            let title = format!("{}: {}", task.work_item_id, task.title);
+            let (pr, created) = self
+                .pulls
+                .ensure_pull_request(&task.repo, &branch, "main", &title)
+                .await
+                .map_err(|e| format!("cannot open a pull request for {branch}: {e}"))?;
+            if created {
+                tracing::info!(task = %task.work_item_id, number = pr.number, %branch, "pull request opened");
+            }
+        }
+        Ok(())
     }
 
     async fn evaluate_gate(&self, task: &TaskRecord, gate: GateKind) -> GateOutcome {
@@ -232,7 +255,17 @@ impl Forge for LocalForge {
         {
             Ok(MergeOutcome::Merged { sha }) => {
                 match self.workspace.is_merged(&clone, &sha).await {
-                    Ok(true) => MergeResult::Merged { sha },
+                    Ok(true) => {
+                        let branch = self.branch(task);
+                        if let Err(e) = self
+                            .pulls
+                            .mark_pull_request_merged(&task.repo, &branch)
+                            .await
+                        {
+                            tracing::warn!(task = %task.work_item_id, error = %e, "cannot mark the pull request merged");
+                        }
+                        MergeResult::Merged { sha }
+                    }
                     Ok(false) => MergeResult::Error {
                         message: format!("merge {sha} is not an ancestor of origin/main"),
                     },

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod bench_dispatch;
 pub mod bench_pipeline;
 pub mod cli;
 pub mod config;

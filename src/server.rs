@@ -8,16 +8,20 @@ use anyhow::Context;
 use std::path::PathBuf;
 
 use orchestrator_actors::dispatch::DispatchDeps;
-use orchestrator_actors::ports::{JobStore, Store};
+use orchestrator_actors::ports::{JobStore, PullRequestStore, Store};
+use orchestrator_actors::reaper::ReaperDeps;
 use orchestrator_actors::restart::RestartPolicy;
 use orchestrator_actors::task::TaskDeps;
+use orchestrator_actors::task_machine::MAX_STAGE_ATTEMPTS;
 use orchestrator_actors::tree::{self, TreeConfig};
-use orchestrator_actors::workbench::Forge;
+use orchestrator_actors::workbench::{Forge, ProcessControl};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::agent::launcher::CliLauncher;
+use crate::agent::process::OsProcesses;
+use crate::agent::runner::TERM_GRACE;
 use crate::config::Config;
 use crate::forge::LocalForge;
 use crate::http::{self, AppState};
@@ -36,6 +40,9 @@ fn boot_id() -> String {
         .map_or(0, |d| d.as_nanos());
     format!("{:x}-{:x}", std::process::id(), nanos)
 }
+
+/// How far past the longest role timeout (and the kill's grace) the reaper's backstop lies.
+const REAPER_BACKSTOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long startup may take to bring every recovered task actor up.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -91,17 +98,28 @@ pub async fn run_on(
     let dyn_store: Arc<dyn Store> = store.clone();
     let jobs: Arc<dyn JobStore> = store.clone();
     let workspace = Arc::new(Workspace::from_config(&config));
+    let pulls: Arc<dyn PullRequestStore> = store.clone();
     let forge: Arc<dyn Forge> = Arc::new(LocalForge::new(
         workspace,
+        pulls.clone(),
         &config.projects,
         config.ci_timeout,
     ));
+    let data_dir =
+        std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    let prompts = config
+        .agents
+        .install_prompts(&data_dir.join("prompts"))
+        .context("cannot write the agents' prompt files")?;
     let runner = Arc::new(CliLauncher::new(
         PathBuf::from(&config.claude_bin),
         config.claude_args.clone(),
-        std::path::absolute(config.runs_dir()).unwrap_or_else(|_| config.runs_dir()),
-        config.agent_timeout,
+        data_dir.join("runs"),
+        config.agents.clone(),
+        prompts,
     ));
+    let processes: Arc<dyn ProcessControl> = Arc::new(OsProcesses::new());
+    let boot_id = boot_id();
     let task_deps = Arc::new(TaskDeps {
         store: dyn_store.clone(),
         jobs: jobs.clone(),
@@ -116,8 +134,22 @@ pub async fn run_on(
             forge,
             runner,
             max_concurrency: config.max_concurrency,
-            boot_id: boot_id(),
+            boot_id: boot_id.clone(),
             tick: DISPATCH_TICK,
+            processes: processes.clone(),
+            retry: config.retry.clone(),
+            breaker_threshold: config.breaker_threshold,
+            breaker_cooldown: config.breaker_cooldown,
+        }),
+        reaper: Arc::new(ReaperDeps {
+            jobs: jobs.clone(),
+            processes,
+            boot_id,
+            tick: config.reaper_tick,
+            grace_ticks: config.reaper_grace_ticks,
+            // Past every role's budget and the kill's grace, a run can only be stuck.
+            backstop: config.agents.longest_timeout() + TERM_GRACE + REAPER_BACKSTOP_MARGIN,
+            max_attempts: MAX_STAGE_ATTEMPTS,
         }),
         policy: restart_policy(&config),
         // Each supervisor level waits this long for its children before moving on.
@@ -138,6 +170,7 @@ pub async fn run_on(
     let app = http::router(AppState {
         store: dyn_store,
         jobs,
+        pulls,
         task_deps,
         projects: Arc::new(config.projects.clone()),
         operator_token: config.operator_token.clone(),

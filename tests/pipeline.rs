@@ -6,39 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Service, TOKEN, eventually, local_mode};
+use common::{Service, TOKEN, create, eventually, reach, start_local as start, task};
 use serde_json::{Value, json};
-
-async fn start(dir: &std::path::Path, confirm_deploy: bool) -> Service {
-    let env = local_mode(dir, &[("acme/app", "ACME", confirm_deploy)]).await;
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Service::start(&dir.join("data"), &env)
-}
-
-async fn create(service: &Service, title: &str, description: &str, labels: &[&str]) -> String {
-    let body =
-        json!({"repo": "acme/app", "title": title, "description": description, "labels": labels});
-    let (status, reply) = service.post_json("/tasks", &body, None).await;
-    assert_eq!(status, 201, "{reply}");
-    reply["work_item_id"].as_str().unwrap().to_string()
-}
-
-async fn task(service: &Service, id: &str) -> Value {
-    service.get(&format!("/tasks/{id}")).await.1
-}
-
-/// Waits until the task is at `stage` in `phase`.
-async fn reach(service: &Service, id: &str, stage: &str, phase: &str) -> Value {
-    eventually(
-        &format!("{id} at {stage}/{phase}"),
-        Duration::from_secs(60),
-        || async {
-            let t = task(service, id).await;
-            (t["stage"] == stage && t["phase"] == phase).then_some(t)
-        },
-    )
-    .await
-}
 
 async fn act(service: &Service, id: &str, action: &str, body: Value) -> (u16, Value) {
     service
@@ -127,6 +96,29 @@ async fn the_happy_path_merges_into_main() {
     );
     assert!(merge.contains("(ACME-001)"), "{merge}");
     assert!(done["actor"].is_null(), "a done task has no actor");
+    // The developer's run opened the branch's pull request; the merge closed it.
+    let pr = &done["pull_request"];
+    assert_eq!(
+        (&pr["number"], &pr["state"], &pr["head"]),
+        (
+            &json!(1),
+            &json!("merged"),
+            &json!("feature/ACME-001-greet-by-name")
+        ),
+        "{pr}"
+    );
+    // Usage: the stages' sums are the total, and the total is the sum of the runs.
+    let total = &done["usage_total"];
+    assert_eq!(total["runs"], 7, "{total}");
+    for key in ["input_tokens", "output_tokens", "cost_nano_usd"] {
+        let by_stage: u64 = done["usage_by_stage"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|s| s[key].as_u64().unwrap())
+            .sum();
+        assert_eq!(by_stage, total[key].as_u64().unwrap(), "{key}");
+    }
 }
 
 #[tokio::test]
@@ -191,6 +183,12 @@ async fn request_changes_then_approved_rolls_back_exactly_once() {
     assert_eq!(rollbacks.len(), 1);
     assert_eq!(roles(&done).iter().filter(|r| *r == "developer").count(), 2);
     assert_eq!(roles(&done).iter().filter(|r| *r == "reviewer").count(), 2);
+    // Two developer runs on the branch, still one pull request.
+    assert_eq!(
+        done["pull_request"]["number"], 1,
+        "{}",
+        done["pull_request"]
+    );
 }
 
 #[tokio::test]

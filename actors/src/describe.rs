@@ -11,6 +11,7 @@ use ractor::{ActorCell, ActorStatus, Message, RpcReplyPort};
 use serde::Serialize;
 
 use crate::dispatch::DispatchMsg;
+use crate::reaper::ReaperMsg;
 use crate::run::RunMsg;
 use crate::supervisor::SupervisorMsg;
 use crate::task::TaskMsg;
@@ -128,6 +129,8 @@ pub async fn describe_cell(
         (DispatchMsg::KIND, call::<DispatchMsg>(cell, timeout).await)
     } else if cell.is_message_type_of::<RunMsg>() == Some(true) {
         (RunMsg::KIND, call::<RunMsg>(cell, timeout).await)
+    } else if cell.is_message_type_of::<ReaperMsg>() == Some(true) {
+        (ReaperMsg::KIND, call::<ReaperMsg>(cell, timeout).await)
     } else {
         ("unknown", Err("actor does not answer Describe".into()))
     }

@@ -1,12 +1,14 @@
 //! `dispatch` — the job queue's only consumer. It claims queued jobs FIFO under
 //! `max_concurrency` (the store skips paused tasks and allows one active job per task) and
 //! starts one `run:<job>` actor per claimed job as its own supervised child. A tick catches
-//! anything a missed wake-up left behind; jobs a previous boot left running are requeued at
-//! start.
+//! anything a missed wake-up left behind. At start, before its first claim, it kills what a
+//! previous boot left running (by process group, identified by pid and start time) and
+//! requeues those jobs. A circuit [`Breaker`] stops claims after too many transient failures
+//! in a row; a queue parked on a usage limit is skipped by the store's claim.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde_json::json;
@@ -14,9 +16,9 @@ use tracing::{error, info, warn};
 
 use crate::describe::{Describe, Description};
 use crate::ports::{Job, JobStatus, JobStore, Store};
-use crate::run::{RunActor, run_name};
-use crate::task::TaskMsg;
-use crate::workbench::{AgentRunner, Forge};
+use crate::resilience::{Breaker, RetryPolicy};
+use crate::run::{RunActor, notify_task, run_name};
+use crate::workbench::{AgentRunner, Forge, ProcessControl};
 
 /// Registered name of the dispatcher.
 pub const DISPATCH: &str = "dispatch";
@@ -37,6 +39,14 @@ pub struct DispatchDeps {
     pub boot_id: String,
     /// Interval of the safety-net claim.
     pub tick: Duration,
+    /// Agent processes as the OS sees them (the startup sweep).
+    pub processes: Arc<dyn ProcessControl>,
+    /// What happens to a failed run's job.
+    pub retry: RetryPolicy,
+    /// Transient failures in a row that stop claims (`ORCH_BREAKER_THRESHOLD`).
+    pub breaker_threshold: u32,
+    /// How long claims stay stopped (`ORCH_BREAKER_COOLDOWN_S`).
+    pub breaker_cooldown: Duration,
 }
 
 /// The dispatcher actor.
@@ -61,6 +71,10 @@ pub struct DispatchState {
     again: bool,
     /// Jobs claimed since start.
     claimed_total: u64,
+    /// The previous boot's leftovers are dealt with; claims may start.
+    recovered: bool,
+    /// Stops claims after a streak of transient failures.
+    breaker: Breaker,
 }
 
 /// Messages the dispatcher handles.
@@ -71,6 +85,13 @@ pub enum DispatchMsg {
     Claimed(Result<Vec<Job>, String>),
     /// Anyone: reply with running jobs and counters.
     Describe(RpcReplyPort<Description>),
+    /// Self, from the spawned startup sweep.
+    Recovered(Result<u32, String>),
+    /// A run actor: its run ended (transiently failed or not), for the breaker.
+    RunEnded {
+        /// The run failed transiently and its job went back to the queue.
+        transient: bool,
+    },
 }
 
 impl Describe for DispatchMsg {
@@ -83,22 +104,46 @@ impl Describe for DispatchMsg {
 /// Marks a job failed and tells its task, for a run that could not even start.
 fn fail_job(deps: Arc<DispatchDeps>, job: Job, reason: String) {
     tokio::spawn(async move {
-        if let Err(e) = deps
+        let run_id = job.run_id.clone().unwrap_or_default();
+        match deps
             .jobs
-            .finish_job(job.id, JobStatus::Failed, Some(&reason))
+            .finish_job(job.id, &run_id, JobStatus::Failed, Some(&reason))
             .await
         {
-            error!(job = job.id, error = %e, "cannot mark job failed");
-        }
-        if let Some(task) = ractor::registry::where_is(job.work_item_id.actor_name()) {
-            let _ = task.send_message(TaskMsg::JobFinished {
-                job_id: job.id,
-                stage: job.stage,
-                success: false,
-                reason,
-            });
+            Ok(true) => notify_task(&job, false, reason),
+            Ok(false) => {}
+            Err(e) => error!(job = job.id, error = %e, "cannot mark job failed"),
         }
     });
+}
+
+/// Kills every agent process a previous boot left running (by process group, and only if
+/// the pid still belongs to the process that was started), then requeues those jobs.
+/// Killing first means the requeued job can never run twice at once.
+async fn recover(deps: &DispatchDeps) -> Result<u32, String> {
+    let running = deps
+        .jobs
+        .running_jobs()
+        .await
+        .map_err(|e| format!("cannot list running jobs: {e}"))?;
+    for left in running
+        .iter()
+        .filter(|r| r.boot_id.as_deref() != Some(deps.boot_id.as_str()))
+    {
+        if let Some(process) = left.process
+            && deps.processes.kill_group(&process).await
+        {
+            warn!(
+                job = left.job.id,
+                pid = process.pid,
+                "killed an agent a previous boot left running"
+            );
+        }
+    }
+    deps.jobs
+        .requeue_stale_jobs(&deps.boot_id)
+        .await
+        .map_err(|e| format!("cannot requeue jobs of a previous boot: {e}"))
 }
 
 impl Actor for Dispatch {
@@ -111,20 +156,13 @@ impl Actor for Dispatch {
         _myself: ActorRef<Self::Msg>,
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
-        let requeued = self
-            .deps
-            .jobs
-            .requeue_stale_jobs(&self.deps.boot_id)
-            .await
-            .map_err(|e| format!("cannot requeue jobs of a previous boot: {e}"))?;
-        if requeued > 0 {
-            info!(requeued, "requeued jobs left running by a previous boot");
-        }
         Ok(DispatchState {
             running: BTreeMap::new(),
             claiming: false,
             again: false,
             claimed_total: 0,
+            recovered: false,
+            breaker: Breaker::new(self.deps.breaker_threshold, self.deps.breaker_cooldown),
         })
     }
 
@@ -134,7 +172,10 @@ impl Actor for Dispatch {
         _state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         myself.send_interval(self.deps.tick, || DispatchMsg::Wake);
-        let _ = myself.cast(DispatchMsg::Wake);
+        let deps = self.deps.clone();
+        tokio::spawn(async move {
+            let _ = myself.cast(DispatchMsg::Recovered(recover(&deps).await));
+        });
         Ok(())
     }
 
@@ -150,7 +191,10 @@ impl Actor for Dispatch {
                     state.again = true;
                     return Ok(());
                 }
-                if state.running.len() >= self.deps.max_concurrency {
+                if !state.recovered
+                    || state.running.len() >= self.deps.max_concurrency
+                    || state.breaker.is_open(Instant::now())
+                {
                     return Ok(());
                 }
                 state.claiming = true;
@@ -203,6 +247,28 @@ impl Actor for Dispatch {
                     let _ = myself.cast(DispatchMsg::Wake);
                 }
             }
+            DispatchMsg::Recovered(result) => match result {
+                Ok(requeued) => {
+                    if requeued > 0 {
+                        info!(requeued, "requeued jobs left running by a previous boot");
+                    }
+                    state.recovered = true;
+                    let _ = myself.cast(DispatchMsg::Wake);
+                }
+                // Failing makes the supervisor restart us, which retries the sweep.
+                Err(e) => return Err(e.into()),
+            },
+            DispatchMsg::RunEnded { transient } => {
+                let now = Instant::now();
+                if !transient {
+                    state.breaker.record_other();
+                } else if state.breaker.record_transient(now) {
+                    warn!(
+                        cooldown_s = self.deps.breaker_cooldown.as_secs(),
+                        "circuit breaker opened: too many transient agent failures in a row; claims paused"
+                    );
+                }
+            }
             DispatchMsg::Describe(reply) => {
                 let running: Vec<_> = state
                     .running
@@ -215,6 +281,8 @@ impl Actor for Dispatch {
                         "running": running,
                         "claimed_total": state.claimed_total,
                         "boot_id": self.deps.boot_id,
+                        "recovered": state.recovered,
+                        "breaker": state.breaker.view(Instant::now()),
                     }),
                     ..Description::default()
                 });

@@ -12,6 +12,8 @@ pub mod memory_jobs;
 pub mod memory_store;
 pub mod pipeline;
 pub mod ports;
+pub mod reaper;
+pub mod resilience;
 pub mod restart;
 pub mod run;
 pub mod stage;

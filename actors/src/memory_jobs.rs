@@ -6,7 +6,10 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::WorkItemId;
-use crate::ports::{Job, JobStatus, JobStore, NewJob, NewRun, RunFinish, RunRecord, StoreError};
+use crate::ports::{
+    Job, JobStatus, JobStore, NewJob, NewRun, ProcessId, QueueOverview, QueuePark, Requeue,
+    RunFinish, RunRecord, RunningJob, StoreError,
+};
 
 /// Jobs (with the boot that claimed them) and runs (with their task).
 type Queue = (Vec<(Job, Option<String>)>, Vec<(WorkItemId, RunRecord)>);
@@ -65,6 +68,7 @@ impl JobStore for MemoryJobs {
                 attempts: 0,
                 task_text: job.task_text,
                 run_id: None,
+                transient_attempts: 0,
             },
             None,
         ));
@@ -99,21 +103,93 @@ impl JobStore for MemoryJobs {
     async fn finish_job(
         &self,
         job_id: i64,
+        run_id: &str,
         status: JobStatus,
         _error: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut inner = self.inner.lock().expect("poisoned");
-        let (job, _) = inner
-            .0
-            .iter_mut()
-            .find(|(j, _)| j.id == job_id)
-            .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+        let Some((job, _)) = inner.0.iter_mut().find(|(j, _)| {
+            j.id == job_id && j.status == JobStatus::Running && j.run_id.as_deref() == Some(run_id)
+        }) else {
+            return Ok(false);
+        };
         job.status = status;
+        Ok(true)
+    }
+
+    async fn set_job_process(
+        &self,
+        _job_id: i64,
+        _run_id: &str,
+        _process: ProcessId,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 
-    async fn set_job_pid(&self, _job_id: i64, _pid: u32) -> Result<(), StoreError> {
-        Ok(())
+    async fn requeue_job(
+        &self,
+        job_id: i64,
+        run_id: &str,
+        how: Requeue,
+        _reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().expect("poisoned");
+        let Some((job, boot)) = inner.0.iter_mut().find(|(j, _)| {
+            j.id == job_id && j.status == JobStatus::Running && j.run_id.as_deref() == Some(run_id)
+        }) else {
+            return Ok(false);
+        };
+        job.status = JobStatus::Queued;
+        job.run_id = None;
+        *boot = None;
+        match how {
+            Requeue::Transient { .. } => {
+                job.transient_attempts += 1;
+                job.attempts = job.attempts.saturating_sub(1);
+            }
+            Requeue::Parked => job.attempts = job.attempts.saturating_sub(1),
+            Requeue::Lost => {}
+        }
+        Ok(true)
+    }
+
+    async fn running_jobs(&self) -> Result<Vec<RunningJob>, StoreError> {
+        let inner = self.inner.lock().expect("poisoned");
+        Ok(inner
+            .0
+            .iter()
+            .filter(|(j, _)| j.status == JobStatus::Running)
+            .map(|(job, boot)| RunningJob {
+                job: job.clone(),
+                boot_id: boot.clone(),
+                process: None,
+                running_s: 0.0,
+                run_outcome: None,
+                run_reason: None,
+            })
+            .collect())
+    }
+
+    async fn park_queue(&self, _until_unix: i64, _reason: &str) -> Result<(), StoreError> {
+        Err(StoreError::Backend(
+            "the in-memory queue cannot be parked".into(),
+        ))
+    }
+
+    async fn queue_park(&self) -> Result<Option<QueuePark>, StoreError> {
+        Ok(None)
+    }
+
+    async fn queue_overview(&self) -> Result<QueueOverview, StoreError> {
+        let inner = self.inner.lock().expect("poisoned");
+        let mut overview = QueueOverview::default();
+        for (job, _) in &inner.0 {
+            *overview
+                .counts
+                .entry(job.status.as_str().to_string())
+                .or_default() += 1;
+        }
+        Ok(overview)
     }
 
     async fn cancel_queued_jobs(&self, id: &WorkItemId) -> Result<u32, StoreError> {

@@ -336,6 +336,74 @@ pub struct Job {
     pub task_text: String,
     /// The run executing it, while running.
     pub run_id: Option<String>,
+    /// Times it was requeued after a transient failure (a budget of its own).
+    pub transient_attempts: u32,
+}
+
+/// An agent process, identified so that a reused pid is never mistaken for it: its pid
+/// (also its process-group id) and its start time in clock ticks since the machine booted
+/// (`/proc/<pid>/stat` field 22).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct ProcessId {
+    /// Pid and process-group id.
+    pub pid: u32,
+    /// Start time in clock ticks after boot; 0 when it could not be read.
+    pub start_ticks: u64,
+}
+
+/// A running job as the reaper sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunningJob {
+    /// The job.
+    pub job: Job,
+    /// The boot that claimed it.
+    pub boot_id: Option<String>,
+    /// Its agent process, once started.
+    pub process: Option<ProcessId>,
+    /// Seconds since it was claimed.
+    pub running_s: f64,
+    /// The outcome journaled for its run (`succeeded`, `failed`, `timeout`…), if the run
+    /// ended; `None` while it runs or if it never reached the journal.
+    pub run_outcome: Option<String>,
+    /// The journaled failure reason of that run.
+    pub run_reason: Option<String>,
+}
+
+/// How a running job goes back to the queue. Every variant clears the old run's traces
+/// (pid, process start, boot, run id, start time): a queued job has none.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Requeue {
+    /// A transient failure: retry after `delay`, counting against the transient budget and
+    /// giving back the attempt the claim took.
+    Transient {
+        /// Wait before it may be claimed again.
+        delay: std::time::Duration,
+    },
+    /// The account's usage limit: wait until the queue unparks, giving back the attempt.
+    Parked,
+    /// Its run vanished (the reaper): claimable at once; the attempt stays counted.
+    Lost,
+}
+
+/// The whole queue is parked (no claims) until a time, because the account's usage limit
+/// was reached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QueuePark {
+    /// RFC 3339 UTC time the queue resumes.
+    pub until: String,
+    /// The failure that parked it.
+    pub reason: String,
+}
+
+/// What `GET /queue` shows of the store's side of the queue.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct QueueOverview {
+    /// Jobs per status.
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// Queued and running jobs, oldest first (at most 100).
+    pub active: Vec<serde_json::Value>,
+    /// The park, while one is in force.
+    pub parked: Option<QueuePark>,
 }
 
 /// What is known when an agent process starts.
@@ -433,16 +501,46 @@ pub trait JobStore: Send + Sync + 'static {
     /// are running, marking each running under a fresh run id for this `boot_id`.
     async fn claim_jobs(&self, max_running: usize, boot_id: &str) -> Result<Vec<Job>, StoreError>;
 
-    /// Ends a job.
+    /// Ends running job `job_id` of run `run_id` with `status`; false (and nothing changed)
+    /// if the job is no longer running that run — someone else already settled it, so only
+    /// the caller that gets true may tell the task.
     async fn finish_job(
         &self,
         job_id: i64,
+        run_id: &str,
         status: JobStatus,
         error: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records the process of a running job's run `run_id` (ignored if the job has moved on).
+    async fn set_job_process(
+        &self,
+        job_id: i64,
+        run_id: &str,
+        process: ProcessId,
     ) -> Result<(), StoreError>;
 
-    /// Records the pid of a running job's process.
-    async fn set_job_pid(&self, job_id: i64, pid: u32) -> Result<(), StoreError>;
+    /// Puts running job `job_id` of run `run_id` back in the queue as `how` says, noting
+    /// `reason`; false if the job is no longer running that run.
+    async fn requeue_job(
+        &self,
+        job_id: i64,
+        run_id: &str,
+        how: Requeue,
+        reason: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Every running job, with what the reaper needs to judge it.
+    async fn running_jobs(&self) -> Result<Vec<RunningJob>, StoreError>;
+
+    /// Parks the queue until `until_unix` (seconds since the epoch), or extends a park.
+    async fn park_queue(&self, until_unix: i64, reason: &str) -> Result<(), StoreError>;
+
+    /// The park in force, if any.
+    async fn queue_park(&self) -> Result<Option<QueuePark>, StoreError>;
+
+    /// Counts, active jobs and the park, for `GET /queue`.
+    async fn queue_overview(&self) -> Result<QueueOverview, StoreError>;
 
     /// Cancels a task's queued job, if any; returns how many were cancelled.
     async fn cancel_queued_jobs(&self, id: &WorkItemId) -> Result<u32, StoreError>;
@@ -465,4 +563,44 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// A task's runs, oldest first.
     async fn runs(&self, id: &WorkItemId) -> Result<Vec<RunRecord>, StoreError>;
+}
+
+/// A pull request of the local forge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PullRequest {
+    /// Its number.
+    pub number: i64,
+    /// The repository.
+    pub repo: String,
+    /// The branch it merges.
+    pub head: String,
+    /// The branch it merges into.
+    pub base: String,
+    /// Its title.
+    pub title: String,
+    /// `open`, `merged` or `closed`.
+    pub state: String,
+    /// RFC 3339 UTC creation time.
+    pub created_at: String,
+}
+
+/// The local forge's pull requests: at most one open per repository and head branch.
+#[async_trait]
+pub trait PullRequestStore: Send + Sync + 'static {
+    /// The open pull request of `head` in `repo`, created if there is none; true when it was
+    /// created now. Never a second open one for the same branch.
+    async fn ensure_pull_request(
+        &self,
+        repo: &str,
+        head: &str,
+        base: &str,
+        title: &str,
+    ) -> Result<(PullRequest, bool), StoreError>;
+
+    /// Marks the open pull request of `head` in `repo` merged; false if there was none.
+    async fn mark_pull_request_merged(&self, repo: &str, head: &str) -> Result<bool, StoreError>;
+
+    /// The latest pull request of `head` in `repo`, whatever its state.
+    async fn pull_request(&self, repo: &str, head: &str)
+    -> Result<Option<PullRequest>, StoreError>;
 }

@@ -4,15 +4,17 @@
 //! The work runs in a spawned task, so the actor itself stays responsive to Describe.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
 use tracing::{info, warn};
 
 use crate::describe::{Describe, Description};
-use crate::dispatch::DispatchDeps;
+use crate::dispatch::{DISPATCH, DispatchDeps, DispatchMsg};
 use crate::pipeline::Role;
-use crate::ports::{Job, JobStatus, NewRun};
+use crate::ports::{Job, JobStatus, NewRun, Requeue, RunFinish};
+use crate::resilience::{FailureClass, Plan};
 use crate::task::TaskMsg;
 use crate::workbench::AgentRequest;
 
@@ -48,35 +50,86 @@ impl Describe for RunMsg {
     }
 }
 
-/// Carries out the job; returns (success, reason) for the task actor.
-async fn execute(deps: &DispatchDeps, job: &Job) -> (bool, String) {
+/// How a run ended, for the job and the task.
+struct RunEnd {
+    success: bool,
+    reason: String,
+    class: FailureClass,
+}
+
+impl RunEnd {
+    fn failed(reason: String) -> Self {
+        Self {
+            success: false,
+            reason,
+            class: FailureClass::Permanent,
+        }
+    }
+}
+
+/// Carries out the job: prepares the worktree, journals and runs the agent, publishes its
+/// work, and journals the outcome under the retry plan's verdict for a failure.
+async fn execute(deps: &DispatchDeps, job: &Job, run_id: &str) -> (RunEnd, Plan) {
+    let (end, finish) = run_agent(deps, job, run_id).await;
+    let plan = if end.success {
+        Plan::Fail { exhausted: false }
+    } else {
+        deps.retry
+            .plan(&end.class, job.transient_attempts, SystemTime::now())
+    };
+    if let Some(mut finish) = finish {
+        finish.outcome = match (&plan, end.success) {
+            (_, true) => "succeeded",
+            (Plan::Retry { .. }, false) => "transient",
+            (Plan::Park { .. }, false) => "usage-limit",
+            (Plan::Fail { .. }, false) if finish.outcome == "timeout" => "timeout",
+            (Plan::Fail { .. }, false) => "failed",
+        }
+        .into();
+        finish.reason = (!end.success).then(|| end.reason.clone());
+        if let Err(e) = deps.jobs.finish_run(run_id, finish).await {
+            warn!(run = %run_id, error = %e, "cannot journal the end of the run");
+        }
+    }
+    (end, plan)
+}
+
+/// Runs the agent; the journal entry to close comes back with the end, when the run got
+/// as far as being journaled.
+async fn run_agent(deps: &DispatchDeps, job: &Job, run_id: &str) -> (RunEnd, Option<RunFinish>) {
     let id = &job.work_item_id;
     let role: Role = match job.role.parse() {
         Ok(role) => role,
-        Err(e) => return (false, format!("job {} names {e}", job.id)),
+        Err(e) => return (RunEnd::failed(format!("job {} names {e}", job.id)), None),
     };
     let task = match deps.store.load_task(id).await {
         Ok(Some(task)) => task,
-        Ok(None) => return (false, format!("task {id} is not in the store")),
-        Err(e) => return (false, format!("cannot load task {id}: {e}")),
+        Ok(None) => {
+            return (
+                RunEnd::failed(format!("task {id} is not in the store")),
+                None,
+            );
+        }
+        Err(e) => return (RunEnd::failed(format!("cannot load task {id}: {e}")), None),
     };
     let workplace = match deps.forge.prepare(&task).await {
         Ok(w) => w,
-        Err(e) => return (false, format!("cannot prepare the worktree: {e}")),
+        Err(e) => {
+            return (
+                RunEnd::failed(format!("cannot prepare the worktree: {e}")),
+                None,
+            );
+        }
     };
     let attempt = match deps.jobs.runs(id).await {
         Ok(runs) => runs.iter().filter(|r| r.role == job.role).count() as u32 + 1,
         Err(_) => job.attempts.max(1),
     };
-    let run_id = job
-        .run_id
-        .clone()
-        .unwrap_or_else(|| format!("run-{}-{}", job.id, job.attempts));
-    let log_path = deps.runner.log_path(&run_id);
+    let log_path = deps.runner.log_path(run_id);
     let started = deps
         .jobs
         .start_run(NewRun {
-            run_id: run_id.clone(),
+            run_id: run_id.to_string(),
             job_id: job.id,
             work_item_id: id.clone(),
             stage: job.stage,
@@ -86,34 +139,132 @@ async fn execute(deps: &DispatchDeps, job: &Job) -> (bool, String) {
         })
         .await;
     if let Err(e) = started {
-        return (false, format!("cannot journal run {run_id}: {e}"));
+        return (
+            RunEnd::failed(format!("cannot journal run {run_id}: {e}")),
+            None,
+        );
     }
+    let (spawned, process) = tokio::sync::oneshot::channel();
+    let journal_process = {
+        let jobs = deps.jobs.clone();
+        let (job_id, run_id) = (job.id, run_id.to_string());
+        tokio::spawn(async move {
+            if let Ok(process) = process.await
+                && let Err(e) = jobs.set_job_process(job_id, &run_id, process).await
+            {
+                warn!(job = job_id, error = %e, "cannot journal the agent's process");
+            }
+        })
+    };
     let report = deps
         .runner
-        .run(AgentRequest {
-            run_id: run_id.clone(),
-            work_item_id: id.clone(),
-            stage: job.stage,
-            role,
-            task_text: job.task_text.clone(),
-            workplace,
-            attempt,
-        })
+        .run(
+            AgentRequest {
+                run_id: run_id.to_string(),
+                work_item_id: id.clone(),
+                stage: job.stage,
+                role,
+                task_text: job.task_text.clone(),
+                workplace,
+                attempt,
+            },
+            spawned,
+        )
         .await;
-    let (mut success, mut reason, mut finish) = (report.success, report.reason, report.finish);
+    let _ = journal_process.await;
+    let (mut success, mut reason, finish) = (report.success, report.reason, report.finish);
+    let mut class = report.class;
     if success && let Err(e) = deps.forge.publish(&task, role).await {
         success = false;
         reason = format!("cannot publish the {role} agent's work: {e}");
-        finish.outcome = "failed".into();
-        finish.reason = Some(reason.clone());
+        class = FailureClass::Permanent;
     }
-    if finish.outcome.is_empty() {
-        finish.outcome = if success { "succeeded" } else { "failed" }.into();
+    (
+        RunEnd {
+            success,
+            reason,
+            class,
+        },
+        Some(finish),
+    )
+}
+
+/// Settles the job in the store as `plan` says and tells whoever must know: the task when
+/// the job ended, the dispatcher always (its breaker counts transient failures).
+async fn settle(deps: &DispatchDeps, job: &Job, run_id: &str, end: RunEnd, plan: Plan) {
+    let transient = !end.success && matches!(end.class, FailureClass::Transient { .. });
+    let requeue = match (&plan, end.success) {
+        (_, true) => None,
+        (Plan::Retry { delay }, false) => Some(Requeue::Transient { delay: *delay }),
+        (Plan::Park { until_unix }, false) => {
+            if let Err(e) = deps.jobs.park_queue(*until_unix, &end.reason).await {
+                warn!(job = job.id, error = %e, "cannot park the queue");
+            }
+            Some(Requeue::Parked)
+        }
+        (Plan::Fail { .. }, false) => None,
+    };
+    let mut ended = None;
+    if let Some(how) = requeue {
+        info!(job = job.id, task = %job.work_item_id, ?how, reason = %end.reason, "run failed transiently; job requeued");
+        match deps
+            .jobs
+            .requeue_job(job.id, run_id, how, &end.reason)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                warn!(job = job.id, error = %e, "cannot requeue the job; failing it");
+                ended = Some((
+                    false,
+                    format!("{}; and it could not be requeued: {e}", end.reason),
+                ));
+            }
+        }
+    } else {
+        let reason = match plan {
+            Plan::Fail { exhausted: true } => format!(
+                "{} (transient failures exhausted the retry budget of {})",
+                end.reason, deps.retry.transient_budget
+            ),
+            _ => end.reason.clone(),
+        };
+        ended = Some((end.success, reason));
     }
-    if let Err(e) = deps.jobs.finish_run(&run_id, finish).await {
-        warn!(run = %run_id, error = %e, "cannot journal the end of the run");
+    if let Some((success, reason)) = ended {
+        let status = if success {
+            JobStatus::Succeeded
+        } else {
+            JobStatus::Failed
+        };
+        let error = (!success).then_some(reason.as_str());
+        match deps.jobs.finish_job(job.id, run_id, status, error).await {
+            Ok(true) => {
+                info!(job = job.id, task = %job.work_item_id, role = %job.role, success, %reason, "run ended");
+                notify_task(job, success, reason);
+            }
+            Ok(false) => info!(
+                job = job.id,
+                "run ended after its job was settled elsewhere"
+            ),
+            Err(e) => warn!(job = job.id, error = %e, "cannot finish job"),
+        }
     }
-    (success, reason)
+    if let Some(dispatch) = ractor::registry::where_is(DISPATCH) {
+        let _ = dispatch.send_message(DispatchMsg::RunEnded { transient });
+    }
+}
+
+/// Tells the job's task actor (by name) that its job ended.
+pub(crate) fn notify_task(job: &Job, success: bool, reason: String) {
+    if let Some(task) = ractor::registry::where_is(job.work_item_id.actor_name()) {
+        let _ = task.send_message(TaskMsg::JobFinished {
+            job_id: job.id,
+            stage: job.stage,
+            success,
+            reason,
+        });
+    }
 }
 
 impl Actor for RunActor {
@@ -137,28 +288,12 @@ impl Actor for RunActor {
         let deps = self.deps.clone();
         let job = job.clone();
         tokio::spawn(async move {
-            let (success, reason) = execute(&deps, &job).await;
-            let status = if success {
-                JobStatus::Succeeded
-            } else {
-                JobStatus::Failed
-            };
-            if let Err(e) = deps
-                .jobs
-                .finish_job(job.id, status, (!success).then_some(reason.as_str()))
-                .await
-            {
-                warn!(job = job.id, error = %e, "cannot finish job");
-            }
-            info!(job = job.id, task = %job.work_item_id, role = %job.role, success, %reason, "run ended");
-            if let Some(task) = ractor::registry::where_is(job.work_item_id.actor_name()) {
-                let _ = task.send_message(TaskMsg::JobFinished {
-                    job_id: job.id,
-                    stage: job.stage,
-                    success,
-                    reason,
-                });
-            }
+            let run_id = job
+                .run_id
+                .clone()
+                .unwrap_or_else(|| format!("run-{}-{}", job.id, job.attempts));
+            let (end, plan) = execute(&deps, &job, &run_id).await;
+            settle(&deps, &job, &run_id, end, plan).await;
             let _ = myself.cast(RunMsg::Done);
         });
         Ok(())

@@ -9,6 +9,7 @@ use ractor::{Actor, ActorRef, registry};
 use tokio::task::JoinHandle;
 
 use crate::dispatch::{DISPATCH, Dispatch, DispatchDeps};
+use crate::reaper::{REAPER, Reaper, ReaperDeps};
 use crate::restart::RestartPolicy;
 use crate::supervisor::{ChildSpec, ShutdownOrder, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::task::{TaskDeps, task_loader};
@@ -27,6 +28,8 @@ pub struct TreeConfig {
     pub tasks: Arc<TaskDeps>,
     /// What the dispatcher and its runs work with.
     pub dispatch: Arc<DispatchDeps>,
+    /// What the job reaper works with.
+    pub reaper: Arc<ReaperDeps>,
     /// Restart policy of every supervisor.
     pub policy: RestartPolicy,
     /// Per-child stop timeout.
@@ -67,7 +70,9 @@ fn supervisor_spec(name: &str, config: &TreeConfig, singletons: bool) -> ChildSp
         let (children, loader) = if singletons {
             let deps = config.dispatch.clone();
             let dispatch = ChildSpec::new(DISPATCH, move || (Dispatch::new(deps.clone()), ()));
-            (vec![dispatch], None)
+            let deps = config.reaper.clone();
+            let reaper = ChildSpec::new(REAPER, move || (Reaper::new(deps.clone()), ()));
+            (vec![dispatch, reaper], None)
         } else {
             (Vec::new(), Some(task_loader(config.tasks.clone())))
         };

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use crate::gates::GateOutcome;
 use crate::pipeline::{GateKind, Role};
-use crate::ports::{RunFinish, TaskRecord};
+use crate::ports::{ProcessId, RunFinish, TaskRecord};
+use crate::resilience::FailureClass;
 use crate::task_machine::{MergeResult, ProjectRules};
 use crate::{Stage, WorkItemId};
 
@@ -71,6 +72,9 @@ pub struct AgentReport {
     pub success: bool,
     /// Why it failed (empty on success).
     pub reason: String,
+    /// What kind of failure it was (ignored on success): transient ones are retried on a
+    /// budget of their own, a usage limit parks the queue, the rest count as attempts.
+    pub class: FailureClass,
     /// The model asked for.
     pub model: Option<String>,
     /// Where its output went.
@@ -88,6 +92,23 @@ pub trait AgentRunner: Send + Sync + 'static {
     /// Where the run's log goes.
     fn log_path(&self, run_id: &str) -> PathBuf;
 
-    /// Runs the agent; never fails — a failure is a report with `success: false`.
-    async fn run(&self, request: AgentRequest) -> AgentReport;
+    /// Runs the agent; never fails — a failure is a report with `success: false`. The
+    /// process is announced on `spawned` as soon as it exists, so it can be journaled (and
+    /// found by the reaper, or killed after a restart) while it runs.
+    async fn run(&self, request: AgentRequest, spawned: SpawnNotice) -> AgentReport;
+}
+
+/// Where a runner announces the agent process it started.
+pub type SpawnNotice = tokio::sync::oneshot::Sender<ProcessId>;
+
+/// The operating system's view of agent processes, for the reaper and the startup sweep.
+#[async_trait]
+pub trait ProcessControl: Send + Sync + 'static {
+    /// Whether `process` still runs: its pid exists, is not a zombie, and started at the
+    /// recorded time (a reused pid is another process).
+    fn is_alive(&self, process: &ProcessId) -> bool;
+
+    /// Stops `process`'s whole process group — SIGTERM, a grace period, then SIGKILL — but
+    /// only if it is still that process. Returns whether anything was signalled.
+    async fn kill_group(&self, process: &ProcessId) -> bool;
 }

@@ -11,17 +11,21 @@ use orchestrator_actors::dispatch::DispatchDeps;
 use orchestrator_actors::gates::GateOutcome;
 use orchestrator_actors::memory_jobs::MemoryJobs;
 use orchestrator_actors::memory_store::MemoryStore;
-use orchestrator_actors::ports::JobStore;
+use orchestrator_actors::ports::{JobStore, ProcessId};
 use orchestrator_actors::ports::{
     NewTask, NewTaskFields, Store, StoreError, TaskRecord, TaskUpdate, Transition,
 };
+use orchestrator_actors::reaper::ReaperDeps;
+use orchestrator_actors::resilience::RetryPolicy;
 use orchestrator_actors::restart::RestartPolicy;
 use orchestrator_actors::supervisor::SupervisorMsg;
 use orchestrator_actors::task::TaskDeps;
 use orchestrator_actors::task::TaskMsg;
 use orchestrator_actors::task_machine::{MergeResult, ProjectRules};
 use orchestrator_actors::tree::{self, Tree, TreeConfig, TreeError};
-use orchestrator_actors::workbench::{AgentReport, AgentRequest, AgentRunner, Forge, Workplace};
+use orchestrator_actors::workbench::{
+    AgentReport, AgentRequest, AgentRunner, Forge, ProcessControl, SpawnNotice, Workplace,
+};
 use orchestrator_actors::{GateKind, Role};
 use orchestrator_actors::{Stage, WorkItemId};
 use ractor::rpc::CallResult;
@@ -95,14 +99,29 @@ impl AgentRunner for NoRunner {
     fn log_path(&self, run_id: &str) -> std::path::PathBuf {
         std::env::temp_dir().join(run_id)
     }
-    async fn run(&self, _request: AgentRequest) -> AgentReport {
+    async fn run(&self, _request: AgentRequest, _spawned: SpawnNotice) -> AgentReport {
         unreachable!("max_concurrency is 0")
+    }
+}
+
+/// No processes exist in these tests.
+struct NoProcesses;
+
+#[async_trait]
+impl ProcessControl for NoProcesses {
+    fn is_alive(&self, _process: &ProcessId) -> bool {
+        false
+    }
+    async fn kill_group(&self, _process: &ProcessId) -> bool {
+        false
     }
 }
 
 fn config(store: Arc<dyn Store>, policy: RestartPolicy) -> TreeConfig {
     let jobs: Arc<dyn JobStore> = Arc::new(MemoryJobs::new());
     let forge: Arc<dyn Forge> = Arc::new(NoForge);
+    let processes: Arc<dyn ProcessControl> = Arc::new(NoProcesses);
+    let reaper_jobs = jobs.clone();
     TreeConfig {
         tasks: Arc::new(TaskDeps {
             store: store.clone(),
@@ -118,6 +137,19 @@ fn config(store: Arc<dyn Store>, policy: RestartPolicy) -> TreeConfig {
             max_concurrency: 0,
             boot_id: "test-boot".into(),
             tick: Duration::from_secs(60),
+            processes: processes.clone(),
+            retry: RetryPolicy::default(),
+            breaker_threshold: 3,
+            breaker_cooldown: Duration::from_secs(60),
+        }),
+        reaper: Arc::new(ReaperDeps {
+            jobs: reaper_jobs,
+            processes,
+            boot_id: "test-boot".into(),
+            tick: Duration::from_secs(60),
+            grace_ticks: 3,
+            backstop: Duration::from_secs(3600),
+            max_attempts: 3,
         }),
         policy,
         shutdown_timeout: Duration::from_secs(5),

@@ -1,17 +1,22 @@
 //! The [`AgentRunner`] port over agent processes: builds the Claude Code CLI argv for a role
-//! (`-p <task text> --output-format json …`, plus any configured leading arguments such as
-//! `scripted-agent`), the agent's environment, and turns the process outcome into a report
-//! with usage and cost.
+//! (`-p <task text> --output-format json --model … --append-system-prompt-file …
+//! --allowedTools … --permission-mode … --max-turns …`, plus any configured leading
+//! arguments such as `scripted-agent`), the agent's environment, and turns the process
+//! outcome into a report with usage, cost and a failure class.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use orchestrator_actors::Role;
 use orchestrator_actors::ports::RunFinish;
-use orchestrator_actors::workbench::{AgentReport, AgentRequest, AgentRunner};
+use orchestrator_actors::resilience::FailureClass;
+use orchestrator_actors::workbench::{AgentReport, AgentRequest, AgentRunner, SpawnNotice};
 
+use super::classify::classify;
 use super::runner::{self, AgentCommand};
+use super::settings::AgentSettings;
 
 /// Launches agent processes.
 pub struct CliLauncher {
@@ -21,46 +26,84 @@ pub struct CliLauncher {
     lead_args: Vec<String>,
     /// Where run logs go.
     runs_dir: PathBuf,
-    /// Budget of one run.
-    timeout: Duration,
+    /// Per-role settings.
+    settings: AgentSettings,
+    /// Each role's system-prompt file.
+    prompts: BTreeMap<Role, PathBuf>,
 }
 
 impl CliLauncher {
-    /// A launcher of `program` with `lead_args`, logging under `runs_dir`.
+    /// A launcher of `program` with `lead_args`, logging under `runs_dir`, with each role's
+    /// `settings` and prompt file.
     pub fn new(
         program: PathBuf,
         lead_args: Vec<String>,
         runs_dir: PathBuf,
-        timeout: Duration,
+        settings: AgentSettings,
+        prompts: BTreeMap<Role, PathBuf>,
     ) -> Self {
         Self {
             program,
             lead_args,
             runs_dir,
-            timeout,
+            settings,
+            prompts,
         }
+    }
+
+    /// The full argv after the program for a run of `role` with `task_text`.
+    pub fn args(&self, role: Role, task_text: &str) -> Vec<String> {
+        let r = self.settings.role(role);
+        let mut args = self.lead_args.clone();
+        args.extend([
+            "-p".to_string(),
+            task_text.to_string(),
+            "--output-format".into(),
+            "json".into(),
+            "--model".into(),
+            r.model.clone(),
+        ]);
+        if let Some(prompt) = self.prompts.get(&role) {
+            args.push("--append-system-prompt-file".into());
+            args.push(prompt.display().to_string());
+        }
+        // One argv element per tool rule: `Bash(git diff:*)` contains a space.
+        args.push("--allowedTools".into());
+        args.extend(r.allowed_tools.iter().cloned());
+        args.extend([
+            "--permission-mode".into(),
+            self.settings.permission_mode.clone(),
+            "--max-turns".into(),
+            r.max_turns.to_string(),
+        ]);
+        if let Some(effort) = &r.effort {
+            args.extend(["--effort".into(), effort.clone()]);
+        }
+        if let Some(fallback) = self
+            .settings
+            .fallback_model
+            .as_ref()
+            .filter(|f| **f != r.model)
+        {
+            args.extend(["--fallback-model".into(), fallback.clone()]);
+        }
+        args
     }
 }
 
 #[async_trait]
 impl AgentRunner for CliLauncher {
-    fn model(&self, _role: Role) -> Option<String> {
-        None
+    fn model(&self, role: Role) -> Option<String> {
+        Some(self.settings.role(role).model.clone())
     }
 
     fn log_path(&self, run_id: &str) -> PathBuf {
         self.runs_dir.join(format!("{run_id}.log"))
     }
 
-    async fn run(&self, request: AgentRequest) -> AgentReport {
-        let mut args = self.lead_args.clone();
-        args.extend([
-            "-p".to_string(),
-            request.task_text.clone(),
-            "--output-format".into(),
-            "json".into(),
-        ]);
-        let env = vec![
+    async fn run(&self, request: AgentRequest, spawned: SpawnNotice) -> AgentReport {
+        let args = self.args(request.role, &request.task_text);
+        let mut env = vec![
             ("ORCH_ROLE".to_string(), request.role.as_str().to_string()),
             ("ORCH_WORK_ITEM".into(), request.work_item_id.to_string()),
             (
@@ -74,15 +117,24 @@ impl AgentRunner for CliLauncher {
                 "1".into(),
             ),
         ];
+        if let Some(dir) = &self.settings.config_dir {
+            env.push((
+                "CLAUDE_CONFIG_DIR".into(),
+                dir.join(&request.run_id).display().to_string(),
+            ));
+        }
         let log_path = self.log_path(&request.run_id);
-        let outcome = runner::run(AgentCommand {
-            program: self.program.clone(),
-            args,
-            cwd: request.workplace.worktree.clone(),
-            env,
-            log_path: log_path.clone(),
-            timeout: self.timeout,
-        })
+        let outcome = runner::run_announced(
+            AgentCommand {
+                program: self.program.clone(),
+                args,
+                cwd: request.workplace.worktree.clone(),
+                env,
+                log_path: log_path.clone(),
+                timeout: self.settings.role(request.role).timeout,
+            },
+            Some(spawned),
+        )
         .await;
         let success = outcome.success();
         let mut finish = RunFinish {
@@ -115,6 +167,8 @@ impl AgentRunner for CliLauncher {
             Err(e) => format!("{e}; log tail: {}", outcome.log_tail.trim()),
         };
         finish.outcome = if outcome.timed_out {
+            // Journaled as killed, whichever signal ended it: the run was stopped by us.
+            finish.exit_code = Some(-9);
             "timeout"
         } else if success {
             "succeeded"
@@ -122,15 +176,100 @@ impl AgentRunner for CliLauncher {
             "failed"
         }
         .into();
+        let class = if success || outcome.timed_out {
+            FailureClass::Permanent
+        } else {
+            classify(
+                outcome.result.as_ref().ok(),
+                &outcome.log_tail,
+                SystemTime::now(),
+            )
+        };
         if !success {
             finish.reason = Some(reason.clone());
         }
         AgentReport {
             success,
             reason,
+            class,
             model: finish.model.clone(),
             log_path: log_path.display().to_string(),
             finish,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn launcher(vars: &[(&str, &str)]) -> CliLauncher {
+        let config =
+            Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        let prompts = Role::ALL
+            .into_iter()
+            .map(|r| (r, PathBuf::from(format!("/p/{}.md", r.as_str()))))
+            .collect();
+        CliLauncher::new(
+            PathBuf::from("claude"),
+            Vec::new(),
+            PathBuf::from("/runs"),
+            config.agents,
+            prompts,
+        )
+    }
+
+    #[test]
+    fn each_role_is_launched_with_its_model_prompt_tools_mode_and_turns() {
+        let l = launcher(&[]);
+        assert_eq!(
+            l.args(Role::Reviewer, "review it"),
+            [
+                "-p",
+                "review it",
+                "--output-format",
+                "json",
+                "--model",
+                "claude-opus-4-8",
+                "--append-system-prompt-file",
+                "/p/reviewer.md",
+                "--allowedTools",
+                "Read",
+                "Glob",
+                "Grep",
+                "Write",
+                "Bash(git diff:*)",
+                "Bash(git log:*)",
+                "--permission-mode",
+                "acceptEdits",
+                "--max-turns",
+                "60",
+            ]
+        );
+        assert_eq!(
+            l.model(Role::Developer).as_deref(),
+            Some("claude-sonnet-4-5")
+        );
+    }
+
+    #[test]
+    fn effort_and_fallback_are_passed_only_when_configured_and_distinct() {
+        let l = launcher(&[
+            ("ORCH_AGENT_EFFORT_DEVELOPER", "high"),
+            ("ORCH_AGENT_FALLBACK_MODEL", "claude-sonnet-4-5"),
+            ("ORCH_AGENT_PERMISSION_MODE", "bypassPermissions"),
+        ]);
+        let dev = l.args(Role::Developer, "x").join(" ");
+        assert!(dev.contains("--effort high"), "{dev}");
+        assert!(dev.contains("--permission-mode bypassPermissions"), "{dev}");
+        // The fallback equals the developer's own model: not passed (the CLI refuses it).
+        assert!(!dev.contains("--fallback-model"), "{dev}");
+        let architect = l.args(Role::Architect, "x").join(" ");
+        assert!(
+            architect.ends_with("--fallback-model claude-sonnet-4-5"),
+            "{architect}"
+        );
+        assert!(!architect.contains("--effort"), "{architect}");
     }
 }

@@ -2,10 +2,13 @@
 //! supervised child process, and reading the single JSON result object it prints. Also the
 //! `scripted-agent` dry-run stand-in that speaks the same contract for tests and demos.
 
+pub mod classify;
 pub mod launcher;
+pub mod process;
 pub mod result;
 pub mod runner;
 pub mod scripted;
+pub mod settings;
 
 pub use result::{CliResult, ModelUsage, parse_stdout};
-pub use runner::{AgentCommand, AgentOutcome, run};
+pub use runner::{AgentCommand, AgentOutcome, run, run_announced};

@@ -14,6 +14,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use orchestrator_actors::ports::ProcessId;
+use orchestrator_actors::workbench::SpawnNotice;
+
 use super::result::{CliResult, parse_stdout};
 
 /// How long the group gets between SIGTERM and SIGKILL: enough for a CLI to flush its
@@ -77,6 +80,11 @@ impl AgentOutcome {
 
 /// Runs `cmd` to completion or timeout. See the module docs for the guarantees.
 pub async fn run(cmd: AgentCommand) -> AgentOutcome {
+    run_announced(cmd, None).await
+}
+
+/// [`run`], announcing the process (pid and start time) on `spawned` once it exists.
+pub async fn run_announced(cmd: AgentCommand, spawned: Option<SpawnNotice>) -> AgentOutcome {
     let started = Instant::now();
     let (mut log, log_start) = match open_log(&cmd.log_path).await {
         Ok(opened) => opened,
@@ -133,6 +141,12 @@ pub async fn run(cmd: AgentCommand) -> AgentOutcome {
     // Should this future be dropped mid-run (service shutdown), kill_on_drop only reaches the
     // leader; the guard takes the rest of the group with it.
     let mut guard = GroupGuard(pgid);
+    if let (Some(spawned), Some(pid)) = (spawned, pid) {
+        let _ = spawned.send(ProcessId {
+            pid,
+            start_ticks: super::process::start_ticks(pid),
+        });
+    }
     tracing::info!(pid, program = %cmd.program.display(), cwd = %cmd.cwd.display(), "agent started");
 
     let stdout = Arc::new(Mutex::new(Vec::new()));
@@ -259,7 +273,7 @@ async fn stop_group(
 }
 
 /// Sends `signal` to every process of the group.
-fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
+pub(crate) fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
     // SAFETY: kill(2) has no memory effects; a negative pid addresses the group we created.
     unsafe {
         libc::kill(-pgid, signal);

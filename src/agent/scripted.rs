@@ -158,11 +158,26 @@ pub struct Reply {
     pub exit: u8,
     /// The result text on success, or the error message.
     pub message: String,
+    /// The HTTP status of a scripted API error: the CLI then reports `subtype: success`
+    /// with `is_error: true`, `api_error_status` and `API Error: …` as the result.
+    pub api_status: Option<u16>,
 }
 
 impl Reply {
     fn error(exit: u8, message: String) -> Self {
-        Self { exit, message }
+        Self {
+            exit,
+            message,
+            api_status: None,
+        }
+    }
+
+    fn api_error(status: u16, message: String) -> Self {
+        Self {
+            exit: 1,
+            message: format!("API Error: {status} {message}"),
+            api_status: Some(status),
+        }
     }
 
     /// The result object, in the CLI's `--output-format json` shape. Errors use the CLI's
@@ -194,6 +209,10 @@ impl Reply {
             }
         });
         if self.exit == 0 {
+            reply["result"] = json!(self.message);
+        } else if let Some(status) = self.api_status {
+            reply["is_error"] = json!(true);
+            reply["api_error_status"] = json!(status);
             reply["result"] = json!(self.message);
         } else {
             reply["subtype"] = json!("error_during_execution");
@@ -240,6 +259,25 @@ pub fn answer(task: &str, var: impl Fn(&str) -> Option<String>, cwd: &Path) -> R
     if let Some(delay) = directives.sleep(role) {
         std::thread::sleep(delay);
     }
+    if directives.usage_limited(role, attempt) {
+        let resets = SystemTime::now() + directives.retry_after();
+        return Reply::api_error(
+            429,
+            format!(
+                "{{\"type\":\"error\",\"error\":{{\"type\":\"rate_limit_error\",\"message\":\"{label}: usage limit reached; resets at {}\"}}}}",
+                humantime::format_rfc3339_millis(resets)
+            ),
+        );
+    }
+    if directives.rate_limited(role, attempt) {
+        return Reply::api_error(
+            429,
+            format!(
+                "{{\"type\":\"error\",\"error\":{{\"type\":\"rate_limit_error\",\"message\":\"{label}: rate limited (attempt {attempt}); retry-after: {}\"}}}}",
+                directives.retry_after().as_secs_f64()
+            ),
+        );
+    }
     if directives.fails(role, attempt) {
         return Reply::error(
             1,
@@ -267,6 +305,7 @@ pub fn answer(task: &str, var: impl Fn(&str) -> Option<String>, cwd: &Path) -> R
                 .collect();
             Reply {
                 exit: 0,
+                api_status: None,
                 message: format!(
                     "{label}: {role} wrote {} (verdict {verdict}, attempt {attempt}); no model was called",
                     names.join(", ")

@@ -8,6 +8,7 @@ mod error;
 mod health;
 mod operator;
 mod params;
+mod queue;
 mod tasks;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use orchestrator_actors::ports::{JobStore, Store};
+use orchestrator_actors::ports::{JobStore, PullRequestStore, Store};
 use orchestrator_actors::task::TaskDeps;
 
 use crate::projects::Project;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The job queue and run journal (queries only).
     pub jobs: Arc<dyn JobStore>,
+    /// The local forge's pull requests (queries only).
+    pub pulls: Arc<dyn PullRequestStore>,
     /// What a newly created task's actor is started with.
     pub task_deps: Arc<TaskDeps>,
     /// Configured projects; tasks may only be created for these repos.
@@ -46,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(actors::router())
         .merge(tasks::router())
+        .merge(queue::router())
         .merge(operator::router());
     #[cfg(debug_assertions)]
     let router = router.merge(debug::router());

@@ -3,7 +3,8 @@
 //! requeueing clears every trace of the old run (the schema's CHECK enforces it too).
 
 use orchestrator_actors::ports::{
-    Job, JobStatus, NewJob, NewRun, RunFinish, RunRecord, StoreError,
+    Job, JobStatus, NewJob, NewRun, ProcessId, QueueOverview, QueuePark, Requeue, RunFinish,
+    RunRecord, RunningJob, StoreError,
 };
 use orchestrator_actors::{Stage, WorkItemId};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
@@ -11,8 +12,16 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
 use super::tasks::backend;
 
 /// The columns [`job_row`] reads, in order; `j` is jobs, `t` is tasks.
-const JOB_COLUMNS: &str =
-    "j.id, t.work_item_id, j.stage, j.role, j.status, j.attempts, j.task_text, j.run_id";
+const JOB_COLUMNS: &str = "j.id, t.work_item_id, j.stage, j.role, j.status, j.attempts, \
+     j.task_text, j.run_id, j.transient_attempts";
+
+/// The current time in the store's timestamp format.
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+/// Clears a run's traces from a job going back to the queue; every requeue path uses it, so
+/// a queued job never carries a pid, process start, boot, run id or start time.
+const CLEAN_RUN: &str =
+    "pid = NULL, pid_start = NULL, boot_id = NULL, run_id = NULL, started_at = NULL";
 
 /// A job row before its text is checked.
 type RawJob = (
@@ -24,6 +33,7 @@ type RawJob = (
     u32,
     String,
     Option<String>,
+    u32,
 );
 
 fn job_row(row: &Row<'_>) -> rusqlite::Result<RawJob> {
@@ -36,11 +46,12 @@ fn job_row(row: &Row<'_>) -> rusqlite::Result<RawJob> {
         row.get(5)?,
         row.get(6)?,
         row.get(7)?,
+        row.get(8)?,
     ))
 }
 
 fn into_job(
-    (id, work_item_id, stage, role, status, attempts, task_text, run_id): RawJob,
+    (id, work_item_id, stage, role, status, attempts, task_text, run_id, transient_attempts): RawJob,
 ) -> Result<Job, StoreError> {
     let corrupt = |e: String| StoreError::Corrupt(format!("job {id}: {e}"));
     Ok(Job {
@@ -52,6 +63,7 @@ fn into_job(
         attempts,
         task_text,
         run_id,
+        transient_attempts,
     })
 }
 
@@ -113,6 +125,8 @@ pub(crate) fn claim_jobs(
                 "SELECT j.id FROM jobs AS j JOIN tasks AS t ON t.id = j.task_id
                  WHERE j.status = 'queued' AND t.paused = 0
                    AND j.available_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                   AND NOT EXISTS (SELECT 1 FROM queue_park
+                                   WHERE until_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
                  ORDER BY j.priority DESC, j.id LIMIT ?1",
             )
             .map_err(backend(what))?;
@@ -125,13 +139,18 @@ pub(crate) fn claim_jobs(
     for id in ids {
         let raw = tx
             .query_row(
+                // The run id counts the job's journaled runs, so it stays unique when a
+                // transient requeue gives the claim's attempt back.
                 "UPDATE jobs SET status = 'running', attempts = attempts + 1,
-                         run_id = 'run-' || id || '-' || (attempts + 1) || '-' || ?2,
+                         run_id = 'run-' || id || '-'
+                             || ((SELECT COUNT(*) FROM agent_runs WHERE job_id = jobs.id) + 1)
+                             || '-' || ?2,
+                         pid = NULL, pid_start = NULL,
                          boot_id = ?2, started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
                          updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                      WHERE id = ?1
                      RETURNING id, (SELECT work_item_id FROM tasks WHERE tasks.id = jobs.task_id),
-                         stage, role, status, attempts, task_text, run_id",
+                         stage, role, status, attempts, task_text, run_id, transient_attempts",
                 rusqlite::params![id, boot_id],
                 job_row,
             )
@@ -142,36 +161,198 @@ pub(crate) fn claim_jobs(
     Ok(claimed)
 }
 
-/// Ends a job with `status`.
+/// Ends running job `job_id` of run `run_id` with `status`; false if it is not running that
+/// run any more (someone else settled it).
 pub(crate) fn finish_job(
     conn: &mut Connection,
     job_id: i64,
+    run_id: &str,
     status: JobStatus,
     error: Option<&str>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let changed = conn
         .execute(
-            "UPDATE jobs SET status = ?2, last_error = ?3,
-                 finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
-                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-             WHERE id = ?1",
-            rusqlite::params![job_id, status.as_str(), error],
+            &format!(
+                "UPDATE jobs SET status = ?3, last_error = ?4, finished_at = {NOW}, updated_at = {NOW}
+                 WHERE id = ?1 AND status = 'running' AND run_id IS ?2"
+            ),
+            rusqlite::params![job_id, run_id, status.as_str(), error],
         )
         .map_err(backend(format!("finish job {job_id}")))?;
-    if changed == 0 {
-        return Err(StoreError::NotFound(format!("job {job_id}")));
-    }
+    Ok(changed == 1)
+}
+
+/// Records the process of a running job's run.
+pub(crate) fn set_job_process(
+    conn: &mut Connection,
+    job_id: i64,
+    run_id: &str,
+    process: ProcessId,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE jobs SET pid = ?3, pid_start = ?4
+         WHERE id = ?1 AND status = 'running' AND run_id = ?2",
+        rusqlite::params![job_id, run_id, process.pid, process.start_ticks as i64],
+    )
+    .map_err(backend(format!("record the process of job {job_id}")))?;
     Ok(())
 }
 
-/// Records the pid of a running job's process.
-pub(crate) fn set_job_pid(conn: &mut Connection, job_id: i64, pid: u32) -> Result<(), StoreError> {
+/// Puts running job `job_id` of run `run_id` back in the queue as `how` says.
+pub(crate) fn requeue_job(
+    conn: &mut Connection,
+    job_id: i64,
+    run_id: &str,
+    how: &Requeue,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    let (delay_s, transient, give_back) = match how {
+        Requeue::Transient { delay } => (delay.as_secs_f64(), 1, 1),
+        Requeue::Parked => (0.0, 0, 1),
+        Requeue::Lost => (0.0, 0, 0),
+    };
+    let changed = conn
+        .execute(
+            &format!(
+                "UPDATE jobs SET status = 'queued', {CLEAN_RUN},
+                     available_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ?3 || ' seconds'),
+                     transient_attempts = transient_attempts + ?4,
+                     attempts = MAX(attempts - ?5, 0),
+                     last_error = ?6, updated_at = {NOW}
+                 WHERE id = ?1 AND status = 'running' AND run_id IS ?2"
+            ),
+            rusqlite::params![job_id, run_id, delay_s, transient, give_back, reason],
+        )
+        .map_err(backend(format!("requeue job {job_id}")))?;
+    Ok(changed == 1)
+}
+
+/// Every running job with its process, age and journaled run outcome.
+pub(crate) fn running_jobs(conn: &Connection) -> Result<Vec<RunningJob>, StoreError> {
+    let what = "list running jobs";
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {JOB_COLUMNS}, j.boot_id, j.pid, j.pid_start,
+                    (julianday('now') - julianday(j.started_at)) * 86400.0,
+                    r.outcome, r.reason
+             FROM jobs AS j JOIN tasks AS t ON t.id = j.task_id
+             LEFT JOIN agent_runs AS r ON r.run_id = j.run_id AND r.finished_at IS NOT NULL
+             WHERE j.status = 'running' ORDER BY j.id"
+        ))
+        .map_err(backend(what))?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((
+                job_row(row)?,
+                row.get::<_, Option<String>>(9)?,
+                row.get::<_, Option<u32>>(10)?,
+                row.get::<_, Option<i64>>(11)?,
+                row.get::<_, Option<f64>>(12)?,
+                row.get::<_, Option<String>>(13)?,
+                row.get::<_, Option<String>>(14)?,
+            ))
+        })
+        .map_err(backend(what))?;
+    rows.map(|row| {
+        let (raw, boot_id, pid, start, running_s, run_outcome, run_reason) =
+            row.map_err(backend(what))?;
+        Ok(RunningJob {
+            job: into_job(raw)?,
+            boot_id,
+            process: pid.map(|pid| ProcessId {
+                pid,
+                start_ticks: start.unwrap_or(0) as u64,
+            }),
+            running_s: running_s.unwrap_or(0.0).max(0.0),
+            run_outcome,
+            run_reason,
+        })
+    })
+    .collect()
+}
+
+/// Parks the queue until `until_unix`, or moves an existing park later (never earlier).
+pub(crate) fn park_queue(
+    conn: &mut Connection,
+    until_unix: i64,
+    reason: &str,
+) -> Result<(), StoreError> {
     conn.execute(
-        "UPDATE jobs SET pid = ?2 WHERE id = ?1 AND status = 'running'",
-        rusqlite::params![job_id, pid],
+        "INSERT INTO queue_park (id, until_at, reason)
+         VALUES (1, strftime('%Y-%m-%dT%H:%M:%fZ', ?1, 'unixepoch'), ?2)
+         ON CONFLICT (id) DO UPDATE SET
+             until_at = MAX(until_at, excluded.until_at), reason = excluded.reason,
+             parked_at = excluded.parked_at",
+        rusqlite::params![until_unix, reason],
     )
-    .map_err(backend(format!("record the pid of job {job_id}")))?;
+    .map_err(backend("park the queue"))?;
     Ok(())
+}
+
+/// The park in force.
+pub(crate) fn queue_park(conn: &Connection) -> Result<Option<QueuePark>, StoreError> {
+    conn.query_row(
+        &format!("SELECT until_at, reason FROM queue_park WHERE id = 1 AND until_at > {NOW}"),
+        [],
+        |row| {
+            Ok(QueuePark {
+                until: row.get(0)?,
+                reason: row.get(1)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(backend("read the queue park"))
+}
+
+/// Counts per status, the active jobs and the park.
+pub(crate) fn queue_overview(conn: &Connection) -> Result<QueueOverview, StoreError> {
+    let what = "read the queue";
+    let mut overview = QueueOverview {
+        parked: queue_park(conn)?,
+        ..QueueOverview::default()
+    };
+    let mut stmt = conn
+        .prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+        .map_err(backend(what))?;
+    for row in stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(backend(what))?
+    {
+        let (status, n) = row.map_err(backend(what))?;
+        overview.counts.insert(status, n as u64);
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT j.id, t.work_item_id, j.stage, j.role, j.status, j.attempts,
+                    j.transient_attempts, j.available_at, j.started_at, j.pid, j.run_id,
+                    j.last_error
+             FROM jobs AS j JOIN tasks AS t ON t.id = j.task_id
+             WHERE j.status IN ('queued', 'running') ORDER BY j.id LIMIT 100",
+        )
+        .map_err(backend(what))?;
+    for row in stmt
+        .query_map([], |r| {
+            Ok(serde_json::json!({
+                "job": r.get::<_, i64>(0)?,
+                "task": r.get::<_, String>(1)?,
+                "stage": r.get::<_, String>(2)?,
+                "role": r.get::<_, String>(3)?,
+                "status": r.get::<_, String>(4)?,
+                "attempts": r.get::<_, i64>(5)?,
+                "transient_attempts": r.get::<_, i64>(6)?,
+                "available_at": r.get::<_, String>(7)?,
+                "started_at": r.get::<_, Option<String>>(8)?,
+                "pid": r.get::<_, Option<i64>>(9)?,
+                "run_id": r.get::<_, Option<String>>(10)?,
+                "last_error": r.get::<_, Option<String>>(11)?,
+            }))
+        })
+        .map_err(backend(what))?
+    {
+        overview.active.push(row.map_err(backend(what))?);
+    }
+    Ok(overview)
 }
 
 /// Cancels the task's queued jobs.
@@ -207,9 +388,12 @@ pub(crate) fn requeue_stale_jobs(conn: &mut Connection, boot_id: &str) -> Result
     .map_err(backend(what))?;
     let n = tx
         .execute(
-            "UPDATE jobs SET status = 'queued', pid = NULL, boot_id = NULL, run_id = NULL,
-                 started_at = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-             WHERE status = 'running' AND boot_id IS NOT ?1",
+            &format!(
+                "UPDATE jobs SET status = 'queued', {CLEAN_RUN},
+                     last_error = 'requeued: the orchestrator restarted while it ran',
+                     updated_at = {NOW}
+                 WHERE status = 'running' AND boot_id IS NOT ?1"
+            ),
             [boot_id],
         )
         .map_err(backend(what))?;

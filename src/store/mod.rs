@@ -5,6 +5,7 @@
 mod connection;
 mod jobs;
 mod migrations;
+mod pulls;
 mod readers;
 mod tasks;
 mod writer;
@@ -15,7 +16,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use orchestrator_actors::ports::{
-    Job, JobStatus, JobStore, NewJob, NewRun, NewTask, NewTaskFields, RunFinish, RunRecord, Store,
+    Job, JobStatus, JobStore, NewJob, NewRun, NewTask, NewTaskFields, ProcessId, PullRequest,
+    PullRequestStore, QueueOverview, QueuePark, Requeue, RunFinish, RunRecord, RunningJob, Store,
     StoreError, TaskRecord, TaskUpdate, Transition,
 };
 use orchestrator_actors::{Stage, WorkItemId};
@@ -208,17 +210,55 @@ impl JobStore for SqliteStore {
     async fn finish_job(
         &self,
         job_id: i64,
+        run_id: &str,
         status: JobStatus,
         error: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let error = error.map(str::to_string);
-        self.write(move |conn| jobs::finish_job(conn, job_id, status, error.as_deref()))
+        let run_id = run_id.to_string();
+        self.write(move |conn| jobs::finish_job(conn, job_id, &run_id, status, error.as_deref()))
             .await
     }
 
-    async fn set_job_pid(&self, job_id: i64, pid: u32) -> Result<(), StoreError> {
-        self.write(move |conn| jobs::set_job_pid(conn, job_id, pid))
+    async fn set_job_process(
+        &self,
+        job_id: i64,
+        run_id: &str,
+        process: ProcessId,
+    ) -> Result<(), StoreError> {
+        let run_id = run_id.to_string();
+        self.write(move |conn| jobs::set_job_process(conn, job_id, &run_id, process))
             .await
+    }
+
+    async fn requeue_job(
+        &self,
+        job_id: i64,
+        run_id: &str,
+        how: Requeue,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let (run_id, reason) = (run_id.to_string(), reason.to_string());
+        self.write(move |conn| jobs::requeue_job(conn, job_id, &run_id, &how, &reason))
+            .await
+    }
+
+    async fn running_jobs(&self) -> Result<Vec<RunningJob>, StoreError> {
+        self.read(jobs::running_jobs).await
+    }
+
+    async fn park_queue(&self, until_unix: i64, reason: &str) -> Result<(), StoreError> {
+        let reason = reason.to_string();
+        self.write(move |conn| jobs::park_queue(conn, until_unix, &reason))
+            .await
+    }
+
+    async fn queue_park(&self) -> Result<Option<QueuePark>, StoreError> {
+        self.read(jobs::queue_park).await
+    }
+
+    async fn queue_overview(&self) -> Result<QueueOverview, StoreError> {
+        self.read(jobs::queue_overview).await
     }
 
     async fn cancel_queued_jobs(&self, id: &WorkItemId) -> Result<u32, StoreError> {
@@ -414,5 +454,41 @@ mod tests {
     async fn a_pool_of_zero_readers_still_reads() {
         let (_dir, store) = temp_store_with(StoreOptions { readers: 0 }).await;
         assert_eq!(store.list_tasks().await.unwrap(), vec![]);
+    }
+}
+
+#[async_trait]
+impl PullRequestStore for SqliteStore {
+    async fn ensure_pull_request(
+        &self,
+        repo: &str,
+        head: &str,
+        base: &str,
+        title: &str,
+    ) -> Result<(PullRequest, bool), StoreError> {
+        let (repo, head, base, title) = (
+            repo.to_string(),
+            head.to_string(),
+            base.to_string(),
+            title.to_string(),
+        );
+        self.write(move |conn| pulls::ensure_pull_request(conn, &repo, &head, &base, &title))
+            .await
+    }
+
+    async fn mark_pull_request_merged(&self, repo: &str, head: &str) -> Result<bool, StoreError> {
+        let (repo, head) = (repo.to_string(), head.to_string());
+        self.write(move |conn| pulls::mark_merged(conn, &repo, &head))
+            .await
+    }
+
+    async fn pull_request(
+        &self,
+        repo: &str,
+        head: &str,
+    ) -> Result<Option<PullRequest>, StoreError> {
+        let (repo, head) = (repo.to_string(), head.to_string());
+        self.read(move |conn| pulls::latest(conn, &repo, &head))
+            .await
     }
 }

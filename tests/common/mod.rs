@@ -35,6 +35,8 @@ pub struct Service {
     pub base: String,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// The extra environment it was started with.
+    env: Vec<(String, String)>,
     log: Arc<Mutex<String>>,
 }
 
@@ -86,8 +88,23 @@ impl Service {
             child,
             base,
             data_dir: data_dir.to_path_buf(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log,
         }
+    }
+
+    /// Starts another service on the same data directory with the same environment (after
+    /// this one died or stopped).
+    pub fn restart(&self) -> Service {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Service::start(&self.data_dir, &env)
     }
 
     /// Everything it logged so far.
@@ -261,4 +278,44 @@ pub async fn local_mode(dir: &Path, projects: &[(&str, &str, bool)]) -> Vec<(Str
         ("ORCH_RETRY_DELAY_S".into(), "1".into()),
         ("ORCH_MAX_CONCURRENCY".into(), "2".into()),
     ]
+}
+
+/// Starts the service in local mode with one project `acme/app` (prefix `ACME`) and `extra`
+/// environment on top.
+pub async fn start_local_with(dir: &Path, confirm_deploy: bool, extra: &[(&str, &str)]) -> Service {
+    let mut env = local_mode(dir, &[("acme/app", "ACME", confirm_deploy)]).await;
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Service::start(&dir.join("data"), &env)
+}
+
+/// Starts the service in local mode with one project `acme/app` (prefix `ACME`).
+pub async fn start_local(dir: &Path, confirm_deploy: bool) -> Service {
+    start_local_with(dir, confirm_deploy, &[]).await
+}
+
+/// Creates a task on `acme/app` through the local tracker; returns its id.
+pub async fn create(service: &Service, title: &str, description: &str, labels: &[&str]) -> String {
+    let body = serde_json::json!({"repo": "acme/app", "title": title, "description": description, "labels": labels});
+    let (status, reply) = service.post_json("/tasks", &body, None).await;
+    assert_eq!(status, 201, "{reply}");
+    reply["work_item_id"].as_str().unwrap().to_string()
+}
+
+/// `GET /tasks/{id}`.
+pub async fn task(service: &Service, id: &str) -> Value {
+    service.get(&format!("/tasks/{id}")).await.1
+}
+
+/// Waits until the task is at `stage` in `phase`.
+pub async fn reach(service: &Service, id: &str, stage: &str, phase: &str) -> Value {
+    eventually(
+        &format!("{id} at {stage}/{phase}"),
+        Duration::from_secs(60),
+        || async {
+            let t = task(service, id).await;
+            (t["stage"] == stage && t["phase"] == phase).then_some(t)
+        },
+    )
+    .await
 }

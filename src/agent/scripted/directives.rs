@@ -1,6 +1,7 @@
 //! Steering for the scripted agent, read from the task text so a test or a demo can script a
 //! whole pipeline run from the task alone: `scripted-agent:` lines pick each role's verdict
-//! per attempt, make a role crash, or make it slow enough to time out.
+//! per attempt, make a role crash, answer like a rate-limited or usage-limited API, or make
+//! it slow enough to time out.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +30,12 @@ pub struct Directives {
     verdicts: BTreeMap<Role, Vec<&'static str>>,
     /// Roles that crash: on every attempt (`None`) or on the first N (`Some(N)`).
     fail: BTreeMap<Role, Option<u32>>,
+    /// Roles whose API answers 429 (rate limited), on every attempt or the first N.
+    transient: BTreeMap<Role, Option<u32>>,
+    /// Roles whose account hits its usage limit, on every attempt or the first N.
+    usage_limit: BTreeMap<Role, Option<u32>>,
+    /// The retry-after a 429 states, and how far ahead a usage limit resets (default 1 s).
+    retry_after: Option<Duration>,
     /// Delay before answering, for every role.
     sleep_all: Option<Duration>,
     /// Delay before answering for one role; wins over `sleep_all`.
@@ -54,20 +61,25 @@ impl Directives {
     }
 
     fn apply(&mut self, token: &str) -> Result<(), String> {
-        let (key, value) = token
-            .split_once('=')
-            .ok_or("expected key=value (a role, fail or sleep)")?;
+        let (key, value) = token.split_once('=').ok_or(
+            "expected key=value (a role, fail, transient, usage_limit, retry_after or sleep)",
+        )?;
         if value.is_empty() {
             return Err("the value is empty".into());
         }
         match key {
-            "fail" => {
+            "fail" | "transient" | "usage_limit" => {
+                let map = match key {
+                    "fail" => &mut self.fail,
+                    "transient" => &mut self.transient,
+                    _ => &mut self.usage_limit,
+                };
                 for item in value.split(',') {
                     let (role, times) = match item.split_once(':') {
                         Some((role, n)) => (role, Some(positive(n)?)),
                         None => (item, None),
                     };
-                    self.fail.insert(
+                    map.insert(
                         role.parse()
                             .map_err(|e: orchestrator_actors::pipeline::UnknownRole| {
                                 e.to_string()
@@ -76,6 +88,7 @@ impl Directives {
                     );
                 }
             }
+            "retry_after" => self.retry_after = Some(seconds(value)?),
             "sleep" => {
                 for item in value.split(',') {
                     match item.split_once(':') {
@@ -92,7 +105,9 @@ impl Directives {
                 }
             }
             role => {
-                let role: Role = role.parse().map_err(|e| format!("{e}, fail or sleep"))?;
+                let role: Role = role.parse().map_err(|e| {
+                    format!("{e}, fail, transient, usage_limit, retry_after or sleep")
+                })?;
                 let verdicts = value
                     .split(',')
                     .map(|v| verdict(role, v))
@@ -116,16 +131,36 @@ impl Directives {
 
     /// Whether `role` crashes on its `attempt`-th run.
     pub fn fails(&self, role: Role, attempt: u32) -> bool {
-        match self.fail.get(&role) {
-            Some(None) => true,
-            Some(Some(times)) => attempt <= *times,
-            None => false,
-        }
+        hits(&self.fail, role, attempt)
+    }
+
+    /// Whether `role`'s API is rate limited on its `attempt`-th run.
+    pub fn rate_limited(&self, role: Role, attempt: u32) -> bool {
+        hits(&self.transient, role, attempt)
+    }
+
+    /// Whether `role`'s account is out of quota on its `attempt`-th run.
+    pub fn usage_limited(&self, role: Role, attempt: u32) -> bool {
+        hits(&self.usage_limit, role, attempt)
+    }
+
+    /// The stated retry-after of a 429, and the distance to a usage limit's reset.
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after.unwrap_or(Duration::from_secs(1))
     }
 
     /// How long `role` waits before answering, if at all.
     pub fn sleep(&self, role: Role) -> Option<Duration> {
         self.sleep_role.get(&role).copied().or(self.sleep_all)
+    }
+}
+
+/// Whether a per-role "every attempt or the first N" directive covers `attempt`.
+fn hits(map: &BTreeMap<Role, Option<u32>>, role: Role, attempt: u32) -> bool {
+    match map.get(&role) {
+        Some(None) => true,
+        Some(Some(times)) => attempt <= *times,
+        None => false,
     }
 }
 
@@ -204,6 +239,18 @@ mod tests {
         assert_eq!(d.sleep(Role::Analyst), Some(Duration::from_secs(3)));
         assert_eq!(d.sleep(Role::Deployer), Some(Duration::from_millis(500)));
         assert_eq!(d.verdict(Role::Reviewer, 1), "REQUEST_CHANGES");
+    }
+
+    #[test]
+    fn api_limits_are_scripted_per_role_and_attempt() {
+        let d = Directives::parse(
+            "scripted-agent: transient=analyst:2 usage_limit=tester retry_after=2.5",
+        )
+        .unwrap();
+        assert!(d.rate_limited(Role::Analyst, 2) && !d.rate_limited(Role::Analyst, 3));
+        assert!(d.usage_limited(Role::Tester, 5) && !d.usage_limited(Role::Analyst, 1));
+        assert_eq!(d.retry_after(), Duration::from_millis(2500));
+        assert_eq!(Directives::default().retry_after(), Duration::from_secs(1));
     }
 
     #[test]

@@ -1,8 +1,67 @@
 //! The job queue and run journal against a real SQLite file.
 use orchestrator_actors::ports::{JobStore, NewTaskFields, Phase, Store, TaskUpdate};
 
+use std::time::Duration;
+
 use super::*;
+use crate::store::SqliteStore;
 use crate::store::test_support::*;
+
+/// A job row's run traces: pid, process start, boot, run id, start time.
+type Traces = (
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+const NO_TRACES: Traces = (None, None, None, None, None);
+
+async fn traces(store: &SqliteStore, id: i64) -> Traces {
+    store
+        .read(move |conn| {
+            conn.query_row(
+                "SELECT pid, pid_start, boot_id, run_id, started_at FROM jobs WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .map_err(backend("read"))
+        })
+        .await
+        .unwrap()
+}
+
+/// Claims the task's job under `boot`, journals a run for it and records a process.
+async fn claim_and_start(store: &SqliteStore, id: &str, boot: &str) -> Job {
+    let job = store.claim_jobs(10, boot).await.unwrap().remove(0);
+    assert_eq!(job.work_item_id.as_str(), id);
+    let run_id = job.run_id.clone().unwrap();
+    store
+        .start_run(NewRun {
+            run_id: run_id.clone(),
+            job_id: job.id,
+            work_item_id: work_item(id),
+            stage: Stage::Analysis,
+            role: "analyst".into(),
+            model: None,
+            log_path: format!("runs/{run_id}.log"),
+        })
+        .await
+        .unwrap();
+    store
+        .set_job_process(
+            job.id,
+            &run_id,
+            ProcessId {
+                pid: 777,
+                start_ticks: 12345,
+            },
+        )
+        .await
+        .unwrap();
+    job
+}
 
 fn job(id: &str, role: &str) -> NewJob {
     NewJob {
@@ -77,8 +136,18 @@ async fn jobs_of_a_previous_boot_are_requeued_without_a_trace_of_their_run() {
     store.create_task(new_task("T-1")).await.unwrap();
     let id = store.enqueue_job(job("T-1", "analyst")).await.unwrap();
     let claimed = store.claim_jobs(1, "old-boot").await.unwrap().remove(0);
-    store.set_job_pid(id, 4242).await.unwrap();
     let run_id = claimed.run_id.clone().unwrap();
+    store
+        .set_job_process(
+            id,
+            &run_id,
+            ProcessId {
+                pid: 4242,
+                start_ticks: 99,
+            },
+        )
+        .await
+        .unwrap();
     store
         .start_run(NewRun {
             run_id: run_id.clone(),
@@ -99,18 +168,7 @@ async fn jobs_of_a_previous_boot_are_requeued_without_a_trace_of_their_run() {
         (requeued.status, requeued.run_id.clone()),
         (JobStatus::Queued, None)
     );
-    let traces: (Option<i64>, Option<String>, Option<String>) = store
-        .read(move |conn| {
-            conn.query_row(
-                "SELECT pid, boot_id, started_at FROM jobs WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(backend("read"))
-        })
-        .await
-        .unwrap();
-    assert_eq!(traces, (None, None, None));
+    assert_eq!(traces(&store, id).await, NO_TRACES);
     let runs = store.runs(&work_item("T-1")).await.unwrap();
     assert_eq!(runs[0].status, "abandoned");
     // Claimed again, it is attempt 2 under a new run id.
@@ -158,7 +216,7 @@ async fn runs_record_usage_and_cost() {
         .await
         .unwrap();
     store
-        .finish_job(id, JobStatus::Succeeded, None)
+        .finish_job(id, &run_id, JobStatus::Succeeded, None)
         .await
         .unwrap();
     let run = &store.runs(&work_item("T-1")).await.unwrap()[0];
@@ -252,4 +310,202 @@ async fn update_task_is_atomic_compare_and_set_and_numbering_never_reuses() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn every_requeue_path_leaves_a_queued_job_without_run_traces() {
+    let (_dir, store) = temp_store().await;
+    store.create_task(new_task("T-1")).await.unwrap();
+    let id = store.enqueue_job(job("T-1", "analyst")).await.unwrap();
+    let mut run_ids = Vec::new();
+    for how in [
+        Requeue::Transient {
+            delay: Duration::ZERO,
+        },
+        Requeue::Parked,
+        Requeue::Lost,
+    ] {
+        let claimed = claim_and_start(&store, "T-1", "boot-a").await;
+        let run_id = claimed.run_id.clone().unwrap();
+        assert_ne!(traces(&store, id).await, NO_TRACES);
+        assert!(
+            store
+                .requeue_job(id, &run_id, how.clone(), "because")
+                .await
+                .unwrap(),
+            "{how:?}"
+        );
+        assert_eq!(traces(&store, id).await, NO_TRACES, "{how:?}");
+        run_ids.push(run_id);
+    }
+    // The restart path too.
+    let claimed = claim_and_start(&store, "T-1", "boot-a").await;
+    run_ids.push(claimed.run_id.clone().unwrap());
+    assert_eq!(store.requeue_stale_jobs("boot-b").await.unwrap(), 1);
+    assert_eq!(traces(&store, id).await, NO_TRACES);
+    // Every claim ran under its own run id, though two requeues gave attempts back.
+    run_ids.sort();
+    run_ids.dedup();
+    assert_eq!(run_ids.len(), 4);
+    let job = store.active_job(&work_item("T-1")).await.unwrap().unwrap();
+    assert_eq!((job.attempts, job.transient_attempts), (2, 1));
+
+    // The schema refuses a queued job with traces, whatever writes it.
+    for column in [
+        "pid = 1",
+        "pid_start = 1",
+        "run_id = 'r'",
+        "started_at = 'x'",
+    ] {
+        let sql = format!("UPDATE jobs SET {column} WHERE id = {id}");
+        let refused = store
+            .write(move |conn| conn.execute(&sql, []).map_err(backend("poke")))
+            .await;
+        assert!(refused.is_err(), "{column} was accepted on a queued job");
+    }
+}
+
+#[tokio::test]
+async fn a_transient_requeue_waits_gives_the_attempt_back_and_counts_its_own_budget() {
+    let (_dir, store) = temp_store().await;
+    store.create_task(new_task("T-1")).await.unwrap();
+    let id = store.enqueue_job(job("T-1", "analyst")).await.unwrap();
+    let claimed = claim_and_start(&store, "T-1", "boot-a").await;
+    let run_id = claimed.run_id.unwrap();
+    assert!(
+        store
+            .requeue_job(
+                id,
+                &run_id,
+                Requeue::Transient {
+                    delay: Duration::from_secs(3600)
+                },
+                "429"
+            )
+            .await
+            .unwrap()
+    );
+    // Not claimable before its time.
+    assert!(store.claim_jobs(10, "boot-a").await.unwrap().is_empty());
+    let job = store.active_job(&work_item("T-1")).await.unwrap().unwrap();
+    assert_eq!((job.attempts, job.transient_attempts), (0, 1));
+    // A second requeue of the same run is refused: it is no longer running.
+    assert!(
+        !store
+            .requeue_job(id, &run_id, Requeue::Lost, "again")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_job(id, &run_id, JobStatus::Failed, Some("late"))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn finishing_is_guarded_by_the_run_so_a_job_is_settled_once() {
+    let (_dir, store) = temp_store().await;
+    store.create_task(new_task("T-1")).await.unwrap();
+    let id = store.enqueue_job(job("T-1", "analyst")).await.unwrap();
+    let claimed = claim_and_start(&store, "T-1", "boot-a").await;
+    let run_id = claimed.run_id.unwrap();
+    assert!(
+        !store
+            .finish_job(id, "run-of-someone-else", JobStatus::Failed, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .finish_job(id, &run_id, JobStatus::Failed, Some("boom"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_job(id, &run_id, JobStatus::Succeeded, None)
+            .await
+            .unwrap()
+    );
+    let job = store.last_job(&work_item("T-1")).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+}
+
+#[tokio::test]
+async fn a_parked_queue_claims_nothing_until_the_park_ends() {
+    let (_dir, store) = temp_store().await;
+    store.create_task(new_task("T-1")).await.unwrap();
+    store.enqueue_job(job("T-1", "analyst")).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    store.park_queue(now + 3600, "usage limit").await.unwrap();
+    // A shorter park never shortens the one in force.
+    store.park_queue(now + 60, "again").await.unwrap();
+    let park = store.queue_park().await.unwrap().unwrap();
+    assert_eq!(park.reason, "again");
+    let until = humantime::parse_rfc3339_weak(&park.until).unwrap();
+    let left = until
+        .duration_since(std::time::SystemTime::now())
+        .unwrap()
+        .as_secs();
+    assert!((3500..=3600).contains(&left), "{left}");
+    assert!(store.claim_jobs(10, "boot-a").await.unwrap().is_empty());
+    let overview = store.queue_overview().await.unwrap();
+    assert_eq!(overview.counts.get("queued"), Some(&1));
+    assert_eq!(overview.active.len(), 1);
+    assert!(overview.parked.is_some());
+    // A park in the past is over.
+    store
+        .write(|conn| {
+            conn.execute(
+                "UPDATE queue_park SET until_at = '2000-01-01T00:00:00.000Z'",
+                [],
+            )
+            .map_err(backend("rewind"))
+        })
+        .await
+        .unwrap();
+    assert!(store.queue_park().await.unwrap().is_none());
+    assert_eq!(store.claim_jobs(10, "boot-a").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn running_jobs_carry_their_process_age_and_journaled_outcome() {
+    let (_dir, store) = temp_store().await;
+    store.create_task(new_task("T-1")).await.unwrap();
+    let id = store.enqueue_job(job("T-1", "analyst")).await.unwrap();
+    let claimed = claim_and_start(&store, "T-1", "boot-a").await;
+    let run_id = claimed.run_id.clone().unwrap();
+    let running = store.running_jobs().await.unwrap();
+    assert_eq!(running.len(), 1);
+    let r = &running[0];
+    assert_eq!(r.job.id, id);
+    assert_eq!(r.boot_id.as_deref(), Some("boot-a"));
+    assert_eq!(
+        r.process,
+        Some(ProcessId {
+            pid: 777,
+            start_ticks: 12345
+        })
+    );
+    assert!(r.running_s >= 0.0 && r.running_s < 60.0);
+    assert_eq!(r.run_outcome, None);
+    store
+        .finish_run(
+            &run_id,
+            RunFinish {
+                outcome: "failed".into(),
+                reason: Some("exit 1".into()),
+                ..RunFinish::default()
+            },
+        )
+        .await
+        .unwrap();
+    let r = store.running_jobs().await.unwrap().remove(0);
+    assert_eq!(r.run_outcome.as_deref(), Some("failed"));
+    assert_eq!(r.run_reason.as_deref(), Some("exit 1"));
 }

@@ -1,0 +1,43 @@
+//! `GET /queue` — the job queue at a glance: counts per status, the queued and running jobs
+//! (attempts, transient retries, when each becomes claimable), the usage-limit park, the
+//! dispatcher's circuit breaker and running set, and the reaper's counters.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use orchestrator_actors::describe::describe_cell;
+use orchestrator_actors::dispatch::DISPATCH;
+use orchestrator_actors::reaper::REAPER;
+use ractor::registry;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/queue", get(queue))
+}
+
+/// An actor's Describe details by name, or why there are none.
+async fn details(name: &str, state: &AppState) -> Value {
+    match registry::where_is(name) {
+        None => json!({"error": format!("{name} is not running")}),
+        Some(cell) => match describe_cell(&cell, state.describe_timeout).await.1 {
+            Ok(d) => d.details,
+            Err(e) => json!({ "error": e }),
+        },
+    }
+}
+
+async fn queue(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let overview = state.jobs.queue_overview().await?;
+    let dispatch = details(DISPATCH, &state).await;
+    let reaper = details(REAPER, &state).await;
+    Ok(Json(json!({
+        "counts": overview.counts,
+        "parked": overview.parked,
+        "breaker": dispatch.get("breaker").cloned().unwrap_or(Value::Null),
+        "jobs": overview.active,
+        "dispatch": dispatch,
+        "reaper": reaper,
+    })))
+}

@@ -1,0 +1,268 @@
+//! Agent runs that go wrong, on the real binary with the dry-run agent: a rate-limited API
+//! (transient retries after the stated retry-after, the circuit breaker), a usage limit
+//! (the whole queue parks), an exhausted transient budget, a role timeout, and an
+//! orchestrator killed while an agent runs (the orphan is killed, the job requeued once).
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::{Service, create, eventually, reach, start_local_with, task};
+use serde_json::Value;
+
+fn runs(task: &Value) -> Vec<Value> {
+    task["runs"].as_array().cloned().unwrap_or_default()
+}
+
+fn time(value: &Value) -> SystemTime {
+    humantime::parse_rfc3339_weak(value.as_str().expect("a timestamp"))
+        .unwrap_or_else(|e| panic!("bad timestamp {value}: {e}"))
+}
+
+/// Seconds between the end of `earlier` and the start of `later`.
+fn gap(earlier: &Value, later: &Value) -> f64 {
+    time(&later["started_at"])
+        .duration_since(time(&earlier["finished_at"]))
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Whether `pid` is a running (not zombie) process.
+fn running(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => {
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            !matches!(state.and_then(|s| s.chars().next()), Some('Z' | 'X') | None)
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limited_run_is_retried_after_its_retry_after_and_the_breaker_opens_and_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start_local_with(
+        dir.path(),
+        false,
+        &[
+            ("ORCH_BACKOFF_BASE_S", "1"),
+            ("ORCH_BREAKER_THRESHOLD", "2"),
+            ("ORCH_BREAKER_COOLDOWN_S", "3"),
+        ],
+    )
+    .await;
+    let id = create(
+        &service,
+        "Rate limited",
+        "scripted-agent: transient=analyst:2 retry_after=1.5",
+        &[],
+    )
+    .await;
+    // After the second 429 in a row the breaker is open and shows in /queue.
+    let queue = eventually("the breaker to open", Duration::from_secs(30), || async {
+        let (_, q) = service.get("/queue").await;
+        (q["breaker"]["state"] == "open").then_some(q)
+    })
+    .await;
+    assert_eq!(queue["breaker"]["consecutive_transient"], 2, "{queue}");
+    let t = reach(&service, &id, "analysis", "awaiting-approval").await;
+    let runs = runs(&t);
+    let outcomes: Vec<&str> = runs.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["transient", "transient", "succeeded"], "{t}");
+    assert!(
+        runs[0]["reason"].as_str().unwrap().contains("429"),
+        "{}",
+        runs[0]
+    );
+    // The stated retry-after (1.5 s) is honoured, then the breaker's cool-down (3 s).
+    assert!(gap(&runs[0], &runs[1]) >= 1.5, "{runs:?}");
+    assert!(gap(&runs[1], &runs[2]) >= 3.0, "{runs:?}");
+    // Transient failures used none of the stage's attempts.
+    assert_eq!(t["stage_attempts"], 1, "{t}");
+    let (_, queue) = service.get("/queue").await;
+    assert_eq!(queue["breaker"]["state"], "closed", "{queue}");
+    assert_eq!(queue["breaker"]["opened_total"], 1, "{queue}");
+    assert_eq!(queue["breaker"]["consecutive_transient"], 0, "{queue}");
+}
+
+#[tokio::test]
+async fn a_usage_limit_parks_the_queue_until_it_resets_without_burning_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start_local_with(dir.path(), false, &[]).await;
+    let id = create(
+        &service,
+        "Out of quota",
+        "scripted-agent: usage_limit=analyst:1 retry_after=3",
+        &[],
+    )
+    .await;
+    let queue = eventually("the queue to park", Duration::from_secs(30), || async {
+        let (_, q) = service.get("/queue").await;
+        (!q["parked"].is_null()).then_some(q)
+    })
+    .await;
+    assert!(
+        queue["parked"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("usage limit"),
+        "{queue}"
+    );
+    let job = &queue["jobs"][0];
+    assert_eq!(
+        (&job["status"], &job["attempts"], &job["transient_attempts"]),
+        (&Value::from("queued"), &Value::from(0), &Value::from(0)),
+        "{queue}"
+    );
+    let t = reach(&service, &id, "analysis", "awaiting-approval").await;
+    let runs = runs(&t);
+    let outcomes: Vec<&str> = runs.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["usage-limit", "succeeded"], "{t}");
+    let reset = time(&queue["parked"]["until"]);
+    assert!(
+        time(&runs[1]["started_at"]) >= reset,
+        "the run started before the reset: {runs:?} {queue}"
+    );
+    assert_eq!(t["stage_attempts"], 1, "{t}");
+    let (_, queue) = service.get("/queue").await;
+    assert!(queue["parked"].is_null(), "{queue}");
+}
+
+#[tokio::test]
+async fn a_spent_transient_budget_counts_as_a_failure_and_repeated_failures_block_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start_local_with(
+        dir.path(),
+        false,
+        &[
+            ("ORCH_TRANSIENT_RETRIES", "1"),
+            ("ORCH_BACKOFF_BASE_S", "1"),
+            ("ORCH_BREAKER_THRESHOLD", "100"),
+        ],
+    )
+    .await;
+    let id = create(
+        &service,
+        "Always rate limited",
+        "scripted-agent: transient=analyst retry_after=0.2",
+        &[],
+    )
+    .await;
+    let t = reach(&service, &id, "analysis", "blocked").await;
+    let reason = t["blocked_reason"].as_str().unwrap();
+    assert!(reason.contains("exhausted the retry budget of 1"), "{t}");
+    // Per stage attempt: one transient retry, then the failure that counts; three attempts.
+    let outcomes: Vec<String> = runs(&t)
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "transient",
+            "failed",
+            "transient",
+            "failed",
+            "transient",
+            "failed"
+        ],
+        "{t}"
+    );
+}
+
+#[tokio::test]
+async fn a_role_over_its_time_budget_is_killed_and_journaled_as_a_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let service =
+        start_local_with(dir.path(), false, &[("ORCH_AGENT_TIMEOUT_ANALYST_S", "1")]).await;
+    let id = create(&service, "Slow", "scripted-agent: sleep=analyst:30", &[]).await;
+    let t = eventually("a timed-out run", Duration::from_secs(30), || async {
+        let t = task(&service, &id).await;
+        runs(&t)
+            .first()
+            .filter(|r| r["status"] != "running")
+            .map(|_| t.clone())
+    })
+    .await;
+    let run = &runs(&t)[0];
+    assert_eq!(run["status"], "timeout", "{run}");
+    assert_eq!(run["exit_code"], -9, "{run}");
+    assert!(
+        run["reason"]
+            .as_str()
+            .unwrap()
+            .contains("timeout after 1 s"),
+        "{run}"
+    );
+    assert_eq!(run["model"], "claude-sonnet-4-5", "{run}");
+}
+
+#[tokio::test]
+async fn a_restart_kills_the_orphaned_agent_and_requeues_its_job_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("ORCH_REAPER_TICK_S", "1")];
+    let mut first = start_local_with(dir.path(), false, &env).await;
+    let id = create(
+        &first,
+        "Interrupted",
+        "scripted-agent: sleep=analyst:60",
+        &[],
+    )
+    .await;
+    let job_pid = |service: &Service| {
+        let service_base = service.base.clone();
+        async move {
+            let q: Value = reqwest::get(format!("{service_base}/queue"))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let job = q["jobs"].as_array()?.first()?.clone();
+            Some((job["pid"].as_i64()?, job))
+        }
+    };
+    let (orphan, job) = eventually("the agent to start", Duration::from_secs(30), || {
+        job_pid(&first)
+    })
+    .await;
+    assert_eq!(job["attempts"], 1, "{job}");
+    // The orchestrator dies without a chance to clean up; its agent lives on.
+    first.signal(libc::SIGKILL);
+    first.wait_exit(Duration::from_secs(10)).expect("it died");
+    assert!(
+        running(orphan),
+        "the agent should outlive a SIGKILLed orchestrator"
+    );
+
+    let mut second = first.restart();
+    let (fresh, job) = eventually("the job to run again", Duration::from_secs(30), || async {
+        job_pid(&second).await.filter(|(pid, _)| *pid != orphan)
+    })
+    .await;
+    assert!(!running(orphan), "the orphan {orphan} survived the restart");
+    assert!(running(fresh));
+    // Requeued once: the second claim is attempt 2, under a new run; the old run is closed.
+    assert_eq!(job["attempts"], 2, "{job}");
+    let t = task(&second, &id).await;
+    let statuses: Vec<&str> = t["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["abandoned", "running"], "{t}");
+    assert!(
+        second
+            .log()
+            .contains("killed an agent a previous boot left running")
+    );
+    // A graceful stop takes the running agent down with it.
+    second.signal(libc::SIGTERM);
+    second
+        .wait_exit(Duration::from_secs(15))
+        .expect("it stopped");
+    eventually("the agent to stop", Duration::from_secs(10), || async {
+        (!running(fresh)).then_some(())
+    })
+    .await;
+}
