@@ -7,12 +7,8 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{Service, create, eventually, reach, start_local_with, task};
+use common::{Service, create, eventually, first_run_ended, reach, runs, start_local_with, task};
 use serde_json::Value;
-
-fn runs(task: &Value) -> Vec<Value> {
-    task["runs"].as_array().cloned().unwrap_or_default()
-}
 
 fn time(value: &Value) -> SystemTime {
     humantime::parse_rfc3339_weak(value.as_str().expect("a timestamp"))
@@ -175,14 +171,7 @@ async fn a_role_over_its_time_budget_is_killed_and_journaled_as_a_timeout() {
     let service =
         start_local_with(dir.path(), false, &[("ORCH_AGENT_TIMEOUT_ANALYST_S", "1")]).await;
     let id = create(&service, "Slow", "scripted-agent: sleep=analyst:30", &[]).await;
-    let t = eventually("a timed-out run", Duration::from_secs(30), || async {
-        let t = task(&service, &id).await;
-        runs(&t)
-            .first()
-            .filter(|r| r["status"] != "running")
-            .map(|_| t.clone())
-    })
-    .await;
+    let t = first_run_ended(&service, &id).await;
     let run = &runs(&t)[0];
     assert_eq!(run["status"], "timeout", "{run}");
     assert_eq!(run["exit_code"], -9, "{run}");

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Service, create, eventually, reach, start_local_with, task};
+use common::{Service, create, eventually, first_run_ended, reach, runs, start_local_with};
 use orchestrator_actors::Role;
 use orchestrator_testkit::anthropic::{AnthropicStub, Fault, StubConfig};
 use orchestrator_testkit::claude::{ClaudeEnv, claude_bin};
@@ -44,10 +44,6 @@ async fn start(
     );
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     (start_local_with(dir, false, &env).await, claude)
-}
-
-fn runs(task: &Value) -> Vec<Value> {
-    task["runs"].as_array().cloned().unwrap_or_default()
 }
 
 fn outcomes(task: &Value) -> Vec<String> {
@@ -158,7 +154,8 @@ async fn a_rate_limit_the_cli_gives_up_on_is_requeued_as_transient() {
 #[tokio::test]
 async fn a_usage_limit_parks_the_queue_until_its_reset() {
     let stub = AnthropicStub::start(StubConfig::default());
-    let resets = SystemTime::now() + Duration::from_secs(4);
+    // Far enough ahead that a CLI slow to start on a loaded machine still sees it coming.
+    let resets = SystemTime::now() + Duration::from_secs(12);
     let resets_unix = resets.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
     stub.push_fault(Fault::UsageLimit {
         resets_at_unix: resets_unix,
@@ -191,14 +188,7 @@ async fn an_api_400_fails_the_run_with_the_api_message() {
     let dir = tempfile::tempdir().unwrap();
     let (service, _claude) = start(dir.path(), &stub, &[]).await;
     let id = create(&service, "Bad request", "The API refuses.", &[]).await;
-    let t = eventually("the first run to fail", Duration::from_secs(60), || async {
-        let t = task(&service, &id).await;
-        runs(&t)
-            .first()
-            .filter(|r| r["status"] != "running")
-            .map(|_| t.clone())
-    })
-    .await;
+    let t = first_run_ended(&service, &id).await;
     let run = &runs(&t)[0];
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["exit_code"], 1, "{run}");

@@ -15,9 +15,9 @@ use serde_json::json;
 use tracing::{error, info, warn};
 
 use crate::describe::{Describe, Description};
-use crate::ports::{Job, JobStatus, JobStore, Store};
+use crate::ports::{Job, JobStore, Store};
 use crate::resilience::{Breaker, RetryPolicy};
-use crate::run::{RunActor, notify_task, run_name};
+use crate::run::{RunActor, end_job, run_name};
 use crate::workbench::{AgentRunner, Forge, ProcessControl};
 
 /// Registered name of the dispatcher.
@@ -105,15 +105,7 @@ impl Describe for DispatchMsg {
 fn fail_job(deps: Arc<DispatchDeps>, job: Job, reason: String) {
     tokio::spawn(async move {
         let run_id = job.run_id.clone().unwrap_or_default();
-        match deps
-            .jobs
-            .finish_job(job.id, &run_id, JobStatus::Failed, Some(&reason))
-            .await
-        {
-            Ok(true) => notify_task(&job, false, reason),
-            Ok(false) => {}
-            Err(e) => error!(job = job.id, error = %e, "cannot mark job failed"),
-        }
+        end_job(deps.jobs.as_ref(), &job, &run_id, false, reason).await;
     });
 }
 

@@ -23,8 +23,8 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::describe::{Describe, Description};
-use crate::ports::{JobStatus, JobStore, Requeue, RunningJob};
-use crate::run::{notify_task, run_name};
+use crate::ports::{JobStore, Requeue, RunningJob};
+use crate::run::{end_job, run_name};
 use crate::workbench::ProcessControl;
 
 /// Registered name of the reaper.
@@ -265,17 +265,7 @@ async fn sweep(
             }
         };
         if let Some((success, reason)) = settled {
-            let status = if success {
-                JobStatus::Succeeded
-            } else {
-                JobStatus::Failed
-            };
-            let error = (!success).then_some(reason.as_str());
-            match deps.jobs.finish_job(job.id, &run_id, status, error).await {
-                Ok(true) => notify_task(job, success, reason),
-                Ok(false) => {}
-                Err(e) => warn!(job = job.id, error = %e, "reaper cannot settle a job"),
-            }
+            end_job(deps.jobs.as_ref(), job, &run_id, success, reason).await;
         }
     }
     (misses, Ok(done))

@@ -1,7 +1,10 @@
 //! `run:<job>` — one per running job: prepares the task's worktree, runs the agent process
-//! through the [`AgentRunner`](crate::workbench::AgentRunner), publishes what a successful
-//! agent changed, journals the run and the job, tells the task actor by name, then stops.
-//! The work runs in a spawned task, so the actor itself stays responsive to Describe.
+//! through the [`AgentRunner`](crate::workbench::AgentRunner) (journaling its pid and start
+//! time as soon as it exists), publishes what a successful agent changed, journals the run,
+//! then settles the job by the retry plan of [`crate::resilience`]: a transient failure or a
+//! usage limit goes back to the queue (the task is not told), anything else ends the job and
+//! the task actor is told by name. The dispatcher hears of every end, for its breaker. The
+//! work runs in a spawned task, so the actor itself stays responsive to Describe.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -13,7 +16,7 @@ use tracing::{info, warn};
 use crate::describe::{Describe, Description};
 use crate::dispatch::{DISPATCH, DispatchDeps, DispatchMsg};
 use crate::pipeline::Role;
-use crate::ports::{Job, JobStatus, NewRun, Requeue, RunFinish};
+use crate::ports::{Job, JobStatus, JobStore, NewRun, Requeue, RunFinish};
 use crate::resilience::{FailureClass, Plan};
 use crate::task::TaskMsg;
 use crate::workbench::AgentRequest;
@@ -206,7 +209,7 @@ async fn settle(deps: &DispatchDeps, job: &Job, run_id: &str, end: RunEnd, plan:
     };
     let mut ended = None;
     if let Some(how) = requeue {
-        info!(job = job.id, task = %job.work_item_id, ?how, reason = %end.reason, "run failed transiently; job requeued");
+        info!(job = job.id, task = %job.work_item_id, ?how, reason = %end.reason, "run failed on the API's limits; job requeued");
         match deps
             .jobs
             .requeue_job(job.id, run_id, how, &end.reason)
@@ -232,31 +235,47 @@ async fn settle(deps: &DispatchDeps, job: &Job, run_id: &str, end: RunEnd, plan:
         ended = Some((end.success, reason));
     }
     if let Some((success, reason)) = ended {
-        let status = if success {
-            JobStatus::Succeeded
-        } else {
-            JobStatus::Failed
-        };
-        let error = (!success).then_some(reason.as_str());
-        match deps.jobs.finish_job(job.id, run_id, status, error).await {
-            Ok(true) => {
-                info!(job = job.id, task = %job.work_item_id, role = %job.role, success, %reason, "run ended");
-                notify_task(job, success, reason);
-            }
-            Ok(false) => info!(
-                job = job.id,
-                "run ended after its job was settled elsewhere"
-            ),
-            Err(e) => warn!(job = job.id, error = %e, "cannot finish job"),
-        }
+        end_job(deps.jobs.as_ref(), job, run_id, success, reason).await;
     }
     if let Some(dispatch) = ractor::registry::where_is(DISPATCH) {
         let _ = dispatch.send_message(DispatchMsg::RunEnded { transient });
     }
 }
 
+/// Ends running job `job` of run `run_id` and, if this call is the one that ended it, tells
+/// its task. Returns whether it ended the job.
+pub(crate) async fn end_job(
+    jobs: &dyn JobStore,
+    job: &Job,
+    run_id: &str,
+    success: bool,
+    reason: String,
+) -> bool {
+    let status = if success {
+        JobStatus::Succeeded
+    } else {
+        JobStatus::Failed
+    };
+    let error = (!success).then_some(reason.as_str());
+    match jobs.finish_job(job.id, run_id, status, error).await {
+        Ok(true) => {
+            info!(job = job.id, task = %job.work_item_id, role = %job.role, success, %reason, "job ended");
+            notify_task(job, success, reason);
+            true
+        }
+        Ok(false) => {
+            info!(job = job.id, "the job was already settled elsewhere");
+            false
+        }
+        Err(e) => {
+            warn!(job = job.id, error = %e, "cannot end the job");
+            false
+        }
+    }
+}
+
 /// Tells the job's task actor (by name) that its job ended.
-pub(crate) fn notify_task(job: &Job, success: bool, reason: String) {
+fn notify_task(job: &Job, success: bool, reason: String) {
     if let Some(task) = ractor::registry::where_is(job.work_item_id.actor_name()) {
         let _ = task.send_message(TaskMsg::JobFinished {
             job_id: job.id,

@@ -319,3 +319,20 @@ pub async fn reach(service: &Service, id: &str, stage: &str, phase: &str) -> Val
     )
     .await
 }
+
+/// The task's agent runs, oldest first.
+pub fn runs(task: &Value) -> Vec<Value> {
+    task["runs"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until the task's first run has ended; returns the task then.
+pub async fn first_run_ended(service: &Service, id: &str) -> Value {
+    eventually("the first run to end", Duration::from_secs(60), || async {
+        let t = task(service, id).await;
+        runs(&t)
+            .first()
+            .filter(|r| r["status"] != "running")
+            .map(|_| t.clone())
+    })
+    .await
+}
