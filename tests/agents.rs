@@ -91,9 +91,10 @@ async fn a_usage_limit_parks_the_queue_until_it_resets_without_burning_attempts(
         &[],
     )
     .await;
+    // The park is written first (so nothing is claimed meanwhile), then the job requeued.
     let queue = eventually("the queue to park", Duration::from_secs(30), || async {
         let (_, q) = service.get("/queue").await;
-        (!q["parked"].is_null()).then_some(q)
+        (!q["parked"].is_null() && q["jobs"][0]["status"] == "queued").then_some(q)
     })
     .await;
     assert!(

@@ -1,0 +1,182 @@
+//! Configuration parsing: defaults, per-key validation, agents' settings, `.env`.
+
+use super::*;
+
+fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+}
+
+#[test]
+fn defaults_are_embedded() {
+    let c = with(&[]).unwrap();
+    assert_eq!(c.data_dir, PathBuf::from("./data"));
+    assert_eq!(c.bind.to_string(), "127.0.0.1:8500");
+    assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(c.db_path(), PathBuf::from("./data/orchestrator.db"));
+    assert_eq!(c.repos_dir(), PathBuf::from("./data/repos"));
+    assert_eq!(c.worktrees_dir, PathBuf::from("./data/worktrees"));
+    assert!(c.unknown_keys.is_empty());
+}
+
+#[test]
+fn worktrees_follow_the_data_dir_unless_set() {
+    let c = with(&[("ORCH_DATA_DIR", "/srv/orch")]).unwrap();
+    assert_eq!(c.worktrees_dir, PathBuf::from("/srv/orch/worktrees"));
+    let c = with(&[
+        ("ORCH_DATA_DIR", "/srv/orch"),
+        ("ORCH_WORKTREES_DIR", "/fast/wt"),
+    ])
+    .unwrap();
+    assert_eq!(c.worktrees_dir, PathBuf::from("/fast/wt"));
+}
+
+#[test]
+fn each_bad_value_is_named_with_its_key() {
+    for (key, value, expected) in [
+        ("ORCH_BIND", "nonsense", "IP address and port"),
+        ("ORCH_BIND", "localhost:8500", "IP address and port"),
+        ("ORCH_LOG_FORMAT", "xml", "text or json"),
+        ("ORCH_LOG", "info,=[", "log directives"),
+        ("ORCH_DATA_DIR", " ", "non-empty"),
+        ("ORCH_SHUTDOWN_TIMEOUT_S", "0", "from 1 to 300"),
+        ("ORCH_RESTART_MAX", "-1", "whole number"),
+        ("ORCH_DB_READERS", "lots", "whole number"),
+    ] {
+        let err = with(&[(key, value)]).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("invalid {key}={value:?}")),
+            "{err}"
+        );
+        assert!(err.contains(expected), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+}
+
+#[test]
+fn later_pairs_win_and_unknown_keys_are_collected() {
+    let c = with(&[
+        ("ORCH_BIND", "nonsense"),
+        ("ORCH_BIND", "0.0.0.0:9000"),
+        ("ORCH_BNID", "x"),
+        ("PATH", "/bin"),
+    ])
+    .unwrap();
+    assert_eq!(c.bind.port(), 9000);
+    assert_eq!(c.unknown_keys, ["ORCH_BNID"]);
+}
+
+#[test]
+fn env_file_is_read_and_a_broken_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.env");
+    std::fs::write(&good, "# comment\nORCH_BIND=127.0.0.1:9100\n").unwrap();
+    assert_eq!(
+        read_env_file(&good).unwrap(),
+        [("ORCH_BIND".to_string(), "127.0.0.1:9100".to_string())]
+    );
+    assert!(
+        read_env_file(&dir.path().join("missing.env"))
+            .unwrap()
+            .is_empty()
+    );
+    let bad = dir.path().join("bad.env");
+    std::fs::write(&bad, "ORCH_BIND='unterminated\n").unwrap();
+    let err = read_env_file(&bad).unwrap_err().to_string();
+    assert!(err.contains("bad.env"), "{err}");
+}
+
+#[test]
+fn agents_get_per_role_defaults() {
+    let c = with(&[]).unwrap();
+    let timeout = |role| c.agents.role(role).timeout.as_secs();
+    assert_eq!(timeout(Role::Developer), 3600);
+    assert_eq!(timeout(Role::Reviewer), 3000);
+    for role in [Role::Analyst, Role::Architect, Role::Tester, Role::Deployer] {
+        assert_eq!(timeout(role), 1800, "{role}");
+    }
+    for role in Role::ALL {
+        assert!(c.agents.role(role).model.starts_with("claude-"), "{role}");
+        assert!(!c.agents.role(role).allowed_tools.is_empty(), "{role}");
+    }
+    assert_eq!(c.agents.permission_mode, "acceptEdits");
+    assert_eq!(c.agents.longest_timeout().as_secs(), 3600);
+    assert_eq!(
+        c.agents.role(Role::Reviewer).allowed_tools,
+        [
+            "Read",
+            "Glob",
+            "Grep",
+            "Write",
+            "Bash(git diff:*)",
+            "Bash(git log:*)"
+        ]
+    );
+    let c = with(&[
+        ("ORCH_AGENT_MODEL_TESTER", "claude-haiku-4-5"),
+        ("ORCH_AGENT_EFFORT_TESTER", "high"),
+        ("ORCH_AGENT_TIMEOUT_TESTER_S", "60"),
+        ("ORCH_AGENT_MAX_TURNS_TESTER", "7"),
+    ])
+    .unwrap();
+    let tester = c.agents.role(Role::Tester);
+    assert_eq!(tester.model, "claude-haiku-4-5");
+    assert_eq!(tester.effort.as_deref(), Some("high"));
+    assert_eq!((tester.timeout.as_secs(), tester.max_turns), (60, 7));
+}
+
+#[test]
+fn a_bad_agent_setting_is_refused_naming_its_key() {
+    for (key, value, expected) in [
+        (
+            "ORCH_AGENT_MODEL_DEVELOPER",
+            "gpt-5",
+            "starting with claude-",
+        ),
+        (
+            "ORCH_AGENT_MODEL_ANALYST",
+            "sonnet",
+            "ORCH_AGENT_MODEL_ALLOW",
+        ),
+        (
+            "ORCH_AGENT_FALLBACK_MODEL",
+            "llama",
+            "starting with claude-",
+        ),
+        ("ORCH_AGENT_EFFORT_REVIEWER", "extreme", "low, medium, high"),
+        ("ORCH_AGENT_TIMEOUT_DEVELOPER_S", "0", "from 1 to 86400"),
+        ("ORCH_AGENT_MAX_TURNS_TESTER", "many", "whole number"),
+        ("ORCH_AGENT_PERMISSION_MODE", "yolo", "acceptEdits"),
+        ("ORCH_AGENT_ALLOWED_TOOLS_DEPLOYER", " , ", "list of tools"),
+        ("ORCH_TRANSIENT_RETRIES", "-1", "whole number"),
+        ("ORCH_BREAKER_THRESHOLD", "0", "from 1"),
+    ] {
+        let err = with(&[(key, value)]).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("invalid {key}={value:?}")),
+            "{err}"
+        );
+        assert!(err.contains(expected), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+    // An alias on the allow-list is accepted.
+    let c = with(&[
+        ("ORCH_AGENT_MODEL_ALLOW", "sonnet, opus"),
+        ("ORCH_AGENT_MODEL_ANALYST", "sonnet"),
+    ])
+    .unwrap();
+    assert_eq!(c.agents.role(Role::Analyst).model, "sonnet");
+}
+
+#[test]
+fn env_example_documents_every_key_with_its_default() {
+    let example = include_str!("../../.env.example");
+    for (key, default) in KEYS {
+        let line = format!("{key}={default}");
+        assert!(
+            example
+                .lines()
+                .any(|l| l.trim_start_matches("# ").trim() == line),
+            "missing {line}"
+        );
+    }
+}
