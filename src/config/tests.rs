@@ -171,12 +171,40 @@ fn a_bad_agent_setting_is_refused_naming_its_key() {
 fn env_example_documents_every_key_with_its_default() {
     let example = include_str!("../../.env.example");
     for (key, default) in KEYS {
-        let line = format!("{key}={default}");
+        // A default with spaces is quoted, so the line still parses once uncommented.
+        let (line, quoted) = (format!("{key}={default}"), format!("{key}=\"{default}\""));
         assert!(
-            example
-                .lines()
-                .any(|l| l.trim_start_matches("# ").trim() == line),
+            example.lines().any(|l| {
+                let l = l.trim_start_matches("# ").trim();
+                l == line || l == quoted
+            }),
             "missing {line}"
         );
     }
+}
+
+#[test]
+fn env_example_uncommented_is_a_valid_env_file_of_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(".env");
+    let uncommented: String = include_str!("../../.env.example")
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| {
+            l.split_once('=').is_some_and(|(key, _)| {
+                key.starts_with("ORCH_")
+                    && key
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            })
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, uncommented).unwrap();
+    let vars = read_env_file(&file).unwrap();
+    assert_eq!(vars.len(), KEYS.len());
+    let from_file = Config::from_vars(vars).unwrap();
+    let defaults = with(&[]).unwrap();
+    assert_eq!(from_file.agents, defaults.agents);
+    assert_eq!(from_file.bind, defaults.bind);
 }
