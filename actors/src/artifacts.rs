@@ -47,6 +47,16 @@ pub fn adr_dir(id: &WorkItemId) -> String {
     path(id, ADR_DIR)
 }
 
+/// `06-adr/ADR-<NNN>-<slug>.md`: the path (relative to the work item's directory) of ADR
+/// number `number` titled `title`; a title without ASCII words gets the slug `decision`.
+pub fn adr_file(number: u32, title: &str) -> String {
+    let slug = match crate::ids::slug(title, 40) {
+        s if s.is_empty() => "decision".to_string(),
+        s => s,
+    };
+    format!("{ADR_DIR}/ADR-{number:03}-{slug}.md")
+}
+
 /// Whether a file name in [`ADR_DIR`] is an ADR (`ADR-*.md`). Case is ignored because
 /// agents are inconsistent about it and a missed ADR would wrongly fail the gate.
 pub fn is_adr_file_name(name: &str) -> bool {

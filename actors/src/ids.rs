@@ -92,6 +92,32 @@ impl<'de> Deserialize<'de> for WorkItemId {
     }
 }
 
+/// Lowercase ASCII words of `text` joined by `-`, at most `max_chars` long, cut at a word
+/// boundary when there is one; empty when `text` has no ASCII letters or digits. Safe in
+/// branch and file names.
+pub fn slug(text: &str, max_chars: usize) -> String {
+    let mut slug = String::new();
+    for c in text.to_lowercase().chars() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    if slug.len() <= max_chars {
+        return slug.to_string();
+    }
+    // The slug is ASCII, so byte offsets are character offsets.
+    let head = &slug[..max_chars];
+    let cut = if slug.as_bytes()[max_chars] == b'-' {
+        head
+    } else {
+        head.rfind('-').map_or(head, |at| &head[..at])
+    };
+    cut.trim_end_matches('-').to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

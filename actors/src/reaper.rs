@@ -218,12 +218,18 @@ async fn sweep(
             deps.grace_ticks,
             deps.max_attempts,
         );
+        // Whatever is not left alone or settled from its outcome must not keep running;
+        // `kill_group` only touches the process if it still is the one that was started.
+        if matches!(
+            verdict,
+            Verdict::Kill { .. } | Verdict::Requeue | Verdict::Fail { .. }
+        ) && let Some(process) = r.process
+        {
+            deps.processes.kill_group(&process).await;
+        }
         let settled = match verdict {
             Verdict::Leave => continue,
             Verdict::Kill { reason } => {
-                if let Some(process) = r.process {
-                    deps.processes.kill_group(&process).await;
-                }
                 if let Some(actor) = actor {
                     actor.stop(Some("killed by the reaper's backstop".into()));
                 }
@@ -236,9 +242,6 @@ async fn sweep(
                 Some((success, reason))
             }
             Verdict::Requeue => {
-                if let Some(process) = r.process.filter(|p| deps.processes.is_alive(p)) {
-                    deps.processes.kill_group(&process).await;
-                }
                 let reason = "its run vanished without an outcome; requeued by the reaper";
                 match deps
                     .jobs
@@ -256,9 +259,6 @@ async fn sweep(
                 None
             }
             Verdict::Fail { reason } => {
-                if let Some(process) = r.process.filter(|p| deps.processes.is_alive(p)) {
-                    deps.processes.kill_group(&process).await;
-                }
                 done.failed += 1;
                 misses.remove(&job.id);
                 Some((false, reason))

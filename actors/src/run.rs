@@ -72,21 +72,20 @@ impl RunEnd {
 
 /// Carries out the job: prepares the worktree, journals and runs the agent, publishes its
 /// work, and journals the outcome under the retry plan's verdict for a failure.
-async fn execute(deps: &DispatchDeps, job: &Job, run_id: &str) -> (RunEnd, Plan) {
+async fn execute(deps: &DispatchDeps, job: &Job, run_id: &str) -> (RunEnd, Option<Plan>) {
     let (end, finish) = run_agent(deps, job, run_id).await;
-    let plan = if end.success {
-        Plan::Fail { exhausted: false }
-    } else {
+    // A success needs no plan; a failure is retried, parked or final.
+    let plan = (!end.success).then(|| {
         deps.retry
             .plan(&end.class, job.transient_attempts, SystemTime::now())
-    };
+    });
     if let Some(mut finish) = finish {
-        finish.outcome = match (&plan, end.success) {
-            (_, true) => "succeeded",
-            (Plan::Retry { .. }, false) => "transient",
-            (Plan::Park { .. }, false) => "usage-limit",
-            (Plan::Fail { .. }, false) if finish.outcome == "timeout" => "timeout",
-            (Plan::Fail { .. }, false) => "failed",
+        finish.outcome = match &plan {
+            None => "succeeded",
+            Some(Plan::Retry { .. }) => "transient",
+            Some(Plan::Park { .. }) => "usage-limit",
+            Some(Plan::Fail { .. }) if finish.outcome == "timeout" => "timeout",
+            Some(Plan::Fail { .. }) => "failed",
         }
         .into();
         finish.reason = (!end.success).then(|| end.reason.clone());
@@ -192,50 +191,47 @@ async fn run_agent(deps: &DispatchDeps, job: &Job, run_id: &str) -> (RunEnd, Opt
     )
 }
 
-/// Settles the job in the store as `plan` says and tells whoever must know: the task when
-/// the job ended, the dispatcher always (its breaker counts transient failures).
-async fn settle(deps: &DispatchDeps, job: &Job, run_id: &str, end: RunEnd, plan: Plan) {
+/// Settles the job in the store as `plan` says (`None`: it succeeded) and tells whoever
+/// must know: the task when the job ended, the dispatcher always (its breaker counts
+/// transient failures).
+async fn settle(deps: &DispatchDeps, job: &Job, run_id: &str, end: RunEnd, plan: Option<Plan>) {
     let transient = !end.success && matches!(end.class, FailureClass::Transient { .. });
-    let requeue = match (&plan, end.success) {
-        (_, true) => None,
-        (Plan::Retry { delay }, false) => Some(Requeue::Transient { delay: *delay }),
-        (Plan::Park { until_unix }, false) => {
-            if let Err(e) = deps.jobs.park_queue(*until_unix, &end.reason).await {
+    let how = match plan {
+        None => {
+            end_job(deps.jobs.as_ref(), job, run_id, true, String::new()).await;
+            None
+        }
+        Some(Plan::Retry { delay }) => Some(Requeue::Transient { delay }),
+        Some(Plan::Park { until_unix }) => {
+            if let Err(e) = deps.jobs.park_queue(until_unix, &end.reason).await {
                 warn!(job = job.id, error = %e, "cannot park the queue");
             }
             Some(Requeue::Parked)
         }
-        (Plan::Fail { .. }, false) => None,
+        Some(Plan::Fail { exhausted }) => {
+            let reason = if exhausted {
+                format!(
+                    "{} (transient failures exhausted the retry budget of {})",
+                    end.reason, deps.retry.transient_budget
+                )
+            } else {
+                end.reason.clone()
+            };
+            end_job(deps.jobs.as_ref(), job, run_id, false, reason).await;
+            None
+        }
     };
-    let mut ended = None;
-    if let Some(how) = requeue {
+    if let Some(how) = how {
         info!(job = job.id, task = %job.work_item_id, ?how, reason = %end.reason, "run failed on the API's limits; job requeued");
-        match deps
+        if let Err(e) = deps
             .jobs
             .requeue_job(job.id, run_id, how, &end.reason)
             .await
         {
-            Ok(_) => {}
-            Err(e) => {
-                warn!(job = job.id, error = %e, "cannot requeue the job; failing it");
-                ended = Some((
-                    false,
-                    format!("{}; and it could not be requeued: {e}", end.reason),
-                ));
-            }
+            warn!(job = job.id, error = %e, "cannot requeue the job; failing it");
+            let reason = format!("{}; and it could not be requeued: {e}", end.reason);
+            end_job(deps.jobs.as_ref(), job, run_id, false, reason).await;
         }
-    } else {
-        let reason = match plan {
-            Plan::Fail { exhausted: true } => format!(
-                "{} (transient failures exhausted the retry budget of {})",
-                end.reason, deps.retry.transient_budget
-            ),
-            _ => end.reason.clone(),
-        };
-        ended = Some((end.success, reason));
-    }
-    if let Some((success, reason)) = ended {
-        end_job(deps.jobs.as_ref(), job, run_id, success, reason).await;
     }
     if let Some(dispatch) = ractor::registry::where_is(DISPATCH) {
         let _ = dispatch.send_message(DispatchMsg::RunEnded { transient });

@@ -66,21 +66,23 @@ fn owns_group(process: &ProcessId) -> bool {
 
 /// Whether a non-zombie process in group `process.pid` started at or after the leader.
 fn group_has_member_since(process: &ProcessId) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
+    live_member_since(i64::from(process.pid), process.start_ticks).unwrap_or(false)
+}
+
+/// Whether group `pgid` has a running (not zombie) member that started at or after
+/// `since` clock ticks; `None` where there is no `/proc` to look in.
+pub(crate) fn live_member_since(pgid: i64, since: u64) -> Option<bool> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    Some(entries.flatten().any(|entry| {
         entry
             .file_name()
             .to_str()
             .and_then(|name| name.parse::<u32>().ok())
-            .and_then(stat_of)
+            .and_then(stat_of) // None also when it exited while we looked
             .is_some_and(|s| {
-                s.pgrp == i64::from(process.pid)
-                    && !matches!(s.state, 'Z' | 'X')
-                    && s.start_ticks >= process.start_ticks
+                s.pgrp == pgid && !matches!(s.state, 'Z' | 'X') && s.start_ticks >= since
             })
-    })
+    }))
 }
 
 /// The real process table.

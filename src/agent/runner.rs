@@ -287,32 +287,7 @@ pub(crate) fn group_alive(pgid: libc::pid_t) -> bool {
     if unsafe { libc::kill(-pgid, 0) } != 0 {
         return std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
     }
-    live_members(pgid).unwrap_or(true)
-}
-
-/// Counts non-zombie members of the group from `/proc`; `None` where there is no `/proc`.
-fn live_members(pgid: libc::pid_t) -> Option<bool> {
-    let entries = std::fs::read_dir("/proc").ok()?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue; // exited while we looked
-        };
-        // `pid (comm) state ppid pgrp …`; comm may contain anything, so split after its ')'.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().unwrap_or("Z");
-        let pgrp = fields.nth(1).and_then(|f| f.parse::<libc::pid_t>().ok());
-        if pgrp == Some(pgid) && state != "Z" && state != "X" {
-            return Some(true);
-        }
-    }
-    Some(false)
+    super::process::live_member_since(i64::from(pgid), 0).unwrap_or(true)
 }
 
 /// SIGKILLs the group if a run is abandoned before it finished (its future dropped).

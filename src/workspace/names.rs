@@ -17,37 +17,12 @@ const MAX_NAME_BYTES: usize = 200;
 /// `feature/<ID>-<slug>` (or `fix/…` for a bug); `id` must already be a valid work-item id.
 pub(crate) fn branch_name(id: &str, title: &str, is_bug: bool) -> String {
     let prefix = if is_bug { "fix" } else { "feature" };
-    let slug = slug(title);
+    let slug = orchestrator_actors::ids::slug(title, MAX_SLUG_CHARS);
     if slug.is_empty() {
         format!("{prefix}/{id}")
     } else {
         format!("{prefix}/{id}-{slug}")
     }
-}
-
-/// Lowercase ASCII words of `title` joined by `-`, at most [`MAX_SLUG_CHARS`] long, cut at a
-/// word boundary when there is one.
-fn slug(title: &str) -> String {
-    let mut slug = String::new();
-    for c in title.to_lowercase().chars() {
-        if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            slug.push(c);
-        } else if !slug.is_empty() && !slug.ends_with('-') {
-            slug.push('-');
-        }
-    }
-    let slug = slug.trim_end_matches('-');
-    if slug.len() <= MAX_SLUG_CHARS {
-        return slug.to_string();
-    }
-    // The slug is ASCII, so byte offsets are character offsets.
-    let head = &slug[..MAX_SLUG_CHARS];
-    let cut = if slug.as_bytes()[MAX_SLUG_CHARS] == b'-' {
-        head
-    } else {
-        head.rfind('-').map_or(head, |at| &head[..at])
-    };
-    cut.trim_end_matches('-').to_string()
 }
 
 fn invalid(what: &'static str, value: &str, reason: &str) -> GitError {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use orchestrator_actors::{Stage, WorkItemId};
+use orchestrator_actors::{Stage, WorkItemId, artifacts};
 
 use super::directives::Role;
 
@@ -151,7 +151,7 @@ fn architect(out: &mut Writer<'_>) -> std::io::Result<()> {
         )
     };
     out.markdown(
-        &format!("06-adr/ADR-001-{}.md", slug(&title)),
+        &artifacts::adr_file(1, &title),
         &[("type", "adr"), ("status", status), ("verdict", verdict)],
         &format!(
             "# ADR-001: {title}\n\n{DRY_RUN_NOTE}\n\n## Status\n\n{heading}\n\n\
@@ -328,26 +328,6 @@ pub fn title(task: &str, id: &WorkItemId) -> String {
     }
 }
 
-/// A file-name slug: lowercase ASCII words joined by `-`, at most 40 characters.
-fn slug(title: &str) -> String {
-    let mut slug = String::new();
-    for c in title.chars() {
-        if c.is_ascii_alphanumeric() {
-            slug.push(c.to_ascii_lowercase());
-        } else if !slug.is_empty() && !slug.ends_with('-') {
-            slug.push('-');
-        }
-    }
-    slug.truncate(40);
-    let slug = slug.trim_end_matches('-');
-    // A title with no ASCII letters (Cyrillic, say) still needs a name.
-    if slug.is_empty() {
-        "decision".to_string()
-    } else {
-        slug.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,10 +344,19 @@ mod tests {
     }
 
     #[test]
-    fn slugs_are_safe_file_names() {
-        assert_eq!(slug("Add a /health endpoint!"), "add-a-health-endpoint");
-        assert_eq!(slug("Добавить эндпоинт"), "decision");
-        let long = slug(&"word ".repeat(30));
-        assert!(long.len() <= 40 && !long.ends_with('-'), "{long}");
+    fn adr_names_are_safe_file_names() {
+        assert_eq!(
+            artifacts::adr_file(1, "Add a /health endpoint!"),
+            "06-adr/ADR-001-add-a-health-endpoint.md"
+        );
+        assert_eq!(
+            artifacts::adr_file(1, "Добавить эндпоинт"),
+            "06-adr/ADR-001-decision.md"
+        );
+        let long = artifacts::adr_file(1, &"word ".repeat(30));
+        let slug = long
+            .trim_start_matches("06-adr/ADR-001-")
+            .trim_end_matches(".md");
+        assert!(slug.len() <= 40 && !slug.ends_with('-'), "{long}");
     }
 }

@@ -51,7 +51,7 @@ pub fn plan(assignment: Option<&Assignment>, cwd: &Path, verdicts: &Verdicts) ->
             file(artifacts::TEST_PLAN, test_plan(id, title)),
         ],
         Role::Architect => vec![file(
-            &format!("{}/ADR-001-{}.md", artifacts::ADR_DIR, slug(title)),
+            &artifacts::adr_file(1, title),
             adr(id, title, &verdicts.architect),
         )],
         Role::Developer => vec![change(cwd, id)],
@@ -204,23 +204,6 @@ fn change(cwd: &Path, id: &WorkItemId) -> PlannedFile {
     let run = content.lines().filter(|l| l.starts_with("- ")).count() + 1;
     content.push_str(&format!("- {id}: stubbed change, developer run {run}\n"));
     PlannedFile { path, content }
-}
-
-/// A file-name slug: lowercase ASCII words joined by `-`, at most 40 characters.
-fn slug(title: &str) -> String {
-    let mut slug = String::new();
-    for c in title.chars() {
-        if c.is_ascii_alphanumeric() {
-            slug.push(c.to_ascii_lowercase());
-        } else if !slug.is_empty() && !slug.ends_with('-') {
-            slug.push('-');
-        }
-    }
-    slug.truncate(40);
-    match slug.trim_end_matches('-') {
-        "" => "decision".to_string(),
-        s => s.to_string(),
-    }
 }
 
 #[cfg(test)]
