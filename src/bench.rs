@@ -44,12 +44,30 @@ pub struct BenchArgs {
     /// With `--dispatch`: jobs to time.
     #[arg(long, default_value_t = 1_000)]
     pub jobs: usize,
+    /// Measure the webhook intake instead: signed Gitea status deliveries against a
+    /// trivial axum handler as the ceiling.
+    #[arg(long, conflicts_with_all = ["pipeline", "dispatch"])]
+    pub webhooks: bool,
+    /// With `--webhooks`: deliveries of the throughput run.
+    #[arg(long, default_value_t = 10_000)]
+    pub deliveries: usize,
+    /// With `--webhooks`: requests in flight during the throughput run.
+    #[arg(long, default_value_t = 32)]
+    pub in_flight: usize,
+    /// With `--webhooks`: requests per second of the latency run.
+    #[arg(long, default_value_t = 1_000)]
+    pub rate: u32,
+    /// With `--webhooks`: seconds of the latency run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u32,
 }
 
 /// Runs the benchmark and prints a Markdown table of the results.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("orchestrator-bench-{}", std::process::id()));
-    let result = if args.dispatch {
+    let result = if args.webhooks {
+        crate::bench_webhooks::measure(&args, &dir).await
+    } else if args.dispatch {
         crate::bench_dispatch::measure(&args, &dir).await
     } else if args.pipeline {
         crate::bench_pipeline::measure(&args, &dir).await

@@ -11,6 +11,8 @@ use orchestrator_actors::Role;
 use orchestrator_actors::resilience::RetryPolicy;
 use tracing_subscriber::EnvFilter;
 
+pub use integrations::{GiteaSettings, Integrations, PlaneSettings};
+
 use crate::agent::settings::{
     AgentSettings, EFFORTS, PERMISSION_MODES, RoleSettings, model_allowed, split_tools,
 };
@@ -84,6 +86,8 @@ pub struct Config {
     /// Pause before re-checking a gate or merge that hit infrastructure trouble
     /// (`ORCH_RETRY_DELAY_S`).
     pub retry_delay: Duration,
+    /// Plane, Gitea and the webhook intake (`ORCH_PLANE_*`, `ORCH_GITEA_*`, …).
+    pub integrations: Integrations,
     /// `ORCH_*` keys that were set but mean nothing to this build (likely typos).
     pub unknown_keys: Vec<String>,
 }
@@ -169,6 +173,26 @@ pub const KEYS: &[(&str, &str)] = &[
     ("ORCH_REAPER_GRACE_TICKS", "4"),
     ("ORCH_CI_TIMEOUT_S", "1800"),
     ("ORCH_RETRY_DELAY_S", "30"),
+    ("ORCH_PLANE_API_URL", ""),
+    ("ORCH_PLANE_API_TOKEN", ""),
+    ("ORCH_PLANE_WORKSPACE_SLUG", ""),
+    ("ORCH_PLANE_WEBHOOK_SECRET", ""),
+    ("ORCH_PLANE_BOT_ANALYST", ""),
+    ("ORCH_PLANE_BOT_ARCHITECT", ""),
+    ("ORCH_PLANE_BOT_DEVELOPER", ""),
+    ("ORCH_PLANE_BOT_REVIEWER", ""),
+    ("ORCH_PLANE_BOT_TESTER", ""),
+    ("ORCH_PLANE_BOT_DEPLOYER", ""),
+    ("ORCH_PLANE_BOT_USER_IDS", ""),
+    ("ORCH_PLANE_STATES_TTL_S", "300"),
+    ("ORCH_GITEA_URL", ""),
+    ("ORCH_GITEA_TOKEN", ""),
+    ("ORCH_GITEA_WEBHOOK_SECRET", ""),
+    ("ORCH_ALLOW_UNSIGNED_WEBHOOKS", "false"),
+    ("ORCH_WEBHOOK_DEDUP_WINDOW_S", "600"),
+    ("ORCH_QG0_TITLE_MAX", "200"),
+    ("ORCH_CI_POLL_S", "10"),
+    ("ORCH_CI_WAIT_S", "900"),
 ];
 
 /// A configuration problem; its message names the key (or file) and the bad value.
@@ -259,6 +283,10 @@ impl Config {
             _ => return Err(invalid(key, &value, "text or json")),
         };
 
+        let (key, value) = get("ORCH_PROJECTS_JSON");
+        let projects = crate::projects::parse(&value).map_err(|e| invalid(key, &value, &e))?;
+        let integrations = integrations::integrations(&get, &projects)?;
+
         Ok(Self {
             data_dir,
             worktrees_dir,
@@ -284,10 +312,7 @@ impl Config {
                 3_600_000,
             )?),
             db_readers: number(get("ORCH_DB_READERS"), 1, 64)? as usize,
-            projects: {
-                let (key, value) = get("ORCH_PROJECTS_JSON");
-                crate::projects::parse(&value).map_err(|e| invalid(key, &value, &e))?
-            },
+            projects,
             max_concurrency: number(get("ORCH_MAX_CONCURRENCY"), 1, 64)? as usize,
             operator_token: {
                 let (key, value) = get("ORCH_OPERATOR_TOKEN");
@@ -334,6 +359,7 @@ impl Config {
             reaper_grace_ticks: number(get("ORCH_REAPER_GRACE_TICKS"), 1, 1_000)? as u32,
             ci_timeout: Duration::from_secs(number(get("ORCH_CI_TIMEOUT_S"), 1, 86_400)?),
             retry_delay: Duration::from_secs(number(get("ORCH_RETRY_DELAY_S"), 1, 3_600)?),
+            integrations,
             unknown_keys,
         })
     }
@@ -512,5 +538,6 @@ fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
         })
 }
 
+mod integrations;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,14 @@
-//! The local forge: the [`Forge`] port over the git [`Workspace`] and the configured
-//! projects. Gates read artifacts from the task's worktree first, then `origin/main`; CI is
-//! the project's test command at the branch head; the merge is the workspace's `--no-ff`
-//! merge into `main`, confirmed by ancestry.
+//! The forge: the [`Forge`] port over the git [`Workspace`] and the configured projects.
+//! Gates read artifacts from the task's worktree first, then `origin/main`. For a project
+//! on the local forge, CI is its test command at the branch head and the merge is the
+//! workspace's `--no-ff` merge into `main`; for a project with a `gitea_repo`, pull
+//! requests, CI and the merge are Gitea's ([`gitea`]). Either way a merge counts only once
+//! it is an ancestor of `origin/main`, and every pushed head is recorded (a CI status
+//! names only a commit).
+
+mod gitea;
+
+pub use gitea::GiteaForge;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orchestrator_actors::gates::{self, ArtifactSource, CiOutcome, GateContext, GateOutcome};
 use orchestrator_actors::pipeline::Labels;
-use orchestrator_actors::ports::{PullRequestStore, TaskRecord};
+use orchestrator_actors::ports::{BranchHeads, PullRequestStore, TaskRecord};
 use orchestrator_actors::task_machine::{MergeResult, ProjectRules};
 use orchestrator_actors::workbench::{Forge, Workplace};
 use orchestrator_actors::{GateKind, Role, artifacts};
@@ -29,15 +36,22 @@ pub struct LocalForge {
     projects: HashMap<String, Project>,
     /// Budget of one CI run.
     ci_timeout: Duration,
+    /// Where pushed branch heads are recorded.
+    heads: Arc<dyn BranchHeads>,
+    /// Gitea, for the projects that use it.
+    gitea: Option<GiteaForge>,
 }
 
 impl LocalForge {
-    /// A forge over `workspace` for `projects`, keeping its pull requests in `pulls`.
+    /// A forge over `workspace` for `projects`, keeping its pull requests in `pulls` and
+    /// branch heads in `heads`; projects with a `gitea_repo` go through `gitea`.
     pub fn new(
         workspace: Arc<Workspace>,
         pulls: Arc<dyn PullRequestStore>,
         projects: &[Project],
         ci_timeout: Duration,
+        heads: Arc<dyn BranchHeads>,
+        gitea: Option<GiteaForge>,
     ) -> Self {
         Self {
             workspace,
@@ -47,7 +61,15 @@ impl LocalForge {
                 .map(|p| (p.repo.clone(), p.clone()))
                 .collect(),
             ci_timeout,
+            heads,
+            gitea,
         }
+    }
+
+    /// The Gitea repository of the task's project and the Gitea access, if it uses Gitea.
+    fn gitea_of(&self, task: &TaskRecord) -> Option<(&GiteaForge, &str)> {
+        let repo = self.projects.get(&task.repo)?.gitea_repo.as_deref()?;
+        Some((self.gitea.as_ref()?, repo))
     }
 
     fn project(&self, task: &TaskRecord) -> Result<&Project, String> {
@@ -183,7 +205,19 @@ impl Forge for LocalForge {
             .push_branch(&worktree, &branch)
             .await
             .map_err(|e| e.to_string())?;
-        if role == Role::Developer {
+        let head = self
+            .workspace
+            .head_sha(&worktree)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Err(e) = self.heads.record_branch_head(&task.repo, &branch, &head).await {
+            tracing::warn!(task = %task.work_item_id, error = %e, "cannot record the branch head");
+        }
+        if role == Role::Developer
+            && let Some((gitea, repo)) = self.gitea_of(task)
+        {
+            gitea.ensure_pull_request(repo, task, &branch).await?;
+        } else if role == Role::Developer {
             // The branch now carries code: it gets its pull request (one, however often the
             // developer runs).
             let title = format!("{}: {}", task.work_item_id, task.title);
@@ -209,7 +243,16 @@ impl Forge for LocalForge {
                 };
             }
         };
-        let ci = if gate == GateKind::CiGreen {
+        let ci = if gate == GateKind::CiGreen
+            && let Some((gitea, repo)) = self.gitea_of(task)
+        {
+            match self.workspace.head_sha(&self.worktree(task)).await {
+                Ok(sha) => Some(gitea.ci(repo, &sha).await),
+                Err(e) => Some(CiOutcome::ToolError {
+                    message: format!("cannot read the branch head: {e}"),
+                }),
+            }
+        } else if gate == GateKind::CiGreen {
             let Ok(project) = self.project(task) else {
                 return GateOutcome::Defer {
                     reason: format!("repo {:?} is not configured", task.repo),
@@ -242,6 +285,21 @@ impl Forge for LocalForge {
             Ok(clone) => clone,
             Err(message) => return MergeResult::Error { message },
         };
+        if let Some((gitea, repo)) = self.gitea_of(task) {
+            let sha = match gitea.merge(repo, task, &self.branch(task)).await {
+                Ok(sha) => sha,
+                Err(result) => return result,
+            };
+            return match self.workspace.is_merged(&clone, &sha).await {
+                Ok(true) => MergeResult::Merged { sha },
+                Ok(false) => MergeResult::Error {
+                    message: format!("Gitea's merge {sha} is not an ancestor of origin/main"),
+                },
+                Err(e) => MergeResult::Error {
+                    message: e.to_string(),
+                },
+            };
+        }
         let message = format!(
             "Merge {} into main: {} ({})",
             self.branch(task),

@@ -1,6 +1,8 @@
 //! The projects the orchestrator works on, from `ORCH_PROJECTS_JSON`:
-//! `[{"repo","origin","prefix","test_cmd","staging","confirm_deploy"}]`. Validated up front;
-//! an error names the entry and the field.
+//! `[{"repo","origin","prefix","test_cmd","staging","confirm_deploy","plane_project_id",
+//! "gitea_repo","plane_states"}]`. Validated up front; an error names the entry and the field.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
@@ -22,6 +24,33 @@ pub struct Project {
     /// A production deploy waits for an explicit confirm-deploy.
     #[serde(default)]
     pub confirm_deploy: bool,
+    /// The Plane project its tasks come from; without one it uses the local tracker.
+    #[serde(default)]
+    pub plane_project_id: Option<String>,
+    /// The Gitea repository (`owner/name`) its pull requests, CI and merges go through;
+    /// without one it uses the local forge.
+    #[serde(default)]
+    pub gitea_repo: Option<String>,
+    /// Status names of this project's Plane board that differ from the defaults, by logical
+    /// key (`approved`, `confirm_deploy`, `development`, …).
+    #[serde(default)]
+    pub plane_states: BTreeMap<String, String>,
+}
+
+/// Whether `name` looks like `owner/name` (letters, digits, `-`, `_`, `.`; no part starting
+/// with `.` or `-`).
+pub fn is_repo_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name.split('/').count() == 2
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && !part.starts_with('.')
+                && !part.starts_with('-')
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
 }
 
 /// Parses and validates the JSON list; `Err` is the reason, without the key's name.
@@ -72,6 +101,42 @@ pub fn parse(json: &str) -> Result<Vec<Project>, String> {
                     "must be a command line, e.g. \"cargo test\"",
                 ));
             }
+        }
+        if let Some(id) = &p.plane_project_id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        {
+            return Err(at("plane_project_id", "must be a Plane project id (a UUID)"));
+        }
+        if let Some(gitea) = &p.gitea_repo
+            && !is_repo_name(gitea)
+        {
+            return Err(at("gitea_repo", "must look like owner/name"));
+        }
+        for (key, name) in &p.plane_states {
+            if !crate::board::STATUS_KEYS.contains(&key.as_str()) {
+                return Err(at(
+                    "plane_states",
+                    &format!(
+                        "has an unknown key {key:?} (expected one of: {})",
+                        crate::board::STATUS_KEYS.join(", ")
+                    ),
+                ));
+            }
+            if name.trim().is_empty() {
+                return Err(at("plane_states", &format!("maps {key:?} to an empty name")));
+            }
+        }
+        if p.plane_project_id.is_some()
+            && projects[..i]
+                .iter()
+                .any(|q| q.plane_project_id == p.plane_project_id)
+        {
+            return Err(at("plane_project_id", "is used by another project"));
+        }
+        if p.gitea_repo.is_some() && projects[..i].iter().any(|q| q.gitea_repo == p.gitea_repo) {
+            return Err(at("gitea_repo", "is used by another project"));
         }
         if projects[..i].iter().any(|q| q.repo == p.repo) {
             return Err(at("repo", "is listed twice"));

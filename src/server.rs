@@ -24,6 +24,7 @@ use crate::agent::process::OsProcesses;
 use crate::agent::runner::TERM_GRACE;
 use crate::config::Config;
 use crate::forge::LocalForge;
+use crate::integrations::Integrations;
 use crate::http::{self, AppState};
 use crate::store::{SqliteStore, StoreOptions};
 use crate::workspace::Workspace;
@@ -99,11 +100,14 @@ pub async fn run_on(
     let jobs: Arc<dyn JobStore> = store.clone();
     let workspace = Arc::new(Workspace::from_config(&config));
     let pulls: Arc<dyn PullRequestStore> = store.clone();
+    let integrations = Integrations::connect(&config, store.clone())?;
     let forge: Arc<dyn Forge> = Arc::new(LocalForge::new(
         workspace,
         pulls.clone(),
         &config.projects,
         config.ci_timeout,
+        store.clone(),
+        integrations.gitea_forge(&config),
     ));
     let data_dir =
         std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
@@ -124,6 +128,7 @@ pub async fn run_on(
         store: dyn_store.clone(),
         jobs: jobs.clone(),
         forge: forge.clone(),
+        board: integrations.board.clone(),
         retry_delay: config.retry_delay,
     });
     let tree_config = TreeConfig {
@@ -175,6 +180,7 @@ pub async fn run_on(
         projects: Arc::new(config.projects.clone()),
         operator_token: config.operator_token.clone(),
         describe_timeout: config.describe_timeout,
+        intake: integrations.intake(&config, store.clone(), task_deps.clone()),
     });
     info!("listening on http://{addr}");
     let server =

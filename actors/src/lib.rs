@@ -10,6 +10,7 @@ pub mod gates;
 pub mod ids;
 pub mod memory_jobs;
 pub mod memory_store;
+pub mod notice;
 pub mod pipeline;
 pub mod ports;
 pub mod reaper;

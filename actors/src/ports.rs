@@ -6,10 +6,14 @@ use serde::Serialize;
 
 use crate::{Stage, WorkItemId};
 
+mod board;
 mod forge;
+mod intake;
 mod queue;
 
-pub use forge::{PullRequest, PullRequestStore};
+pub use board::{BaseGroup, Board, BoardStatus, LocalBoard};
+pub use forge::{BranchHeads, PullRequest, PullRequestStore};
+pub use intake::{EventJournal, Journaled, NewEvent, TrackerLink, TrackerLinks};
 pub use queue::{
     Job, JobStatus, JobStore, NewJob, NewRun, ProcessId, QueueOverview, QueuePark, Requeue,
     RunFinish, RunRecord, RunningJob,

@@ -14,8 +14,9 @@ use tracing::{info, warn};
 
 use crate::describe::{Describe, Description};
 use crate::gates::GateOutcome;
+use crate::notice::{Notices, notices};
 use crate::pipeline::GateKind;
-use crate::ports::{JobStatus, JobStore, NewJob, Phase, Store, TaskRecord};
+use crate::ports::{Board, BoardStatus, JobStatus, JobStore, NewJob, Phase, Store, TaskRecord};
 use crate::supervisor::{ChildLoader, ChildSpec};
 use crate::task_machine::{
     Decision, Effect, Event, JobSnapshot, MergeResult, ProjectRules, decide,
@@ -31,6 +32,8 @@ pub struct TaskDeps {
     pub jobs: Arc<dyn JobStore>,
     /// Branches, gates and merges.
     pub forge: Arc<dyn Forge>,
+    /// The tracker board the task's card lives on.
+    pub board: Arc<dyn Board>,
     /// Pause before re-evaluating a deferred gate or retrying a failed merge.
     pub retry_delay: Duration,
 }
@@ -55,6 +58,38 @@ pub struct TaskState {
     rules: ProjectRules,
     /// When this incarnation loaded it (RFC 3339).
     loaded_at: String,
+    /// The task's board updates, carried out one after another in order by a worker of
+    /// this incarnation (so a slow tracker never holds the actor and never reorders moves).
+    board: tokio::sync::mpsc::UnboundedSender<BoardJob>,
+}
+
+/// One update of the task's card on its board.
+enum BoardJob {
+    /// Move the card.
+    Show(TaskRecord, BoardStatus),
+    /// Comment on it.
+    Comment(TaskRecord, Option<crate::pipeline::Role>, String),
+}
+
+/// Carries out a task's board updates in order until its actor's incarnation ends.
+fn board_worker(board: Arc<dyn Board>) -> tokio::sync::mpsc::UnboundedSender<BoardJob> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BoardJob>();
+    tokio::spawn(async move {
+        while let Some(job) = rx.recv().await {
+            let (id, result) = match &job {
+                BoardJob::Show(task, status) => {
+                    (&task.work_item_id, board.show(task, *status).await)
+                }
+                BoardJob::Comment(task, author, text) => {
+                    (&task.work_item_id, board.comment(task, *author, text).await)
+                }
+            };
+            if let Err(e) = result {
+                warn!(task = %id, error = %e, "cannot update the tracker board");
+            }
+        }
+    });
+    tx
 }
 
 /// A human decision about a task.
@@ -72,6 +107,13 @@ pub enum HumanAction {
     Resume,
     /// Stop the task for good.
     Cancel(String),
+    /// The task's pull request was merged on the forge by a human.
+    MergedOutside {
+        /// The merge commit.
+        sha: String,
+        /// Who merged it.
+        by: String,
+    },
 }
 
 /// The task's state after a human action.
@@ -122,6 +164,9 @@ pub enum TaskMsg {
     MergeFinished(MergeResult),
     /// Self, after a pause: merge again if still merging.
     Merge,
+    /// The webhook intake: something the current gate looks at changed (a CI status);
+    /// evaluate it again if the task is gating.
+    Recheck,
     /// The operator API: a human decision; replies with the state afterwards.
     Human(HumanAction, RpcReplyPort<HumanReply>),
     /// Debug builds only: panic inside the handler (supervision tests).
@@ -148,9 +193,10 @@ impl TaskActor {
         state: &mut TaskState,
         event: Event,
     ) -> Result<bool, ActorProcessingErr> {
-        let Decision { update, effects } = decide(&state.record, &state.rules, event);
+        let Decision { update, effects } = decide(&state.record, &state.rules, event.clone());
         let changed = update.is_some();
         if let Some(mut update) = update {
+            let before = state.record.clone();
             if update.branch.is_none() {
                 update.branch = Some(self.deps.forge.branch_name(&state.record));
             }
@@ -173,11 +219,28 @@ impl TaskActor {
                 info!(task = %id, from = %state.record.stage, to = %to, %reason, "stage changed");
             }
             update.apply_to(&mut state.record);
+            let reason = update.to.as_ref().map(|(_, reason)| reason.as_str());
+            self.announce(state, notices(&before, &state.record, reason, &event));
         }
         for effect in effects {
             self.run_effect(myself, state, effect);
         }
         Ok(changed)
+    }
+
+    /// Hands what the world must hear about a saved decision to the board worker and the
+    /// chat tracker; nothing here waits on I/O.
+    fn announce(&self, state: &TaskState, notices: Notices) {
+        let task = &state.record;
+        if let Some(status) = notices.board {
+            let _ = state.board.send(BoardJob::Show(task.clone(), status));
+        }
+        for (author, text) in notices.comments {
+            let _ = state.board.send(BoardJob::Comment(task.clone(), author, text));
+        }
+        for (attention, text) in notices.alerts {
+            info!(task = %task.work_item_id, ?attention, %text, "needs attention");
+        }
     }
 
     /// Starts one effect; nothing here waits on I/O.
@@ -305,6 +368,7 @@ impl Actor for TaskActor {
             record,
             rules,
             loaded_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            board: board_worker(self.deps.board.clone()),
         })
     }
 
@@ -373,6 +437,14 @@ impl Actor for TaskActor {
                     self.run_effect(&myself, state, Effect::Merge);
                 }
             }
+            TaskMsg::Recheck => {
+                let stage = state.record.stage;
+                if state.record.phase == Phase::Gating
+                    && let Some(gate) = crate::pipeline::spec(stage).gate
+                {
+                    self.run_effect(&myself, state, Effect::EvaluateGate { stage, gate });
+                }
+            }
             TaskMsg::Human(action, reply) => {
                 let event = match action {
                     HumanAction::Approve => Event::Approve,
@@ -381,6 +453,7 @@ impl Actor for TaskActor {
                     HumanAction::Pause => Event::Pause,
                     HumanAction::Resume => Event::Resume,
                     HumanAction::Cancel(reason) => Event::Cancel { reason },
+                    HumanAction::MergedOutside { sha, by } => Event::MergedOutside { sha, by },
                 };
                 let changed = self.process(&myself, state, event).await?;
                 let r = &state.record;

@@ -103,6 +103,13 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A human merged the task's pull request on the forge, outside the deploy stage.
+    MergedOutside {
+        /// The merge commit.
+        sha: String,
+        /// Who merged it.
+        by: String,
+    },
 }
 
 /// Work the actor must carry out, after saving the update.
@@ -261,6 +268,23 @@ pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision
             Decision {
                 update: Some(u),
                 effects: vec![Effect::WakeDispatch],
+            }
+        }
+        Event::MergedOutside { sha, by } => {
+            // In deploy the orchestrator merges itself; its own merge comes back this way.
+            if task.stage == Stage::Deploy {
+                return Decision::nothing();
+            }
+            let mut u = TaskUpdate::keep(task);
+            u.to = Some((
+                Stage::Done,
+                format!("merged outside the pipeline by {by} as {sha}"),
+            ));
+            u.phase = Phase::Idle;
+            u.note = None;
+            Decision {
+                update: Some(u),
+                effects: vec![Effect::CancelJobs, Effect::Stop],
             }
         }
         Event::Cancel { reason } => {

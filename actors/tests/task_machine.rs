@@ -573,3 +573,24 @@ fn recovery_on_start_resumes_where_the_task_stood() {
     assert_eq!(cancel.effects, [Effect::CancelJobs, Effect::Stop]);
     assert_eq!(cancel.update.unwrap().to.unwrap().0, Stage::Cancelled);
 }
+
+#[test]
+fn a_pull_request_merged_by_a_human_finishes_the_task_except_in_deploy() {
+    let merged = || Event::MergedOutside {
+        sha: "m1".into(),
+        by: "bob".into(),
+    };
+    let mut t = task(&[]);
+    t.stage = Stage::Review;
+    t.phase = Phase::Working;
+    let d = decide(&t, &ProjectRules::default(), merged());
+    let (to, reason) = d.update.unwrap().to.unwrap();
+    assert_eq!(to, Stage::Done);
+    assert!(reason.contains("bob") && reason.contains("m1"), "{reason}");
+    assert_eq!(d.effects, vec![Effect::CancelJobs, Effect::Stop]);
+
+    // In deploy the orchestrator merges itself: its own merge event changes nothing.
+    t.stage = Stage::Deploy;
+    t.phase = Phase::Merging;
+    assert_eq!(decide(&t, &ProjectRules::default(), merged()), Decision::default());
+}

@@ -127,6 +127,7 @@ fn config(store: Arc<dyn Store>, policy: RestartPolicy) -> TreeConfig {
             store: store.clone(),
             jobs: jobs.clone(),
             forge: forge.clone(),
+            board: Arc::new(orchestrator_actors::ports::LocalBoard),
             retry_delay: Duration::from_secs(60),
         }),
         dispatch: Arc::new(DispatchDeps {

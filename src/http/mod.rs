@@ -10,6 +10,7 @@ mod operator;
 mod params;
 mod queue;
 mod tasks;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub operator_token: Option<String>,
     /// Per-actor Describe timeout for `/actors` and `/tasks/{id}`.
     pub describe_timeout: Duration,
+    /// The webhook intake.
+    pub intake: Arc<crate::intake::Intake>,
 }
 
 /// The complete router.
@@ -50,7 +53,8 @@ pub fn router(state: AppState) -> Router {
         .merge(actors::router())
         .merge(tasks::router())
         .merge(queue::router())
-        .merge(operator::router());
+        .merge(operator::router())
+        .merge(webhooks::router());
     #[cfg(debug_assertions)]
     let router = router.merge(debug::router());
     router

@@ -157,6 +157,14 @@ async fn create(
                 }
             ))
         })?;
+    if project.plane_project_id.is_some() {
+        return Err(ApiError {
+            status: axum::http::StatusCode::CONFLICT,
+            message: format!(
+                "repo {repo:?} takes its tasks from Plane (plane_project_id is set): move an issue to a start status on its board instead"
+            ),
+        });
+    }
     let title = text("title", true)?.trim().to_string();
     if title.is_empty() {
         return Err(ApiError::bad_request("title must not be empty"));

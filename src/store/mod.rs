@@ -3,6 +3,8 @@
 //! SQL lives under this module.
 
 mod connection;
+mod intake;
+mod intake_ports;
 mod jobs;
 mod migrations;
 mod pulls;

@@ -20,7 +20,7 @@ pub(crate) fn backend(what: impl Display) -> impl Fn(rusqlite::Error) -> StoreEr
     move |e| StoreError::Backend(format!("{what}: {e}"))
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     e.sqlite_error()
         .is_some_and(|e| e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
@@ -170,7 +170,7 @@ pub(crate) fn create_numbered_task(
 }
 
 /// Inserts a task and its first journal entry inside the caller's transaction.
-fn insert_task(tx: &rusqlite::Transaction<'_>, task: &NewTask) -> Result<TaskRecord, StoreError> {
+pub(crate) fn insert_task(tx: &rusqlite::Transaction<'_>, task: &NewTask) -> Result<TaskRecord, StoreError> {
     let what = format!("task {}", task.work_item_id);
     let labels = serde_json::to_string(&task.labels)
         .map_err(|e| StoreError::Backend(format!("encode labels of {what}: {e}")))?;

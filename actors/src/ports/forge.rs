@@ -44,3 +44,22 @@ pub trait PullRequestStore: Send + Sync + 'static {
     async fn pull_request(&self, repo: &str, head: &str)
     -> Result<Option<PullRequest>, StoreError>;
 }
+
+/// The commit each branch was last seen at, so an event that names only a commit (a CI
+/// status) can be traced to its branch and task.
+#[async_trait]
+pub trait BranchHeads: Send + Sync + 'static {
+    /// Records that `branch` of `repo` is at `sha`.
+    async fn record_branch_head(&self, repo: &str, branch: &str, sha: &str)
+    -> Result<(), StoreError>;
+
+    /// The branches of `repo` whose recorded head is `sha`.
+    async fn branches_at(&self, repo: &str, sha: &str) -> Result<Vec<String>, StoreError>;
+
+    /// The task working on `branch` of `repo`, if any.
+    async fn task_on_branch(
+        &self,
+        repo: &str,
+        branch: &str,
+    ) -> Result<Option<crate::WorkItemId>, StoreError>;
+}

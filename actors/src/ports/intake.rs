@@ -1,0 +1,85 @@
+//! Ports of the webhook intake: the journal of inbound deliveries (with replay detection) and
+//! the links between tasks and the tracker issues they came from.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{NewTask, StoreError, TaskRecord};
+use crate::WorkItemId;
+
+/// An inbound delivery to journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Who sent it: `plane` or `gitea`.
+    pub source: String,
+    /// What it is, e.g. `issue.updated`, `status`.
+    pub kind: String,
+    /// The sender's delivery id, when it gave one.
+    pub delivery_id: Option<String>,
+    /// Hex SHA-256 of the raw body.
+    pub body_hash: String,
+    /// The raw body as received.
+    pub payload: String,
+}
+
+/// What journaling a delivery found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Journaled {
+    /// A new delivery, journaled under this id.
+    New(i64),
+    /// The same delivery id was seen before, or the same body within the window.
+    Duplicate,
+}
+
+/// The journal of inbound deliveries.
+#[async_trait]
+pub trait EventJournal: Send + Sync + 'static {
+    /// Journals `event` unless it repeats an earlier delivery: the same delivery id ever, or
+    /// the same body from the same source within `window`.
+    async fn journal_event(&self, event: NewEvent, window: Duration)
+    -> Result<Journaled, StoreError>;
+
+    /// Records what became of journaled event `id`: the task it concerned and its outcome
+    /// (`error` set when it could not be handled).
+    async fn settle_event(
+        &self,
+        id: i64,
+        work_item_id: Option<WorkItemId>,
+        outcome: String,
+        error: Option<String>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Where a task came from on a tracker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackerLink {
+    /// The tracker: `plane`.
+    pub tracker: String,
+    /// The tracker's project id.
+    pub project_ref: String,
+    /// The tracker's issue id.
+    pub issue_ref: String,
+}
+
+/// Tasks created from tracker issues.
+#[async_trait]
+pub trait TrackerLinks: Send + Sync + 'static {
+    /// Creates `task` linked to its issue, atomically. [`StoreError::Duplicate`] when the id
+    /// is taken or the issue already has a task — the uniqueness guard of tracker ids.
+    async fn create_linked_task(
+        &self,
+        task: NewTask,
+        link: TrackerLink,
+    ) -> Result<TaskRecord, StoreError>;
+
+    /// The task created from `issue_ref` on `tracker`, if any.
+    async fn linked_task(
+        &self,
+        tracker: &str,
+        issue_ref: &str,
+    ) -> Result<Option<WorkItemId>, StoreError>;
+
+    /// The issue task `id` came from, if it came from a tracker.
+    async fn task_link(&self, id: &WorkItemId) -> Result<Option<TrackerLink>, StoreError>;
+}

@@ -1,0 +1,237 @@
+//! `orchestrator bench --webhooks`: the webhook intake on loopback, against a trivial axum
+//! handler in this same binary as the ceiling. Deliveries are signed Gitea `status` events
+//! (2-space indented bodies, each unique so none is a replay) for a registered repository
+//! whose commit resolves, through the store, to a branch — the whole intake path: body
+//! limit, HMAC over the raw body, JSON, journal write with replay check, routing. Two
+//! figures per server: throughput with many requests in flight, and latency percentiles
+//! under an open-loop load of a fixed rate.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::Json;
+use axum::routing::post;
+use futures::StreamExt;
+use orchestrator_actors::ports::BranchHeads;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::bench::BenchArgs;
+use crate::config::Config;
+use crate::intake::signature::sign;
+use crate::store::SqliteStore;
+
+const SECRET: &str = "bench-webhook-secret";
+const SHA: &str = "5f0c6c1d2b3a49e8a7f6e5d4c3b2a1908f7e6d5c";
+
+/// A signed delivery.
+struct Delivery {
+    body: Vec<u8>,
+    signature: String,
+    id: String,
+}
+
+/// The `n`-th status delivery: Gitea's 2-space indented `CommitStatusPayload`.
+fn delivery(n: usize) -> Delivery {
+    let payload = json!({
+        "commit": {"id": SHA, "message": "wip", "url": "http://gitea/acme/app/commit/x"},
+        "context": "ci/build",
+        "created_at": "2026-11-22T10:00:00Z",
+        "description": format!("build #{n}"),
+        "id": n,
+        "repository": {"id": 1, "full_name": "acme/app", "name": "app"},
+        "sender": {"id": 2, "login": "ci"},
+        "sha": SHA,
+        "state": "pending",
+        "target_url": format!("http://ci/builds/{n}"),
+        "updated_at": "2026-11-22T10:00:00Z"
+    });
+    let body = serde_json::to_vec_pretty(&payload).expect("serialisable");
+    Delivery {
+        signature: sign(SECRET, &body),
+        body,
+        id: format!("bench-{n}"),
+    }
+}
+
+/// Latency percentiles and throughput of one server.
+struct Figures {
+    throughput: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+/// Sends every delivery from `first` on with `in_flight` at a time; requests per second.
+async fn throughput(
+    client: &reqwest::Client,
+    url: &str,
+    first: usize,
+    count: usize,
+    in_flight: usize,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(first..first + count)
+        .map(|n| send(client, url, delivery(n)))
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    for r in results {
+        r?;
+    }
+    Ok(count as f64 / elapsed.as_secs_f64())
+}
+
+/// Sends `count` deliveries at `rate` per second, each on its own schedule (open loop: a
+/// slow answer does not delay the next request); each request's latency.
+async fn at_rate(
+    client: &reqwest::Client,
+    url: &str,
+    first: usize,
+    count: usize,
+    rate: u32,
+) -> anyhow::Result<Vec<Duration>> {
+    let period = Duration::from_secs(1) / rate;
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut handles = Vec::with_capacity(count);
+    for n in first..first + count {
+        ticker.tick().await;
+        let (client, url, d) = (client.clone(), url.to_string(), delivery(n));
+        handles.push(tokio::spawn(async move {
+            let started = Instant::now();
+            send(&client, &url, d).await.map(|()| started.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(count);
+    for h in handles {
+        latencies.push(h.await??);
+    }
+    Ok(latencies)
+}
+
+async fn send(client: &reqwest::Client, url: &str, d: Delivery) -> anyhow::Result<()> {
+    let response = client
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("X-Gitea-Event", "status")
+        .header("X-Gitea-Event-Type", "status")
+        .header("X-Gitea-Delivery", &d.id)
+        .header("X-Gitea-Signature", &d.signature)
+        .body(d.body)
+        .send()
+        .await?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() || text.contains("duplicate") {
+        bail!("delivery {} answered {status}: {text}", d.id);
+    }
+    Ok(())
+}
+
+fn figures(throughput: f64, mut latencies: Vec<Duration>) -> Figures {
+    latencies.sort();
+    let pick = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1];
+    Figures {
+        throughput,
+        p50: pick(0.50),
+        p99: pick(0.99),
+        max: *latencies.last().expect("some requests"),
+    }
+}
+
+async fn measure_server(
+    url: &str,
+    args: &BenchArgs,
+    first: usize,
+) -> anyhow::Result<Figures> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    // Warm-up: connections, caches, the store's statements.
+    throughput(&client, url, first, 200, 16).await?;
+    let rps = throughput(&client, url, first + 200, args.deliveries, args.in_flight).await?;
+    let latencies = at_rate(
+        &client,
+        url,
+        first + 200 + args.deliveries,
+        args.rate as usize * args.seconds as usize,
+        args.rate,
+    )
+    .await?;
+    Ok(figures(rps, latencies))
+}
+
+/// Runs the measurement in `dir` and prints a Markdown table.
+pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The ceiling: the least an axum POST handler can do with the same body.
+    let ceiling = TcpListener::bind("127.0.0.1:0").await?;
+    let ceiling_url = format!("http://{}/webhook/gitea", ceiling.local_addr()?);
+    let app = axum::Router::new().route(
+        "/webhook/gitea",
+        post(|_body: axum::body::Bytes| async { Json(json!({"status": "accepted"})) }),
+    );
+    tokio::spawn(async move { axum::serve(ceiling, app).await });
+
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data)?;
+    {
+        // The commit the statuses name is a known branch head (no task works on it).
+        let store = SqliteStore::open(&data.join("orchestrator.db")).await?;
+        store
+            .record_branch_head("acme/app", "feature/BENCH-1-x", SHA)
+            .await?;
+        store.close().await;
+    }
+    let projects = json!([{
+        "repo": "acme/app", "origin": dir.join("origin.git"), "prefix": "ACME",
+        "test_cmd": "true", "gitea_repo": "acme/app"
+    }]);
+    let config = Config::from_vars(
+        [
+            ("ORCH_DATA_DIR", data.display().to_string()),
+            ("ORCH_LOG", "warn".to_string()),
+            ("ORCH_PROJECTS_JSON", projects.to_string()),
+            ("ORCH_GITEA_URL", "http://127.0.0.1:9".to_string()),
+            ("ORCH_GITEA_TOKEN", "bench".to_string()),
+            ("ORCH_GITEA_WEBHOOK_SECRET", SECRET.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v)),
+    )?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let intake_url = format!("http://{}/webhook/gitea", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let service = tokio::spawn(crate::server::run_on(config, listener, shutdown.clone()));
+
+    let ceiling = measure_server(&ceiling_url, args, 0).await?;
+    let intake = measure_server(&intake_url, args, 1_000_000).await?;
+    shutdown.cancel();
+    service.await??;
+
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
+    println!(
+        "| server | throughput ({} in flight) | p50 @ {} rps | p99 @ {} rps | max @ {} rps |",
+        args.in_flight, args.rate, args.rate, args.rate
+    );
+    println!("|---|---|---|---|---|");
+    for (name, f) in [("trivial axum handler (ceiling)", &ceiling), ("webhook intake", &intake)] {
+        println!(
+            "| {name} | {:.0} req/s | {} | {} | {} |",
+            f.throughput,
+            ms(f.p50),
+            ms(f.p99),
+            ms(f.max)
+        );
+    }
+    println!(
+        "\nintake / ceiling throughput: {:.0}%",
+        100.0 * intake.throughput / ceiling.throughput
+    );
+    Ok(())
+}

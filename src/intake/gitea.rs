@@ -1,0 +1,175 @@
+//! What a Gitea delivery asks for: a commit status nudges the gate of the task whose branch
+//! head it names (the payload has no branch: the store knows which branch is at that
+//! commit, else the open pull requests do); a pull request merged by a human outside the
+//! deploy stage finishes its task; reviews are reported on the task's card; pushes record
+//! the branch head.
+
+use orchestrator_actors::WorkItemId;
+use orchestrator_actors::task::{HumanAction, TaskMsg};
+use ractor::{ActorRef, registry};
+use tracing::warn;
+
+use super::Intake;
+use super::payload::GiteaDelivery;
+
+impl Intake {
+    /// Why a Gitea delivery needs no action, if it needs none.
+    pub(super) fn gitea_ignores(&self, d: &GiteaDelivery) -> Option<String> {
+        let Some(repo) = d.repo() else {
+            return Some(format!("{} names no repository", d.kind()));
+        };
+        if !self.by_gitea.contains_key(repo) {
+            return Some(format!("Gitea repository {repo} is not in the registry"));
+        }
+        match d {
+            GiteaDelivery::Other { kind, .. } => Some(format!("{kind} triggers nothing")),
+            _ => None,
+        }
+    }
+
+    /// Acts on a delivery; the task concerned and the outcome, in words.
+    pub(super) async fn act_on_gitea(
+        &self,
+        d: GiteaDelivery,
+    ) -> (Option<WorkItemId>, Result<String, String>) {
+        let Some(project) = d.repo().and_then(|r| self.by_gitea.get(r)) else {
+            return (None, Ok("nothing to do".into()));
+        };
+        let repo = project.repo.clone();
+        match d {
+            GiteaDelivery::Status {
+                repo: gitea_repo,
+                sha,
+                state,
+                context,
+            } => {
+                let branch = match self.branch_at(&repo, &gitea_repo, &sha).await {
+                    Ok(Some(branch)) => branch,
+                    Ok(None) => {
+                        return (
+                            None,
+                            Ok(format!("status {state} of {sha} left unresolved: no single branch is at it")),
+                        );
+                    }
+                    Err(e) => return (None, Err(e)),
+                };
+                let task = match self.heads.task_on_branch(&repo, &branch).await {
+                    Ok(Some(task)) => task,
+                    Ok(None) => return (None, Ok(format!("no task works on {branch}"))),
+                    Err(e) => return (None, Err(e.to_string())),
+                };
+                let nudged = registry::where_is(task.actor_name())
+                    .map(ActorRef::<TaskMsg>::from)
+                    .is_some_and(|actor| actor.cast(TaskMsg::Recheck).is_ok());
+                let outcome = format!(
+                    "{context} {state} on {branch}: {}",
+                    if nudged { "gate re-checked" } else { "task not running" }
+                );
+                (Some(task), Ok(outcome))
+            }
+            GiteaDelivery::Merged {
+                number, head, sha, by, ..
+            } => {
+                let task = match self.heads.task_on_branch(&repo, &head).await {
+                    Ok(Some(task)) => task,
+                    Ok(None) => return (None, Ok(format!("PR #{number} ({head}) has no task"))),
+                    Err(e) => return (None, Err(e.to_string())),
+                };
+                let action = HumanAction::MergedOutside {
+                    sha,
+                    by: by.clone(),
+                };
+                let outcome = super::tell_task(&task, action).await.map(|reply| {
+                    if reply.changed {
+                        format!("PR #{number} merged by {by}: task {task} is {}", reply.stage)
+                    } else {
+                        format!("PR #{number} merged by {by}: task {task} unchanged ({})", reply.stage)
+                    }
+                });
+                (Some(task), outcome)
+            }
+            GiteaDelivery::Review {
+                number,
+                head,
+                approved,
+                content,
+                by,
+                ..
+            } => {
+                let task = match self.heads.task_on_branch(&repo, &head).await {
+                    Ok(Some(task)) => task,
+                    Ok(None) => return (None, Ok(format!("PR #{number} ({head}) has no task"))),
+                    Err(e) => return (None, Err(e.to_string())),
+                };
+                let verdict = if approved { "approved" } else { "requested changes on" };
+                let mut text = format!("{by} {verdict} pull request #{number}");
+                if !content.trim().is_empty() {
+                    text.push_str(": ");
+                    text.push_str(content.trim());
+                }
+                let outcome = match self.store.load_task(&task).await {
+                    Ok(Some(record)) => self
+                        .task_deps
+                        .board
+                        .comment(&record, None, &text)
+                        .await
+                        .map(|()| format!("review noted on the card: {text}")),
+                    Ok(None) => Err(format!("task {task} is not in the store")),
+                    Err(e) => Err(e.to_string()),
+                };
+                (Some(task), outcome)
+            }
+            GiteaDelivery::Push { branch, after, .. } => {
+                let Some(branch) = branch else {
+                    return (None, Ok("a tag push records nothing".into()));
+                };
+                let recorded = self
+                    .heads
+                    .record_branch_head(&repo, &branch, &after)
+                    .await
+                    .map(|()| format!("{branch} is at {after}"))
+                    .map_err(|e| e.to_string());
+                (None, recorded)
+            }
+            GiteaDelivery::Other { .. } => (None, Ok("nothing to do".into())),
+        }
+    }
+
+    /// The one branch whose head is `sha`: from the store, else from Gitea's open pull
+    /// requests. Several candidates leave it unresolved (logged), never guessed.
+    async fn branch_at(
+        &self,
+        repo: &str,
+        gitea_repo: &str,
+        sha: &str,
+    ) -> Result<Option<String>, String> {
+        let mut branches = self
+            .heads
+            .branches_at(repo, sha)
+            .await
+            .map_err(|e| e.to_string())?;
+        if branches.is_empty()
+            && let Some(gitea) = &self.gitea
+        {
+            branches = gitea
+                .client
+                .open_pulls(gitea_repo)
+                .await
+                .map_err(|e| format!("cannot list the open pull requests: {e}"))?
+                .into_iter()
+                .filter(|pr| pr.head.sha == sha)
+                .map(|pr| pr.head.ref_name)
+                .collect();
+            branches.sort();
+            branches.dedup();
+        }
+        match branches.len() {
+            0 => Ok(None),
+            1 => Ok(branches.pop()),
+            _ => {
+                warn!(%repo, %sha, branches = ?branches, "a status names a commit several branches are at; left unresolved");
+                Ok(None)
+            }
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The webhook intake: a delivery from Plane or Gitea is checked (signature over the raw
+//! body, JSON, the shape of its event), journaled once (a replayed delivery id, or the same
+//! body within the window, is a duplicate), answered at once, and then acted on off the
+//! request: task actors are told by message, tasks are created through the store.
+
+mod gitea;
+pub mod payload;
+mod plane;
+pub mod signature;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use axum::http::{HeaderMap, StatusCode};
+use orchestrator_actors::WorkItemId;
+use orchestrator_actors::ports::{BranchHeads, EventJournal, Journaled, NewEvent, Store, TrackerLinks};
+use orchestrator_actors::task::{HumanAction, HumanReply, TaskDeps, TaskMsg};
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, registry};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::config::Integrations;
+use crate::gitea::GiteaClient;
+use crate::plane::{PlaneClient, StatesCache};
+use crate::projects::Project;
+
+/// Largest webhook body accepted (larger → 413).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// How long the intake waits for a task actor to take a human action.
+const ACTOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The sender of a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `POST /webhook/plane`.
+    Plane,
+    /// `POST /webhook/gitea`.
+    Gitea,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Plane => "plane",
+            Source::Gitea => "gitea",
+        }
+    }
+}
+
+/// The answer to a delivery that was not refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Journaled; acted on in the background.
+    Accepted,
+    /// Journaled; nothing to do (unknown project, own bot, an event nobody acts on).
+    Ignored,
+    /// Seen before; nothing done.
+    Duplicate,
+}
+
+impl Reply {
+    /// The `status` of the JSON answer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reply::Accepted => "accepted",
+            Reply::Ignored => "ignored",
+            Reply::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// A refused delivery: its status and a message naming what was wrong.
+#[derive(Debug)]
+pub struct Refusal {
+    /// 400, 401, 404 or 500.
+    pub status: StatusCode,
+    /// What was wrong.
+    pub message: String,
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        message: message.into(),
+    }
+}
+
+/// The Plane side of the intake.
+pub struct PlaneIntake {
+    /// The API.
+    pub client: Arc<PlaneClient>,
+    /// Each project's states.
+    pub states: Arc<StatesCache>,
+    /// The webhook secret (`None`: unsigned deliveries allowed).
+    pub secret: Option<String>,
+}
+
+/// The Gitea side of the intake.
+pub struct GiteaIntake {
+    /// The API.
+    pub client: Arc<GiteaClient>,
+    /// The webhook secret (`None`: unsigned deliveries allowed).
+    pub secret: Option<String>,
+}
+
+/// The Plane user ids of the orchestrator's own accounts: configured, plus those learned
+/// from Plane's answers to its writes. Their events are never acted on.
+#[derive(Debug, Default)]
+pub struct BotAccounts(RwLock<HashSet<String>>);
+
+impl BotAccounts {
+    /// Accounts known up front.
+    pub fn new(ids: impl IntoIterator<Item = String>) -> Self {
+        Self(RwLock::new(ids.into_iter().collect()))
+    }
+
+    /// Remembers `id` as one of ours.
+    pub fn learn(&self, id: &str) {
+        if id.is_empty() {
+            return;
+        }
+        let mut ids = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ids.insert(id.to_string()) {
+            info!(user = %id, "learned a Plane account of the orchestrator");
+        }
+    }
+
+    /// Whether `id` is one of ours.
+    pub fn is_ours(&self, id: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(id)
+    }
+}
+
+/// Everything the intake works with.
+pub struct Intake {
+    /// The delivery journal.
+    pub journal: Arc<dyn EventJournal>,
+    /// Tasks.
+    pub store: Arc<dyn Store>,
+    /// Task ↔ issue links.
+    pub links: Arc<dyn TrackerLinks>,
+    /// Branch heads, to trace a commit status to its task.
+    pub heads: Arc<dyn BranchHeads>,
+    /// What a task actor created here starts with.
+    pub task_deps: Arc<TaskDeps>,
+    /// Projects by Plane project id.
+    pub by_plane: BTreeMap<String, Project>,
+    /// Projects by Gitea repository.
+    pub by_gitea: BTreeMap<String, Project>,
+    /// Integration settings.
+    pub settings: Integrations,
+    /// Plane, when configured.
+    pub plane: Option<PlaneIntake>,
+    /// Gitea, when configured.
+    pub gitea: Option<GiteaIntake>,
+    /// The orchestrator's own Plane accounts.
+    pub bots: Arc<BotAccounts>,
+}
+
+impl Intake {
+    /// Projects indexed by their Plane project and Gitea repository.
+    pub fn index(projects: &[Project]) -> (BTreeMap<String, Project>, BTreeMap<String, Project>) {
+        let by_plane = projects
+            .iter()
+            .filter_map(|p| Some((p.plane_project_id.clone()?, p.clone())))
+            .collect();
+        let by_gitea = projects
+            .iter()
+            .filter_map(|p| Some((p.gitea_repo.clone()?, p.clone())))
+            .collect();
+        (by_plane, by_gitea)
+    }
+
+    /// Checks, journals and answers one delivery; what it asks for runs in the background.
+    pub async fn receive(
+        self: &Arc<Self>,
+        source: Source,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Reply, Refusal> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let (secret, sig_header, delivery_header) = match source {
+            Source::Plane => {
+                let Some(plane) = &self.plane else {
+                    return Err(refuse(
+                        StatusCode::NOT_FOUND,
+                        "no Plane integration is configured (ORCH_PLANE_API_URL)",
+                    ));
+                };
+                (&plane.secret, "X-Plane-Signature", "X-Plane-Delivery")
+            }
+            Source::Gitea => {
+                let Some(gitea) = &self.gitea else {
+                    return Err(refuse(
+                        StatusCode::NOT_FOUND,
+                        "no Gitea integration is configured (ORCH_GITEA_URL)",
+                    ));
+                };
+                (&gitea.secret, "X-Gitea-Signature", "X-Gitea-Delivery")
+            }
+        };
+        if let Some(secret) = secret {
+            signature::verify(secret, sig_header, header(sig_header), body)
+                .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
+        }
+        let json: Value = serde_json::from_slice(body).map_err(|e| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not valid JSON: {e}"),
+            )
+        })?;
+        let parsed = match source {
+            Source::Plane => payload::plane(&json).map(Parsed::Plane),
+            Source::Gitea => {
+                let event = header("X-Gitea-Event").ok_or_else(|| {
+                    refuse(StatusCode::BAD_REQUEST, "missing X-Gitea-Event header")
+                })?;
+                payload::gitea(event, &json).map(Parsed::Gitea)
+            }
+        }
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("unexpected payload: {e}")))?;
+        let kind = match &parsed {
+            Parsed::Plane(d) => d.kind(),
+            Parsed::Gitea(d) => d.kind(),
+        };
+        let event = NewEvent {
+            source: source.as_str().into(),
+            kind,
+            delivery_id: header(delivery_header)
+                .filter(|d| !d.is_empty())
+                .map(str::to_string),
+            body_hash: signature::body_hash(body),
+            payload: String::from_utf8_lossy(body).into_owned(),
+        };
+        let id = match self
+            .journal
+            .journal_event(event, self.settings.dedup_window)
+            .await
+        {
+            Ok(Journaled::New(id)) => id,
+            Ok(Journaled::Duplicate) => return Ok(Reply::Duplicate),
+            Err(e) => {
+                return Err(refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot journal the delivery: {e}"),
+                ));
+            }
+        };
+        let ignored = match &parsed {
+            Parsed::Plane(d) => self.plane_ignores(d),
+            Parsed::Gitea(d) => self.gitea_ignores(d),
+        };
+        if let Some(why) = ignored {
+            self.settle(id, None, Ok(format!("ignored: {why}"))).await;
+            return Ok(Reply::Ignored);
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let (task, outcome) = match parsed {
+                Parsed::Plane(d) => me.act_on_plane(d).await,
+                Parsed::Gitea(d) => me.act_on_gitea(d).await,
+            };
+            me.settle(id, task, outcome).await;
+        });
+        Ok(Reply::Accepted)
+    }
+
+    /// Journals what became of delivery `id`.
+    async fn settle(&self, id: i64, task: Option<WorkItemId>, outcome: Result<String, String>) {
+        let (outcome, error) = match outcome {
+            Ok(outcome) => (outcome, None),
+            Err(error) => {
+                warn!(event = id, %error, "webhook delivery could not be acted on");
+                ("failed".to_string(), Some(error))
+            }
+        };
+        if let Err(e) = self.journal.settle_event(id, task, outcome, error).await {
+            warn!(event = id, error = %e, "cannot journal a delivery's outcome");
+        }
+    }
+}
+
+/// A delivery read from its body.
+enum Parsed {
+    Plane(payload::PlaneDelivery),
+    Gitea(payload::GiteaDelivery),
+}
+
+/// Hands `action` to the actor of task `id`; its reply, or why it could not be delivered.
+pub(crate) async fn tell_task(id: &WorkItemId, action: HumanAction) -> Result<HumanReply, String> {
+    let actor: ActorRef<TaskMsg> = registry::where_is(id.actor_name())
+        .map(ActorRef::from)
+        .ok_or_else(|| format!("task {id} has no live actor"))?;
+    match actor
+        .call(|reply| TaskMsg::Human(action, reply), Some(ACTOR_TIMEOUT))
+        .await
+    {
+        Ok(CallResult::Success(reply)) => Ok(reply),
+        Ok(CallResult::Timeout) => Err(format!("task {id} did not answer in time")),
+        _ => Err(format!("task {id}'s actor stopped before answering")),
+    }
+}

@@ -1,0 +1,461 @@
+//! Reading webhook bodies into the few facts the intake acts on. Pure: the HTTP layer has
+//! already checked the signature and that the body is JSON; a body whose shape is wrong for
+//! its event is an error naming the missing field.
+
+use serde_json::Value;
+
+/// A Plane delivery, as far as the pipeline cares.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlaneDelivery {
+    /// An issue's state changed (`issue`/`updated` with `activity.field` `state` or
+    /// `state_id`).
+    StateChange {
+        /// The Plane project id.
+        project: String,
+        /// The issue as the payload carries it.
+        issue: IssueSnapshot,
+        /// The new state's id.
+        state_id: String,
+        /// Who moved it.
+        actor: Option<String>,
+    },
+    /// Anything else (other fields, comments, projects, cycles…).
+    Other {
+        /// `event.action` (or `event.action.field`), for the journal.
+        kind: String,
+        /// The Plane project id, when the payload has one.
+        project: Option<String>,
+        /// Who caused it.
+        actor: Option<String>,
+    },
+}
+
+/// An issue as a webhook shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssueSnapshot {
+    /// The issue id.
+    pub id: String,
+    /// The number in `PROJ-<n>`.
+    pub sequence_id: i64,
+    /// Title.
+    pub name: String,
+    /// The description as plain text, when the payload carries one (`None`: fetch it).
+    pub description: Option<String>,
+    /// Label names.
+    pub labels: Vec<String>,
+}
+
+impl PlaneDelivery {
+    /// The kind to journal.
+    pub fn kind(&self) -> String {
+        match self {
+            PlaneDelivery::StateChange { .. } => "issue.updated.state".into(),
+            PlaneDelivery::Other { kind, .. } => kind.clone(),
+        }
+    }
+
+    /// The Plane project the delivery concerns.
+    pub fn project(&self) -> Option<&str> {
+        match self {
+            PlaneDelivery::StateChange { project, .. } => Some(project),
+            PlaneDelivery::Other { project, .. } => project.as_deref(),
+        }
+    }
+
+    /// Who caused it.
+    pub fn actor(&self) -> Option<&str> {
+        match self {
+            PlaneDelivery::StateChange { actor, .. } | PlaneDelivery::Other { actor, .. } => {
+                actor.as_deref()
+            }
+        }
+    }
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+}
+
+fn required<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, String> {
+    str_at(v, path).ok_or_else(|| format!("{} is missing or not a string", path.join(".")))
+}
+
+/// Reads a Plane webhook body (the envelope `{event, action, webhook_id, workspace_id, data,
+/// activity}`).
+pub fn plane(body: &Value) -> Result<PlaneDelivery, String> {
+    let event = required(body, &["event"])?;
+    let action = required(body, &["action"])?;
+    let actor = str_at(body, &["activity", "actor", "id"]).map(str::to_string);
+    let field = str_at(body, &["activity", "field"]);
+    let data = body.get("data").ok_or("data is missing")?;
+    let project = str_at(data, &["project"]).map(str::to_string);
+    if event == "issue" && action == "updated" && matches!(field, Some("state" | "state_id")) {
+        let project = required(data, &["project"])?.to_string();
+        // The webhook's `data.state` is an object; `activity.new_value` is the raw id.
+        let state_id = str_at(data, &["state", "id"])
+            .or_else(|| data.get("state").and_then(Value::as_str))
+            .or_else(|| str_at(body, &["activity", "new_value"]))
+            .ok_or("data.state.id is missing")?
+            .to_string();
+        let description = match (
+            data.get("description_stripped").and_then(Value::as_str),
+            data.get("description_html").and_then(Value::as_str),
+        ) {
+            (Some(text), _) => Some(text.trim().to_string()),
+            (None, Some(html)) => Some(html_to_text(html)),
+            (None, None) => None,
+        };
+        let issue = IssueSnapshot {
+            id: required(data, &["id"])?.to_string(),
+            sequence_id: data
+                .get("sequence_id")
+                .and_then(Value::as_i64)
+                .ok_or("data.sequence_id is missing or not an integer")?,
+            name: required(data, &["name"])?.to_string(),
+            description,
+            labels: data
+                .get("labels")
+                .and_then(Value::as_array)
+                .map(|labels| {
+                    labels
+                        .iter()
+                        .filter_map(|l| l.get("name").and_then(Value::as_str))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        return Ok(PlaneDelivery::StateChange {
+            project,
+            issue,
+            state_id,
+            actor,
+        });
+    }
+    let kind = match field {
+        Some(field) => format!("{event}.{action}.{field}"),
+        None => format!("{event}.{action}"),
+    };
+    Ok(PlaneDelivery::Other {
+        kind,
+        project,
+        actor,
+    })
+}
+
+/// Plain text of a bit of Plane HTML: tags dropped, entities of the usual five decoded,
+/// paragraphs and breaks as new lines.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('>') else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let tag = rest[start + 1..start + end].trim_start_matches('/').to_ascii_lowercase();
+        if ["p", "br", "div", "li", "h1", "h2", "h3"]
+            .iter()
+            .any(|t| tag == *t || tag.starts_with(&format!("{t} ")) || tag.starts_with(&format!("{t}/")))
+            && !out.ends_with('\n')
+            && !out.is_empty()
+        {
+            out.push('\n');
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&nbsp;", " ")
+        .replace("&amp;", "&")
+        .trim()
+        .to_string()
+}
+
+/// A Gitea delivery, as far as the pipeline cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GiteaDelivery {
+    /// A commit status changed (`status`; no `branches` field — the sha is all there is).
+    Status {
+        /// `owner/name`.
+        repo: String,
+        /// The commit.
+        sha: String,
+        /// `pending`, `success`, `error`, `failure`, `warning`.
+        state: String,
+        /// The status context, e.g. `ci/build`.
+        context: String,
+    },
+    /// A pull request was closed as merged.
+    Merged {
+        /// `owner/name`.
+        repo: String,
+        /// The PR number.
+        number: i64,
+        /// Its head branch.
+        head: String,
+        /// The merge commit.
+        sha: String,
+        /// Who merged it.
+        by: String,
+    },
+    /// A review approved or requested changes.
+    Review {
+        /// `owner/name`.
+        repo: String,
+        /// The PR number.
+        number: i64,
+        /// Its head branch.
+        head: String,
+        /// Approved (else changes requested).
+        approved: bool,
+        /// The review's text.
+        content: String,
+        /// The reviewer.
+        by: String,
+    },
+    /// A branch was pushed.
+    Push {
+        /// `owner/name`.
+        repo: String,
+        /// The branch (`refs/heads/` stripped); `None` for tags.
+        branch: Option<String>,
+        /// The new head.
+        after: String,
+    },
+    /// Anything else.
+    Other {
+        /// What it was.
+        kind: String,
+        /// `owner/name`, when the payload has one.
+        repo: Option<String>,
+    },
+}
+
+impl GiteaDelivery {
+    /// The repository it concerns.
+    pub fn repo(&self) -> Option<&str> {
+        match self {
+            GiteaDelivery::Status { repo, .. }
+            | GiteaDelivery::Merged { repo, .. }
+            | GiteaDelivery::Review { repo, .. }
+            | GiteaDelivery::Push { repo, .. } => Some(repo),
+            GiteaDelivery::Other { repo, .. } => repo.as_deref(),
+        }
+    }
+
+    /// The kind to journal.
+    pub fn kind(&self) -> String {
+        match self {
+            GiteaDelivery::Status { .. } => "status".into(),
+            GiteaDelivery::Merged { .. } => "pull_request.merged".into(),
+            GiteaDelivery::Review { approved: true, .. } => "pull_request_approved".into(),
+            GiteaDelivery::Review { .. } => "pull_request_rejected".into(),
+            GiteaDelivery::Push { .. } => "push".into(),
+            GiteaDelivery::Other { kind, .. } => kind.clone(),
+        }
+    }
+}
+
+/// Reads a Gitea webhook body of event `event` (the `X-Gitea-Event` header).
+pub fn gitea(event: &str, body: &Value) -> Result<GiteaDelivery, String> {
+    let repo = str_at(body, &["repository", "full_name"]).map(str::to_string);
+    let need_repo = || repo.clone().ok_or("repository.full_name is missing");
+    let login = |v: &Value| {
+        str_at(v, &["sender", "login"])
+            .or_else(|| str_at(v, &["sender", "username"]))
+            .unwrap_or("someone")
+            .to_string()
+    };
+    let head = |v: &Value| -> Result<String, String> {
+        str_at(v, &["pull_request", "head", "ref"])
+            .or_else(|| str_at(v, &["pull_request", "head", "label"]))
+            .map(str::to_string)
+            .ok_or_else(|| "pull_request.head.ref is missing".into())
+    };
+    let number = |v: &Value| -> Result<i64, String> {
+        v.get("number")
+            .or_else(|| v.get("pull_request").and_then(|p| p.get("number")))
+            .and_then(Value::as_i64)
+            .ok_or_else(|| "number is missing".into())
+    };
+    Ok(match event {
+        "status" => GiteaDelivery::Status {
+            repo: need_repo()?,
+            sha: required(body, &["sha"])?.to_string(),
+            state: required(body, &["state"])?.to_string(),
+            context: str_at(body, &["context"]).unwrap_or("").to_string(),
+        },
+        "pull_request"
+            if str_at(body, &["action"]) == Some("closed")
+                && body
+                    .get("pull_request")
+                    .and_then(|p| p.get("merged"))
+                    .and_then(Value::as_bool)
+                    == Some(true) =>
+        {
+            GiteaDelivery::Merged {
+                repo: need_repo()?,
+                number: number(body)?,
+                head: head(body)?,
+                sha: str_at(body, &["pull_request", "merge_commit_sha"])
+                    .unwrap_or("")
+                    .to_string(),
+                by: str_at(body, &["pull_request", "merged_by", "login"])
+                    .map(str::to_string)
+                    .unwrap_or_else(|| login(body)),
+            }
+        }
+        "pull_request_approved" | "pull_request_rejected" => GiteaDelivery::Review {
+            repo: need_repo()?,
+            number: number(body)?,
+            head: head(body)?,
+            approved: event == "pull_request_approved",
+            content: str_at(body, &["review", "content"]).unwrap_or("").to_string(),
+            by: login(body),
+        },
+        "push" => GiteaDelivery::Push {
+            repo: need_repo()?,
+            branch: required(body, &["ref"])?
+                .strip_prefix("refs/heads/")
+                .map(str::to_string),
+            after: required(body, &["after"])?.to_string(),
+        },
+        other => GiteaDelivery::Other {
+            kind: match str_at(body, &["action"]) {
+                Some(action) => format!("{other}.{action}"),
+                None => other.to_string(),
+            },
+            repo,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn plane_update(field: &str, with_description: bool) -> Value {
+        let mut data = json!({
+            "id": "issue-1", "project": "proj-1", "sequence_id": 42, "name": "Add <b>login</b>",
+            "state": {"id": "st-2", "name": "In Progress", "color": "#F59E0B", "group": "started"},
+            "labels": [{"id": "l1", "name": "Bug", "color": "#f00"}],
+        });
+        if with_description {
+            data["description_html"] = json!("<p>Users need to log in &amp; out.</p><p>Soon.</p>");
+        }
+        json!({"event": "issue", "action": "updated", "webhook_id": "w", "workspace_id": "ws",
+               "data": data,
+               "activity": {"field": field, "new_value": "st-2", "old_value": "st-1",
+                            "actor": {"id": "user-9", "display_name": "ann"}}})
+    }
+
+    #[test]
+    fn a_state_change_is_read_from_either_field_name() {
+        for field in ["state", "state_id"] {
+            let d = plane(&plane_update(field, true)).unwrap();
+            let PlaneDelivery::StateChange {
+                project,
+                issue,
+                state_id,
+                actor,
+            } = d
+            else {
+                panic!("{field}: not a state change");
+            };
+            assert_eq!((project.as_str(), state_id.as_str()), ("proj-1", "st-2"));
+            assert_eq!(actor.as_deref(), Some("user-9"));
+            assert_eq!(issue.sequence_id, 42);
+            assert_eq!(issue.labels, vec!["Bug"]);
+            assert_eq!(
+                issue.description.as_deref(),
+                Some("Users need to log in & out.\nSoon.")
+            );
+        }
+    }
+
+    #[test]
+    fn a_payload_without_a_description_asks_for_a_fetch() {
+        let PlaneDelivery::StateChange { issue, .. } = plane(&plane_update("state", false)).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(issue.description, None);
+    }
+
+    #[test]
+    fn other_fields_and_events_are_not_state_changes() {
+        let d = plane(&plane_update("priority", true)).unwrap();
+        assert_eq!(d.kind(), "issue.updated.priority");
+        assert_eq!(d.project(), Some("proj-1"));
+        let comment = json!({"event": "issue_comment", "action": "created", "data": {"project": "p"},
+                             "activity": {"field": null, "actor": {"id": "bot"}}});
+        assert_eq!(plane(&comment).unwrap().kind(), "issue_comment.created");
+        assert_eq!(plane(&comment).unwrap().actor(), Some("bot"));
+    }
+
+    #[test]
+    fn a_broken_state_change_names_the_missing_field() {
+        let mut body = plane_update("state", true);
+        body["data"].as_object_mut().unwrap().remove("sequence_id");
+        assert!(plane(&body).unwrap_err().contains("data.sequence_id"));
+        assert!(plane(&json!({"action": "x"})).unwrap_err().contains("event"));
+    }
+
+    #[test]
+    fn gitea_events_are_read_by_their_header_name() {
+        let repo = json!({"full_name": "acme/app"});
+        let status = json!({"sha": "abc", "state": "success", "context": "ci/build",
+                            "repository": repo, "sender": {"login": "ci"}});
+        assert_eq!(
+            gitea("status", &status).unwrap(),
+            GiteaDelivery::Status {
+                repo: "acme/app".into(),
+                sha: "abc".into(),
+                state: "success".into(),
+                context: "ci/build".into()
+            }
+        );
+        let merged = json!({"action": "closed", "number": 3, "repository": repo,
+            "pull_request": {"merged": true, "merge_commit_sha": "m1",
+                             "head": {"ref": "feature/A-1-x", "label": "feature/A-1-x"},
+                             "merged_by": {"login": "bob"}}});
+        assert_eq!(gitea("pull_request", &merged).unwrap().kind(), "pull_request.merged");
+        let mut closed = merged.clone();
+        closed["pull_request"]["merged"] = json!(false);
+        assert_eq!(gitea("pull_request", &closed).unwrap().kind(), "pull_request.closed");
+        let review = json!({"action": "reviewed", "number": 3, "repository": repo,
+            "pull_request": {"head": {"ref": "feature/A-1-x"}}, "sender": {"login": "rev"},
+            "review": {"type": "pull_request_review_rejected", "content": "fix it"}});
+        let GiteaDelivery::Review { approved, content, by, .. } =
+            gitea("pull_request_rejected", &review).unwrap()
+        else {
+            panic!()
+        };
+        assert!(!approved);
+        assert_eq!((content.as_str(), by.as_str()), ("fix it", "rev"));
+        let push = json!({"ref": "refs/heads/feature/A-1-x", "after": "s2", "repository": repo});
+        assert_eq!(
+            gitea("push", &push).unwrap(),
+            GiteaDelivery::Push {
+                repo: "acme/app".into(),
+                branch: Some("feature/A-1-x".into()),
+                after: "s2".into()
+            }
+        );
+        assert!(gitea("status", &json!({"sha": "x"})).unwrap_err().contains("repository"));
+    }
+
+    #[test]
+    fn html_becomes_plain_text() {
+        assert_eq!(html_to_text("<p>a &lt;1m&gt;</p><p>b<br/>c</p>"), "a <1m>\nb\nc");
+        assert_eq!(html_to_text("  "), "");
+        assert_eq!(html_to_text("<p></p>"), "");
+    }
+}
