@@ -16,6 +16,7 @@ pub mod http;
 pub mod intake;
 pub mod integrations;
 pub mod logging;
+pub mod plane;
 pub mod projects;
 pub mod server;
 pub mod signals;
