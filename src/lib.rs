@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod forge;
+pub mod gitea;
 pub mod http;
 pub mod intake;
 pub mod integrations;
