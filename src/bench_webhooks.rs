@@ -7,7 +7,6 @@
 //! under an open-loop load of a fixed rate.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};

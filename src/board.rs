@@ -13,7 +13,7 @@ use orchestrator_actors::ports::{
 };
 
 use crate::intake::BotAccounts;
-use crate::plane::{PlaneClient, PlaneState, StatesCache};
+use crate::plane::{PlaneClient, PlaneState, StateGroup, StatesCache};
 use crate::projects::Project;
 
 /// What a human moving a card to a status asks for.
@@ -111,9 +111,9 @@ impl StatusMap {
             return Some(state);
         }
         let group = match status.base() {
-            BaseGroup::Started => "started",
-            BaseGroup::Completed => "completed",
-            BaseGroup::Cancelled => "cancelled",
+            BaseGroup::Started => StateGroup::Started,
+            BaseGroup::Completed => StateGroup::Completed,
+            BaseGroup::Cancelled => StateGroup::Cancelled,
         };
         states
             .iter()
@@ -211,7 +211,9 @@ impl Board for PlaneBoard {
             .await
             .map_err(|e| e.to_string())?;
         // Plane echoes these comments back as webhooks: their author must be known as ours.
-        self.bots.learn(&comment.actor);
+        if let Some(actor) = &comment.actor {
+            self.bots.learn(actor);
+        }
         Ok(())
     }
 }
@@ -246,7 +248,7 @@ mod tests {
         PlaneState {
             id: id.into(),
             name: name.into(),
-            group: group.into(),
+            group: serde_json::from_value(serde_json::json!(group)).unwrap(),
             sequence,
         }
     }

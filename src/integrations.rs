@@ -56,7 +56,7 @@ impl Integrations {
                     PlaneClient::new(&p.api_url, &p.workspace, &p.token, bot_tokens)
                         .context("cannot set up the Plane client")?,
                 );
-                let states = Arc::new(StatesCache::new(client.clone(), p.states_ttl));
+                let states = Arc::new(StatesCache::new((*client).clone(), p.states_ttl));
                 Some((client, states))
             }
             None => None,

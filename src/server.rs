@@ -176,7 +176,7 @@ pub async fn run_on(
         store: dyn_store,
         jobs,
         pulls,
-        task_deps,
+        task_deps: task_deps.clone(),
         projects: Arc::new(config.projects.clone()),
         operator_token: config.operator_token.clone(),
         describe_timeout: config.describe_timeout,

@@ -116,7 +116,7 @@ impl Intake {
                     .description_stripped
                     .clone()
                     .filter(|t| !t.trim().is_empty())
-                    .unwrap_or_else(|| html_to_text(full.description_html.as_deref().unwrap_or(""))),
+                    .unwrap_or_else(|| html_to_text(&full.description_html)),
                 Err(e) => return (None, Err(format!("cannot fetch issue {}: {e}", issue.id))),
             },
         };
@@ -216,7 +216,7 @@ impl Intake {
         match plane.client.list_comments(plane_project, issue).await {
             Ok(comments) => comments
                 .iter()
-                .filter(|c| !self.bots.is_ours(&c.actor))
+                .filter(|c| !c.actor.as_deref().is_some_and(|a| self.bots.is_ours(a)))
                 .max_by(|a, b| a.created_at.cmp(&b.created_at))
                 .map(|c| html_to_text(&c.comment_html))
                 .filter(|t| !t.is_empty())
