@@ -39,7 +39,7 @@ async fn service(dir: &std::path::Path) -> Service {
 /// Python's `json.dumps` separators, as Plane signs and sends its bodies.
 fn plane_body(project: &str, actor: &str, field: &str) -> Vec<u8> {
     format!(
-        r#"{{"event": "issue", "action": "updated", "webhook_id": "w1", "workspace_id": "ws1", "data": {{"id": "issue-1", "project": "{project}", "sequence_id": 7, "name": "Add login", "description_html": "<p>Users need to log in.</p>", "state": {{"id": "st-1", "name": "In Progress", "color": "#F59E0B", "group": "started"}}, "labels": []}}, "activity": {{"field": "{field}", "new_value": "st-1", "old_value": "st-0", "actor": {{"id": "{actor}", "display_name": "x"}}, "old_identifier": null, "new_identifier": null}}}}"#
+        r##"{{"event": "issue", "action": "updated", "webhook_id": "w1", "workspace_id": "ws1", "data": {{"id": "issue-1", "project": "{project}", "sequence_id": 7, "name": "Add login", "description_html": "<p>Users need to log in.</p>", "state": {{"id": "st-1", "name": "In Progress", "color": "#F59E0B", "group": "started"}}, "labels": []}}, "activity": {{"field": "{field}", "new_value": "st-1", "old_value": "st-0", "actor": {{"id": "{actor}", "display_name": "x"}}, "old_identifier": null, "new_identifier": null}}}}"##
     )
     .into_bytes()
 }
