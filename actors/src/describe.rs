@@ -15,6 +15,7 @@ use crate::reaper::ReaperMsg;
 use crate::run::RunMsg;
 use crate::supervisor::SupervisorMsg;
 use crate::task::TaskMsg;
+use crate::tracker::TrackerMsg;
 
 /// What an actor says about itself.
 #[derive(Clone, Debug, Default)]
@@ -131,6 +132,8 @@ pub async fn describe_cell(
         (RunMsg::KIND, call::<RunMsg>(cell, timeout).await)
     } else if cell.is_message_type_of::<ReaperMsg>() == Some(true) {
         (ReaperMsg::KIND, call::<ReaperMsg>(cell, timeout).await)
+    } else if cell.is_message_type_of::<TrackerMsg>() == Some(true) {
+        (TrackerMsg::KIND, call::<TrackerMsg>(cell, timeout).await)
     } else {
         ("unknown", Err("actor does not answer Describe".into()))
     }

@@ -3,11 +3,13 @@
 //! service crate; adapters live there and are handed in through [`ports`].
 
 pub mod artifacts;
+pub mod card;
 pub mod describe;
 pub mod dispatch;
 pub mod frontmatter;
 pub mod gates;
 pub mod ids;
+pub mod memory_cards;
 pub mod memory_jobs;
 pub mod memory_store;
 pub mod notice;
@@ -21,6 +23,7 @@ pub mod stage;
 pub mod supervisor;
 pub mod task;
 pub mod task_machine;
+pub mod tracker;
 pub mod tree;
 pub mod workbench;
 

@@ -9,11 +9,16 @@ use crate::{Stage, WorkItemId};
 mod board;
 mod forge;
 mod intake;
+mod notify;
 mod queue;
 
 pub use board::{BaseGroup, Board, BoardStatus, LocalBoard};
 pub use forge::{BranchHeads, PullRequest, PullRequestStore};
 pub use intake::{EventJournal, Journaled, NewEvent, TrackerLink, TrackerLinks};
+pub use notify::{
+    Alert, AlertKind, Card, CardState, CardStore, CardTotals, MessageId, NANOS_PER_USD, Notifier,
+    NotifyError, RowStatus, StageRow,
+};
 pub use queue::{
     Job, JobStatus, JobStore, NewJob, NewRun, ProcessId, QueueOverview, QueuePark, Requeue,
     RunFinish, RunRecord, RunningJob,

@@ -13,6 +13,7 @@ use crate::reaper::{REAPER, Reaper, ReaperDeps};
 use crate::restart::RestartPolicy;
 use crate::supervisor::{ChildSpec, ShutdownOrder, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::task::{TaskDeps, task_loader};
+use crate::tracker::{TRACKER, Tracker, TrackerDeps};
 
 /// Registered name of the tree's root.
 pub const ROOT: &str = "root";
@@ -30,6 +31,8 @@ pub struct TreeConfig {
     pub dispatch: Arc<DispatchDeps>,
     /// What the job reaper works with.
     pub reaper: Arc<ReaperDeps>,
+    /// What the chat tracker works with.
+    pub tracker: Arc<TrackerDeps>,
     /// Restart policy of every supervisor.
     pub policy: RestartPolicy,
     /// Per-child stop timeout.
@@ -72,7 +75,9 @@ fn supervisor_spec(name: &str, config: &TreeConfig, singletons: bool) -> ChildSp
             let dispatch = ChildSpec::new(DISPATCH, move || (Dispatch::new(deps.clone()), ()));
             let deps = config.reaper.clone();
             let reaper = ChildSpec::new(REAPER, move || (Reaper::new(deps.clone()), ()));
-            (vec![dispatch, reaper], None)
+            let deps = config.tracker.clone();
+            let tracker = ChildSpec::new(TRACKER, move || (Tracker::new(deps.clone()), ()));
+            (vec![dispatch, reaper, tracker], None)
         } else {
             (Vec::new(), Some(task_loader(config.tasks.clone())))
         };

@@ -9,8 +9,10 @@ use async_trait::async_trait;
 use orchestrator_actors::describe::{self, ActorNode, WalkOptions};
 use orchestrator_actors::dispatch::DispatchDeps;
 use orchestrator_actors::gates::GateOutcome;
+use orchestrator_actors::memory_cards::MemoryCards;
 use orchestrator_actors::memory_jobs::MemoryJobs;
 use orchestrator_actors::memory_store::MemoryStore;
+use orchestrator_actors::ports::{Alert, Card, MessageId, Notifier, NotifyError};
 use orchestrator_actors::ports::{JobStore, ProcessId};
 use orchestrator_actors::ports::{
     NewTask, NewTaskFields, Store, StoreError, TaskRecord, TaskUpdate, Transition,
@@ -22,6 +24,7 @@ use orchestrator_actors::supervisor::SupervisorMsg;
 use orchestrator_actors::task::TaskDeps;
 use orchestrator_actors::task::TaskMsg;
 use orchestrator_actors::task_machine::{MergeResult, ProjectRules};
+use orchestrator_actors::tracker::{TrackerDeps, TrackerMode};
 use orchestrator_actors::tree::{self, Tree, TreeConfig, TreeError};
 use orchestrator_actors::workbench::{
     AgentReport, AgentRequest, AgentRunner, Forge, ProcessControl, SpawnNotice, Workplace,
@@ -104,6 +107,25 @@ impl AgentRunner for NoRunner {
     }
 }
 
+/// A chat that swallows every card and alert.
+struct NoChat;
+
+#[async_trait]
+impl Notifier for NoChat {
+    async fn send_card(&self, _card: &Card) -> Result<MessageId, NotifyError> {
+        Ok(MessageId(1))
+    }
+    async fn edit_card(&self, _id: MessageId, _card: &Card) -> Result<(), NotifyError> {
+        Ok(())
+    }
+    async fn delete_message(&self, _id: MessageId) -> Result<(), NotifyError> {
+        Ok(())
+    }
+    async fn send_alert(&self, _alert: &Alert) -> Result<(), NotifyError> {
+        Ok(())
+    }
+}
+
 /// No processes exist in these tests.
 struct NoProcesses;
 
@@ -122,6 +144,14 @@ fn config(store: Arc<dyn Store>, policy: RestartPolicy) -> TreeConfig {
     let forge: Arc<dyn Forge> = Arc::new(NoForge);
     let processes: Arc<dyn ProcessControl> = Arc::new(NoProcesses);
     let reaper_jobs = jobs.clone();
+    let tracker = Arc::new(TrackerDeps {
+        store: store.clone(),
+        jobs: jobs.clone(),
+        notifier: Arc::new(NoChat),
+        cards: Arc::new(MemoryCards::new()),
+        mode: TrackerMode::Edit,
+        max_retry_wait: Duration::from_secs(1),
+    });
     TreeConfig {
         tasks: Arc::new(TaskDeps {
             store: store.clone(),
@@ -152,6 +182,7 @@ fn config(store: Arc<dyn Store>, policy: RestartPolicy) -> TreeConfig {
             backstop: Duration::from_secs(3600),
             max_attempts: 3,
         }),
+        tracker,
         policy,
         shutdown_timeout: Duration::from_secs(5),
         launch_concurrency: 8,
@@ -247,6 +278,9 @@ async fn startup_recovers_every_non_terminal_task_and_nothing_else() {
     assert_eq!((root.name.as_str(), root.kind), ("root", "supervisor"));
     let names: Vec<_> = root.children.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["singletons", "tasks"]);
+    let tracker = child(child(&root, "singletons"), "tracker");
+    assert_eq!(tracker.kind, "tracker");
+    assert_eq!(tracker.details.as_ref().unwrap()["pending"], 0);
     let tasks = child(&root, "tasks");
     let names: Vec<_> = tasks.children.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["task:A-1", "task:A-2"]);
