@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use orchestrator_actors::Role;
 use orchestrator_actors::resilience::RetryPolicy;
+use orchestrator_actors::tracker::TrackerMode;
 use tracing_subscriber::EnvFilter;
 
 pub use integrations::{GiteaSettings, Integrations, PlaneSettings};
@@ -88,6 +89,16 @@ pub struct Config {
     pub retry_delay: Duration,
     /// Plane, Gitea and the webhook intake (`ORCH_PLANE_*`, `ORCH_GITEA_*`, …).
     pub integrations: Integrations,
+    /// The Telegram bot posting tracker cards; `None` logs them instead
+    /// (`ORCH_TELEGRAM_BOT_TOKEN`).
+    pub telegram_bot_token: Option<String>,
+    /// The chat the cards go to: a number or `@channel` (`ORCH_TELEGRAM_CHAT_ID`).
+    pub telegram_chat_id: Option<String>,
+    /// Base URL of the Bot API (`ORCH_TELEGRAM_API_URL`).
+    pub telegram_api_url: String,
+    /// Whether a changed card is edited in place or bumped to the bottom of the chat
+    /// (`ORCH_TRACKER_MODE`).
+    pub tracker_mode: TrackerMode,
     /// `ORCH_*` keys that were set but mean nothing to this build (likely typos).
     pub unknown_keys: Vec<String>,
 }
@@ -193,6 +204,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("ORCH_QG0_TITLE_MAX", "200"),
     ("ORCH_CI_POLL_S", "10"),
     ("ORCH_CI_WAIT_S", "900"),
+    ("ORCH_TELEGRAM_BOT_TOKEN", ""),
+    ("ORCH_TELEGRAM_CHAT_ID", ""),
+    ("ORCH_TELEGRAM_API_URL", "https://api.telegram.org"),
+    ("ORCH_TRACKER_MODE", "edit"),
 ];
 
 /// A configuration problem; its message names the key (or file) and the bad value.
@@ -286,6 +301,13 @@ impl Config {
         let (key, value) = get("ORCH_PROJECTS_JSON");
         let projects = crate::projects::parse(&value).map_err(|e| invalid(key, &value, &e))?;
         let integrations = integrations::integrations(&get, &projects)?;
+        let (telegram_bot_token, telegram_chat_id, telegram_api_url) = telegram(&get)?;
+        let (key, value) = get("ORCH_TRACKER_MODE");
+        let tracker_mode = match value.trim() {
+            "edit" => TrackerMode::Edit,
+            "bump" => TrackerMode::Bump,
+            _ => return Err(invalid(key, &value, "edit or bump")),
+        };
 
         Ok(Self {
             data_dir,
@@ -360,6 +382,10 @@ impl Config {
             ci_timeout: Duration::from_secs(number(get("ORCH_CI_TIMEOUT_S"), 1, 86_400)?),
             retry_delay: Duration::from_secs(number(get("ORCH_RETRY_DELAY_S"), 1, 3_600)?),
             integrations,
+            telegram_bot_token,
+            telegram_chat_id,
+            telegram_api_url,
+            tracker_mode,
             unknown_keys,
         })
     }
@@ -466,6 +492,53 @@ fn agent_settings(get: &Get<'_>) -> Result<AgentSettings, ConfigError> {
         prompts_dir: path("ORCH_AGENT_PROMPTS_DIR"),
         config_dir: path("ORCH_AGENT_CONFIG_DIR"),
     })
+}
+
+/// The Telegram settings: bot token (hidden in errors), chat id (required with a token) and
+/// API base URL.
+fn telegram(get: &Get<'_>) -> Result<(Option<String>, Option<String>, String), ConfigError> {
+    let (key, token) = get("ORCH_TELEGRAM_BOT_TOKEN");
+    let token = match token.trim() {
+        "" => None,
+        t if t.chars().any(|c| c.is_whitespace() || c == '/') => {
+            return Err(invalid(
+                key,
+                "<hidden>",
+                "a bot token as BotFather gives it (no spaces or slashes)",
+            ));
+        }
+        t => Some(t.to_string()),
+    };
+    let (key, chat) = get("ORCH_TELEGRAM_CHAT_ID");
+    let chat = match chat.trim() {
+        "" if token.is_some() => {
+            return Err(invalid(
+                key,
+                &chat,
+                "the chat id (a number or @channelname) since ORCH_TELEGRAM_BOT_TOKEN is set",
+            ));
+        }
+        "" => None,
+        c if c.parse::<i64>().is_ok()
+            || c.strip_prefix('@').is_some_and(|name| {
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            }) =>
+        {
+            Some(c.to_string())
+        }
+        _ => return Err(invalid(key, &chat, "a number or @channelname")),
+    };
+    let (key, url) = get("ORCH_TELEGRAM_API_URL");
+    let url = url.trim().trim_end_matches('/').to_string();
+    if !(url.starts_with("https://") || url.starts_with("http://"))
+        || url.contains(char::is_whitespace)
+    {
+        return Err(invalid(key, &url, "an http:// or https:// URL"));
+    }
+    Ok((token, chat, url))
 }
 
 /// The static name of a per-role key (`ORCH_AGENT_MODEL_` + `ANALYST` + ``).

@@ -22,4 +22,5 @@ pub mod projects;
 pub mod server;
 pub mod signals;
 pub mod store;
+pub mod telegram;
 pub mod workspace;

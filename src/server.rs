@@ -8,11 +8,12 @@ use anyhow::Context;
 use std::path::PathBuf;
 
 use orchestrator_actors::dispatch::DispatchDeps;
-use orchestrator_actors::ports::{JobStore, PullRequestStore, Store};
+use orchestrator_actors::ports::{CardStore, JobStore, Notifier, PullRequestStore, Store};
 use orchestrator_actors::reaper::ReaperDeps;
 use orchestrator_actors::restart::RestartPolicy;
 use orchestrator_actors::task::TaskDeps;
 use orchestrator_actors::task_machine::MAX_STAGE_ATTEMPTS;
+use orchestrator_actors::tracker::TrackerDeps;
 use orchestrator_actors::tree::{self, TreeConfig};
 use orchestrator_actors::workbench::{Forge, ProcessControl};
 use tokio::net::TcpListener;
@@ -27,6 +28,7 @@ use crate::forge::LocalForge;
 use crate::integrations::Integrations;
 use crate::http::{self, AppState};
 use crate::store::{SqliteStore, StoreOptions};
+use crate::telegram::{LogNotifier, TelegramNotifier};
 use crate::workspace::Workspace;
 
 /// How many task actors are started at once at startup.
@@ -44,6 +46,9 @@ fn boot_id() -> String {
 
 /// How far past the longest role timeout (and the kill's grace) the reaper's backstop lies.
 const REAPER_BACKSTOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Longest single wait on Telegram's flood control before a delivery is retried.
+const TRACKER_MAX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long startup may take to bring every recovered task actor up.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -131,6 +136,25 @@ pub async fn run_on(
         board: integrations.board.clone(),
         retry_delay: config.retry_delay,
     });
+    let notifier: Arc<dyn Notifier> = match (&config.telegram_bot_token, &config.telegram_chat_id) {
+        (Some(token), Some(chat)) => {
+            info!(chat = %chat, mode = config.tracker_mode.as_str(), "tracker cards go to Telegram");
+            Arc::new(TelegramNotifier::new(&config.telegram_api_url, token, chat))
+        }
+        _ => {
+            info!("no ORCH_TELEGRAM_BOT_TOKEN: tracker cards are only logged");
+            Arc::new(LogNotifier::new())
+        }
+    };
+    let cards: Arc<dyn CardStore> = store.clone();
+    let tracker = Arc::new(TrackerDeps {
+        store: dyn_store.clone(),
+        jobs: jobs.clone(),
+        notifier,
+        cards,
+        mode: config.tracker_mode,
+        max_retry_wait: TRACKER_MAX_RETRY_WAIT,
+    });
     let tree_config = TreeConfig {
         tasks: task_deps.clone(),
         dispatch: Arc::new(DispatchDeps {
@@ -156,6 +180,7 @@ pub async fn run_on(
             backstop: config.agents.longest_timeout() + TERM_GRACE + REAPER_BACKSTOP_MARGIN,
             max_attempts: MAX_STAGE_ATTEMPTS,
         }),
+        tracker,
         policy: restart_policy(&config),
         // Each supervisor level waits this long for its children before moving on.
         shutdown_timeout: tree_stop / 2,

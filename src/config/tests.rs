@@ -208,3 +208,57 @@ fn env_example_uncommented_is_a_valid_env_file_of_the_defaults() {
     assert_eq!(from_file.agents, defaults.agents);
     assert_eq!(from_file.bind, defaults.bind);
 }
+
+#[test]
+fn telegram_is_off_by_default_and_a_token_needs_a_chat() {
+    let c = with(&[]).unwrap();
+    assert_eq!(c.telegram_bot_token, None);
+    assert_eq!(c.telegram_api_url, "https://api.telegram.org");
+    assert_eq!(c.tracker_mode, TrackerMode::Edit);
+
+    let err = with(&[("ORCH_TELEGRAM_BOT_TOKEN", "123:abc")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("invalid ORCH_TELEGRAM_CHAT_ID=\"\""),
+        "{err}"
+    );
+
+    let c = with(&[
+        ("ORCH_TELEGRAM_BOT_TOKEN", "123:abc"),
+        ("ORCH_TELEGRAM_CHAT_ID", "-100123"),
+        ("ORCH_TELEGRAM_API_URL", "http://127.0.0.1:9/"),
+        ("ORCH_TRACKER_MODE", "bump"),
+    ])
+    .unwrap();
+    assert_eq!(c.telegram_bot_token.as_deref(), Some("123:abc"));
+    assert_eq!(c.telegram_chat_id.as_deref(), Some("-100123"));
+    assert_eq!(c.telegram_api_url, "http://127.0.0.1:9");
+    assert_eq!(c.tracker_mode, TrackerMode::Bump);
+}
+
+#[test]
+fn bad_telegram_values_are_named_and_the_token_stays_hidden() {
+    for (key, value, expected) in [
+        ("ORCH_TRACKER_MODE", "Edit", "edit or bump"),
+        (
+            "ORCH_TELEGRAM_CHAT_ID",
+            "my chat",
+            "a number or @channelname",
+        ),
+        (
+            "ORCH_TELEGRAM_API_URL",
+            "api.telegram.org",
+            "http:// or https://",
+        ),
+    ] {
+        let err = with(&[(key, value)]).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("invalid {key}=")), "{err}");
+        assert!(err.contains(expected), "{err}");
+    }
+    let err = with(&[("ORCH_TELEGRAM_BOT_TOKEN", "secret token")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("invalid ORCH_TELEGRAM_BOT_TOKEN"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+}
