@@ -33,10 +33,10 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
             test_cmd: sample::SAMPLE_TEST_CMD.into(),
             staging: false,
             confirm_deploy: false,
-        plane_project_id: None,
-        gitea_repo: None,
-        plane_states: Default::default(),
-    });
+            plane_project_id: None,
+            gitea_repo: None,
+            plane_states: Default::default(),
+        });
     }
     // The single-task figure runs alone; the batch gets its own service and data.
     let single = with_service(dir, "single", &projects, 1, |base| async move {

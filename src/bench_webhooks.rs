@@ -134,7 +134,9 @@ async fn send(client: &reqwest::Client, url: &str, d: Delivery) -> anyhow::Resul
 
 fn figures(throughput: f64, mut latencies: Vec<Duration>) -> Figures {
     latencies.sort();
-    let pick = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let pick = |q: f64| {
+        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
     Figures {
         throughput,
         p50: pick(0.50),
@@ -143,11 +145,7 @@ fn figures(throughput: f64, mut latencies: Vec<Duration>) -> Figures {
     }
 }
 
-async fn measure_server(
-    url: &str,
-    args: &BenchArgs,
-    first: usize,
-) -> anyhow::Result<Figures> {
+async fn measure_server(url: &str, args: &BenchArgs, first: usize) -> anyhow::Result<Figures> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
@@ -219,7 +217,10 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         args.in_flight, args.rate, args.rate, args.rate
     );
     println!("|---|---|---|---|---|");
-    for (name, f) in [("trivial axum handler (ceiling)", &ceiling), ("webhook intake", &intake)] {
+    for (name, f) in [
+        ("trivial axum handler (ceiling)", &ceiling),
+        ("webhook intake", &intake),
+    ] {
         println!(
             "| {name} | {:.0} req/s | {} | {} | {} |",
             f.throughput,

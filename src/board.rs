@@ -100,7 +100,8 @@ impl StatusMap {
     }
 
     /// The state a card in `status` goes to: the board's own status of that name, else the
-    /// first (by position) state of the status's base group that steers nothing.
+    /// first (by position) state of the status's base group that steers nothing — a plain
+    /// one (not another pipeline column) when the board has one.
     pub fn resolve<'s>(
         &self,
         status: BoardStatus,
@@ -115,10 +116,22 @@ impl StatusMap {
             BaseGroup::Completed => StateGroup::Completed,
             BaseGroup::Cancelled => StateGroup::Cancelled,
         };
-        states
-            .iter()
-            .filter(|s| s.group == group && !self.is_trigger_name(&s.name))
+        // Prefer a plain base status (not another pipeline column) so the card does not
+        // claim a stage it is not in; never a status that steers tasks.
+        let is_column = |name: &str| {
+            BoardStatus::ALL
+                .iter()
+                .any(|b| self.name(b.key(), b.default_name()) == name)
+        };
+        let candidates = || {
+            states
+                .iter()
+                .filter(move |s| s.group == group && !self.is_trigger_name(&s.name))
+        };
+        candidates()
+            .filter(|s| !is_column(&s.name))
             .min_by(|a, b| a.sequence.total_cmp(&b.sequence))
+            .or_else(|| candidates().min_by(|a, b| a.sequence.total_cmp(&b.sequence)))
     }
 }
 
@@ -176,11 +189,7 @@ impl Board for PlaneBoard {
         let Some((project, issue)) = self.issue_of(task).await? else {
             return LocalBoard.show(task, status).await;
         };
-        let states = self
-            .states
-            .get(&project)
-            .await
-            .map_err(|e| e.to_string())?;
+        let states = self.states.get(&project).await.map_err(|e| e.to_string())?;
         let map = self.maps.get(&project).cloned().unwrap_or_default();
         let Some(state) = map.resolve(status, &states) else {
             return Err(format!(
@@ -313,13 +322,22 @@ mod tests {
     fn a_missing_status_degrades_to_a_base_status_that_steers_nothing() {
         let map = StatusMap::default();
         let states = board(&[]);
-        assert_eq!(map.resolve(BoardStatus::Analysis, &states).unwrap().id, "s3");
+        assert_eq!(
+            map.resolve(BoardStatus::Analysis, &states).unwrap().id,
+            "s3"
+        );
         // No "Testing": the first started state that is not a trigger ("In Progress",
         // "Approved" and "Confirm Deploy" steer tasks and are never a fallback).
-        assert_eq!(map.resolve(BoardStatus::Testing, &states).unwrap().name, "Working");
+        assert_eq!(
+            map.resolve(BoardStatus::Testing, &states).unwrap().name,
+            "Working"
+        );
         assert_eq!(map.resolve(BoardStatus::Done, &states).unwrap().id, "s7");
         let states = board(&["Cancelled"]);
-        assert!(map.resolve(BoardStatus::Cancelled, &states).is_none(), "STOP is a trigger");
+        assert!(
+            map.resolve(BoardStatus::Cancelled, &states).is_none(),
+            "STOP is a trigger"
+        );
     }
 
     #[test]

@@ -32,10 +32,10 @@ pub fn demo_config(mut config: Config, origin: &Path) -> anyhow::Result<Config> 
         test_cmd: workspace::sample::SAMPLE_TEST_CMD.into(),
         staging: false,
         confirm_deploy: false,
-    plane_project_id: None,
-    gitea_repo: None,
-    plane_states: Default::default(),
-}];
+        plane_project_id: None,
+        gitea_repo: None,
+        plane_states: Default::default(),
+    }];
     config.claude_bin = std::env::current_exe()
         .context("cannot find this binary to use as the dry-run agent")?
         .display()

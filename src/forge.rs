@@ -210,7 +210,11 @@ impl Forge for LocalForge {
             .head_sha(&worktree)
             .await
             .map_err(|e| e.to_string())?;
-        if let Err(e) = self.heads.record_branch_head(&task.repo, &branch, &head).await {
+        if let Err(e) = self
+            .heads
+            .record_branch_head(&task.repo, &branch, &head)
+            .await
+        {
             tracing::warn!(task = %task.work_item_id, error = %e, "cannot record the branch head");
         }
         if role == Role::Developer

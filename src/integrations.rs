@@ -36,11 +36,23 @@ impl Integrations {
     pub fn connect(config: &Config, store: Arc<SqliteStore>) -> anyhow::Result<Self> {
         let settings = &config.integrations;
         if settings.allow_unsigned_webhooks {
-            if settings.plane.as_ref().is_some_and(|p| p.webhook_secret.is_none()) {
-                warn!("ORCH_ALLOW_UNSIGNED_WEBHOOKS=true and no ORCH_PLANE_WEBHOOK_SECRET: anyone who can reach /webhook/plane can steer tasks");
+            if settings
+                .plane
+                .as_ref()
+                .is_some_and(|p| p.webhook_secret.is_none())
+            {
+                warn!(
+                    "ORCH_ALLOW_UNSIGNED_WEBHOOKS=true and no ORCH_PLANE_WEBHOOK_SECRET: anyone who can reach /webhook/plane can steer tasks"
+                );
             }
-            if settings.gitea.as_ref().is_some_and(|g| g.webhook_secret.is_none()) {
-                warn!("ORCH_ALLOW_UNSIGNED_WEBHOOKS=true and no ORCH_GITEA_WEBHOOK_SECRET: anyone who can reach /webhook/gitea can move tasks");
+            if settings
+                .gitea
+                .as_ref()
+                .is_some_and(|g| g.webhook_secret.is_none())
+            {
+                warn!(
+                    "ORCH_ALLOW_UNSIGNED_WEBHOOKS=true and no ORCH_GITEA_WEBHOOK_SECRET: anyone who can reach /webhook/gitea can move tasks"
+                );
             }
         }
         let bots = Arc::new(BotAccounts::new(
@@ -115,11 +127,17 @@ impl Integrations {
             plane: self.plane.as_ref().map(|(client, states)| PlaneIntake {
                 client: client.clone(),
                 states: states.clone(),
-                secret: settings.plane.as_ref().and_then(|p| p.webhook_secret.clone()),
+                secret: settings
+                    .plane
+                    .as_ref()
+                    .and_then(|p| p.webhook_secret.clone()),
             }),
             gitea: self.gitea.as_ref().map(|client| GiteaIntake {
                 client: client.clone(),
-                secret: settings.gitea.as_ref().and_then(|g| g.webhook_secret.clone()),
+                secret: settings
+                    .gitea
+                    .as_ref()
+                    .and_then(|g| g.webhook_secret.clone()),
             }),
             bots: self.bots.clone(),
         })

@@ -107,7 +107,10 @@ pub fn parse(json: &str) -> Result<Vec<Project>, String> {
                 || id.len() > 64
                 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         {
-            return Err(at("plane_project_id", "must be a Plane project id (a UUID)"));
+            return Err(at(
+                "plane_project_id",
+                "must be a Plane project id (a UUID)",
+            ));
         }
         if let Some(gitea) = &p.gitea_repo
             && !is_repo_name(gitea)
@@ -125,7 +128,10 @@ pub fn parse(json: &str) -> Result<Vec<Project>, String> {
                 ));
             }
             if name.trim().is_empty() {
-                return Err(at("plane_states", &format!("maps {key:?} to an empty name")));
+                return Err(at(
+                    "plane_states",
+                    &format!("maps {key:?} to an empty name"),
+                ));
             }
         }
         if p.plane_project_id.is_some()

@@ -5,22 +5,24 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::{BIN, Service, eventually, reach, task};
 use orchestrator_testkit::gitea::{GiteaFake, GiteaFakeConfig, WebhookTarget};
 use orchestrator_testkit::plane::{PlaneFake, PlaneFakeConfig, PlaneUser};
+use orchestrator_testkit::telegram::TelegramFake;
 use serde_json::json;
 
 const PLANE_TOKEN: &str = "plane-main-token";
 const ANALYST_TOKEN: &str = "plane-analyst-token";
 const GITEA_SECRET: &str = "gitea-hook-secret";
+const BOT_TOKEN: &str = "123456:telegram-test-token";
 
 /// Everything one scenario runs against.
 struct World {
     plane: PlaneFake,
     gitea: GiteaFake,
+    telegram: TelegramFake,
     project: String,
     human: PlaneUser,
     service: Service,
@@ -42,6 +44,7 @@ async fn world(confirm_deploy: bool, omit: &[&str]) -> World {
     let human = plane.add_user("Ann Human");
     let gitea = GiteaFake::start(GiteaFakeConfig::default());
     gitea.add_repo("acme/app", Some(origin.clone()));
+    let telegram = TelegramFake::start(BOT_TOKEN);
 
     let projects = json!([{
         "repo": "acme/app", "origin": origin, "prefix": "ACME",
@@ -58,7 +61,10 @@ async fn world(confirm_deploy: bool, omit: &[&str]) -> World {
         ("ORCH_PLANE_API_URL", plane.url()),
         ("ORCH_PLANE_API_TOKEN", PLANE_TOKEN.to_string()),
         ("ORCH_PLANE_WORKSPACE_SLUG", "acme".to_string()),
-        ("ORCH_PLANE_WEBHOOK_SECRET", plane.webhook_secret().to_string()),
+        (
+            "ORCH_PLANE_WEBHOOK_SECRET",
+            plane.webhook_secret().to_string(),
+        ),
         ("ORCH_PLANE_BOT_ANALYST", ANALYST_TOKEN.to_string()),
         ("ORCH_PLANE_STATES_TTL_S", "0".to_string()),
         ("ORCH_GITEA_URL", gitea.url()),
@@ -66,6 +72,9 @@ async fn world(confirm_deploy: bool, omit: &[&str]) -> World {
         ("ORCH_GITEA_WEBHOOK_SECRET", GITEA_SECRET.to_string()),
         ("ORCH_CI_POLL_S", "1".to_string()),
         ("ORCH_CI_WAIT_S", "120".to_string()),
+        ("ORCH_TELEGRAM_BOT_TOKEN", BOT_TOKEN.to_string()),
+        ("ORCH_TELEGRAM_CHAT_ID", "-100200300".to_string()),
+        ("ORCH_TELEGRAM_API_URL", telegram.url()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let service = Service::start(&dir.path().join("data"), &env);
@@ -77,6 +86,7 @@ async fn world(confirm_deploy: bool, omit: &[&str]) -> World {
     World {
         plane,
         gitea,
+        telegram,
         project,
         human,
         service,
@@ -110,9 +120,12 @@ impl World {
 #[tokio::test]
 async fn a_plane_card_travels_the_pipeline_through_gitea_into_main() {
     let w = world(false, &[]).await;
-    let issue = w
-        .plane
-        .add_issue(&w.project, "Add a greeting", "<p>Say hello &amp; wave.</p>", &[]);
+    let issue = w.plane.add_issue(
+        &w.project,
+        "Add a greeting",
+        "<p>Say hello &amp; wave.</p>",
+        &[],
+    );
     w.move_to(&issue.id, "In Progress").await;
 
     // QG-0 passed: the task is named after the issue and the board follows it.
@@ -136,7 +149,10 @@ async fn a_plane_card_travels_the_pipeline_through_gitea_into_main() {
         w.gitea.branch_sha("acme/app", &branch)
     })
     .await;
-    assert!(w.gitea.pull("acme/app", 1).is_some(), "a pull request was opened");
+    assert!(
+        w.gitea.pull("acme/app", 1).is_some(),
+        "a pull request was opened"
+    );
     let delivery = w
         .gitea
         .emit_status("acme/app", &sha, "success", "ci/build")
@@ -151,19 +167,64 @@ async fn a_plane_card_travels_the_pipeline_through_gitea_into_main() {
     assert_eq!(merge[0].json()["Do"], "merge");
     let pr = w.gitea.pull("acme/app", 1).unwrap();
     assert_eq!(pr["merged"], true, "{pr}");
+
+    // Telegram: exactly one live card for the task, edited through every stage, and the
+    // approval alert as a separate, notifying message.
+    let head = format!("<b>{id}</b> ·");
+    let card = eventually("the card to show done", Duration::from_secs(30), || async {
+        let cards: Vec<_> = w
+            .telegram
+            .messages()
+            .into_iter()
+            .filter(|m| m.text.starts_with(&head))
+            .collect();
+        (cards.len() == 1 && cards[0].text.contains("done")).then(|| cards[0].clone())
+    })
+    .await;
+    let shown: Vec<&String> = card.edits.iter().chain([&card.text]).collect();
+    for stage in [
+        "analysis",
+        "architecture",
+        "development",
+        "review",
+        "testing",
+        "deploy",
+    ] {
+        assert!(
+            shown.iter().any(|t| t.contains(&format!("<b>{stage}</b>"))),
+            "the card never showed {stage}: {shown:#?}"
+        );
+    }
+    assert!(card.edits.len() >= 6, "edited at every stage: {shown:#?}");
+    assert!(card.link_preview_disabled && card.disable_notification);
+    assert_eq!(card.parse_mode.as_deref(), Some("HTML"));
+    let alerts: Vec<_> = w
+        .telegram
+        .messages()
+        .into_iter()
+        .filter(|m| m.text.starts_with("🔔") && m.text.contains(&id))
+        .collect();
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.text.contains("Approved") && !a.disable_notification),
+        "the approval alert: {alerts:#?}"
+    );
 }
 
 #[tokio::test]
 async fn a_board_without_confirm_deploy_never_deploys() {
     let w = world(true, &["Confirm Deploy"]).await;
+    let auto = w.plane.add_label(&w.project, "autoApprove", "#22c55e");
     let issue = w
         .plane
-        .add_issue(&w.project, "Add a greeting", "<p>Say hello.</p>", &["autoApprove"]);
+        .add_issue(&w.project, "Add a greeting", "<p>Say hello.</p>", &[&auto]);
     w.move_to(&issue.id, "In Progress").await;
     let id = format!("ACME-{}", issue.sequence_id);
     let t = reach(&w.service, &id, "development", "gating").await;
     let sha = eventually("the branch on Gitea", Duration::from_secs(30), || async {
-        w.gitea.branch_sha("acme/app", t["branch"].as_str().unwrap())
+        w.gitea
+            .branch_sha("acme/app", t["branch"].as_str().unwrap())
     })
     .await;
     w.gitea
@@ -174,7 +235,9 @@ async fn a_board_without_confirm_deploy_never_deploys() {
 
     // A forged delivery claiming "Confirm Deploy" names a state id that is not on this
     // board: it triggers nothing.
-    let forged_state = w.plane.add_state(&w.project, "Confirm Deploy (elsewhere)", "started");
+    let forged_state = w
+        .plane
+        .add_state(&w.project, "Confirm Deploy (elsewhere)", "started");
     let body = w
         .plane
         .issue_updated_body(
@@ -189,7 +252,11 @@ async fn a_board_without_confirm_deploy_never_deploys() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let t = task(&w.service, &id).await;
-    assert_eq!((t["stage"].as_str(), t["phase"].as_str()), (Some("deploy"), Some("awaiting-deploy-confirm")), "{t}");
+    assert_eq!(
+        (t["stage"].as_str(), t["phase"].as_str()),
+        (Some("deploy"), Some("awaiting-deploy-confirm")),
+        "{t}"
+    );
     assert!(w.gitea.merge_requests().is_empty(), "nothing merged");
 }
 
@@ -220,15 +287,21 @@ async fn a_rejection_hands_the_latest_human_comment_to_the_analyst() {
     w.move_to(&issue.id, "In Progress").await;
     let id = format!("ACME-{}", issue.sequence_id);
     reach(&w.service, &id, "analysis", "awaiting-approval").await;
-    w.plane
-        .add_comment(&issue.id, &w.human.id, "<p>Too vague: name the <b>greeting</b> text.</p>");
+    w.plane.add_comment(
+        &issue.id,
+        &w.human.id,
+        "<p>Too vague: name the <b>greeting</b> text.</p>",
+    );
     w.move_to(&issue.id, "Rejected").await;
-    let t = eventually("the rejection to reach the analyst", Duration::from_secs(30), || async {
-        let t = task(&w.service, &id).await;
-        (t["stage_attempts"] == 2).then_some(t)
-    })
+    let t = eventually(
+        "the rejection to reach the analyst",
+        Duration::from_secs(30),
+        || async {
+            let t = task(&w.service, &id).await;
+            (t["stage_attempts"] == 2).then_some(t)
+        },
+    )
     .await;
     let note = t["note"].as_str().unwrap_or_default();
     assert!(note.contains("Too vague: name the greeting text."), "{t}");
-    let _ = Path::new(".");
 }

@@ -82,36 +82,74 @@ async fn a_missing_or_wrong_signature_is_401_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let service = service(dir.path()).await;
     let body = plane_body(PROJECT, "human-1", "state");
-    let (status, reply) = deliver(&service, "/webhook/plane", &[("X-Plane-Event", "issue")], body.clone()).await;
+    let (status, reply) = deliver(
+        &service,
+        "/webhook/plane",
+        &[("X-Plane-Event", "issue")],
+        body.clone(),
+    )
+    .await;
     assert_eq!(status, 401, "{reply}");
-    assert!(reply["error"].as_str().unwrap().contains("missing X-Plane-Signature"), "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing X-Plane-Signature"),
+        "{reply}"
+    );
 
     let wrong = sign("another secret", &body);
-    let (status, reply) =
-        deliver(&service, "/webhook/plane", &[("X-Plane-Signature", &wrong)], body.clone()).await;
+    let (status, reply) = deliver(
+        &service,
+        "/webhook/plane",
+        &[("X-Plane-Signature", &wrong)],
+        body.clone(),
+    )
+    .await;
     assert_eq!(status, 401);
-    assert!(reply["error"].as_str().unwrap().contains("does not match"), "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("does not match"),
+        "{reply}"
+    );
 
     // Signed bytes must be the bytes sent: the same JSON re-serialised compactly fails.
     let sig = sign(PLANE_SECRET, &body);
     let compact = serde_json::to_vec(&serde_json::from_slice::<Value>(&body).unwrap()).unwrap();
-    let (status, _) =
-        deliver(&service, "/webhook/plane", &[("X-Plane-Signature", &sig)], compact).await;
+    let (status, _) = deliver(
+        &service,
+        "/webhook/plane",
+        &[("X-Plane-Signature", &sig)],
+        compact,
+    )
+    .await;
     assert_eq!(status, 401);
 
     // Gitea: its own header and secret.
-    let body = br#"{"sha": "abc", "state": "success", "repository": {"full_name": "acme/app"}}"#.to_vec();
+    let body =
+        br#"{"sha": "abc", "state": "success", "repository": {"full_name": "acme/app"}}"#.to_vec();
     let plane_sig = sign(PLANE_SECRET, &body);
     let (status, reply) = deliver(
         &service,
         "/webhook/gitea",
-        &[("X-Gitea-Event", "status"), ("X-Gitea-Signature", &plane_sig)],
+        &[
+            ("X-Gitea-Event", "status"),
+            ("X-Gitea-Signature", &plane_sig),
+        ],
         body,
     )
     .await;
     assert_eq!(status, 401, "{reply}");
-    assert!(reply["error"].as_str().unwrap().contains("X-Gitea-Signature"));
-    assert_eq!(journaled(&service).await, 0, "a refused delivery is not journaled");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("X-Gitea-Signature")
+    );
+    assert_eq!(
+        journaled(&service).await,
+        0,
+        "a refused delivery is not journaled"
+    );
 }
 
 #[tokio::test]
@@ -123,17 +161,26 @@ async fn an_oversized_body_is_413_and_broken_json_is_400() {
     big.extend(b"\"}");
     let (status, reply) = plane(&service, "d-big", big).await;
     assert_eq!(status, 413, "{reply}");
-    assert!(reply["error"].as_str().unwrap().contains("exceeds"), "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("exceeds"),
+        "{reply}"
+    );
 
     let (status, reply) = plane(&service, "d-broken", b"{\"event\": \"issue\", ".to_vec()).await;
     assert_eq!(status, 400, "{reply}");
-    assert!(reply["error"].as_str().unwrap().contains("not valid JSON"), "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("not valid JSON"),
+        "{reply}"
+    );
 
     // Valid JSON of the wrong shape names the field.
     let body = br#"{"event": "issue", "action": "updated", "data": {"project": "p"}, "activity": {"field": "state"}}"#;
     let (status, reply) = plane(&service, "d-shape", body.to_vec()).await;
     assert_eq!(status, 400, "{reply}");
-    assert!(reply["error"].as_str().unwrap().contains("data."), "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("data."),
+        "{reply}"
+    );
     assert_eq!(journaled(&service).await, 0);
 }
 
@@ -143,17 +190,42 @@ async fn replays_unknown_projects_and_own_events_change_nothing() {
     let service = service(dir.path()).await;
 
     // Another Plane project: journaled, ignored.
-    let (status, reply) = plane(&service, "d-1", plane_body("other-project", "human-1", "state")).await;
-    assert_eq!((status, reply["status"].as_str()), (200, Some("ignored")), "{reply}");
+    let (status, reply) = plane(
+        &service,
+        "d-1",
+        plane_body("other-project", "human-1", "state"),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["status"].as_str()),
+        (200, Some("ignored")),
+        "{reply}"
+    );
     // The same delivery again, and the same body under a fresh delivery id (Plane retries
     // with a new id): duplicates.
-    let (_, reply) = plane(&service, "d-1", plane_body("other-project", "human-1", "state")).await;
+    let (_, reply) = plane(
+        &service,
+        "d-1",
+        plane_body("other-project", "human-1", "state"),
+    )
+    .await;
     assert_eq!(reply["status"], "duplicate");
-    let (_, reply) = plane(&service, "d-2", plane_body("other-project", "human-1", "state")).await;
+    let (_, reply) = plane(
+        &service,
+        "d-2",
+        plane_body("other-project", "human-1", "state"),
+    )
+    .await;
     assert_eq!(reply["status"], "duplicate");
 
     // Moved by the orchestrator's own account: ignored, no task.
     let (_, reply) = plane(&service, "d-3", plane_body(PROJECT, BOT, "state_id")).await;
+    assert_eq!(reply["status"], "ignored", "{reply}");
+    // A comment the orchestrator's own account wrote comes back: ignored as its own.
+    let comment = format!(
+        r#"{{"event": "issue_comment", "action": "created", "webhook_id": "w1", "workspace_id": "ws1", "data": {{"id": "c1", "comment_html": "<p>review \u2192 testing</p>", "issue": "issue-1", "actor": "{BOT}", "project": "{PROJECT}"}}, "activity": {{"field": null, "new_value": null, "old_value": null, "actor": {{"id": "{BOT}"}}, "old_identifier": null, "new_identifier": null}}}}"#
+    );
+    let (_, reply) = plane(&service, "d-4", comment.into_bytes()).await;
     assert_eq!(reply["status"], "ignored", "{reply}");
 
     // A Gitea repository nobody registered.
@@ -177,9 +249,31 @@ async fn replays_unknown_projects_and_own_events_change_nothing() {
         body,
     )
     .await;
-    assert_eq!((status, reply["status"].as_str()), (200, Some("ignored")), "{reply}");
+    assert_eq!(
+        (status, reply["status"].as_str()),
+        (200, Some("ignored")),
+        "{reply}"
+    );
 
-    assert_eq!(journaled(&service).await, 3, "every accepted delivery is journaled once");
+    assert_eq!(
+        journaled(&service).await,
+        4,
+        "every accepted delivery is journaled once"
+    );
+    let outcomes = outcomes(&service).await;
+    assert!(outcomes[0].contains("not in the registry"), "{outcomes:?}");
+    assert!(
+        outcomes[1].contains("orchestrator's own account"),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes[2].contains("orchestrator's own account"),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes[3].contains("someone/else is not in the registry"),
+        "{outcomes:?}"
+    );
     let (_, tasks) = service.get("/tasks").await;
     assert_eq!(tasks["tasks"].as_array().map_or(0, Vec::len), 0, "{tasks}");
 }
@@ -200,11 +294,31 @@ async fn journaled(service: &Service) -> i64 {
     .unwrap()
 }
 
+/// What the intake did with each journaled delivery, oldest first.
+async fn outcomes(service: &Service) -> Vec<String> {
+    let db = service.data_dir.join("orchestrator.db");
+    tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT coalesce(outcome, '') FROM events ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<Vec<String>, _>>()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn no_secret_refuses_to_start_unless_unsigned_webhooks_are_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let base = [
-        ("ORCH_DATA_DIR", dir.path().join("data").display().to_string()),
+        (
+            "ORCH_DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
         ("ORCH_BIND", "127.0.0.1:0".to_string()),
         ("ORCH_GITEA_URL", "http://127.0.0.1:9".to_string()),
         ("ORCH_GITEA_TOKEN", "t".to_string()),
@@ -218,7 +332,10 @@ async fn no_secret_refuses_to_start_unless_unsigned_webhooks_are_allowed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ORCH_GITEA_WEBHOOK_SECRET"), "{err}");
     assert!(err.contains("ORCH_ALLOW_UNSIGNED_WEBHOOKS"), "{err}");
-    assert!(!dir.path().join("data/orchestrator.db").exists(), "nothing created");
+    assert!(
+        !dir.path().join("data/orchestrator.db").exists(),
+        "nothing created"
+    );
 
     let env: Vec<(&str, &str)> = vec![
         ("ORCH_GITEA_URL", "http://127.0.0.1:9"),
@@ -226,12 +343,32 @@ async fn no_secret_refuses_to_start_unless_unsigned_webhooks_are_allowed() {
         ("ORCH_ALLOW_UNSIGNED_WEBHOOKS", "true"),
     ];
     let service = Service::start(&dir.path().join("data"), &env);
-    assert!(service.log().contains("ORCH_ALLOW_UNSIGNED_WEBHOOKS=true"), "{}", service.log());
-    let body = br#"{"sha": "abc", "state": "success", "repository": {"full_name": "x/y"}}"#.to_vec();
-    let (status, reply) = deliver(&service, "/webhook/gitea", &[("X-Gitea-Event", "status")], body).await;
-    assert_eq!((status, reply["status"].as_str()), (200, Some("ignored")), "{reply}");
+    assert!(
+        service.log().contains("ORCH_ALLOW_UNSIGNED_WEBHOOKS=true"),
+        "{}",
+        service.log()
+    );
+    let body =
+        br#"{"sha": "abc", "state": "success", "repository": {"full_name": "x/y"}}"#.to_vec();
+    let (status, reply) = deliver(
+        &service,
+        "/webhook/gitea",
+        &[("X-Gitea-Event", "status")],
+        body,
+    )
+    .await;
+    assert_eq!(
+        (status, reply["status"].as_str()),
+        (200, Some("ignored")),
+        "{reply}"
+    );
     // Plane is not configured here: its route says so.
     let (status, reply) = plane(&service, "d", plane_body(PROJECT, "h", "state")).await;
     assert_eq!(status, 404, "{reply}");
-    assert!(reply["error"].as_str().unwrap().contains("ORCH_PLANE_API_URL"));
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("ORCH_PLANE_API_URL")
+    );
 }

@@ -6,21 +6,8 @@
 use crate::Stage;
 use crate::gates::GateOutcome;
 use crate::pipeline::{self, Role};
-use crate::ports::{BoardStatus, Phase, TaskRecord};
+use crate::ports::{AlertKind, BoardStatus, Phase, TaskRecord};
 use crate::task_machine::{Event, MergeResult};
-
-/// Something that needs a human's attention.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Attention {
-    /// The analysis (or a production deploy) waits for a human decision.
-    ApprovalRequested,
-    /// A deploy or its merge failed.
-    DeployFailed,
-    /// An agent run failed.
-    AgentFailed,
-    /// The task is parked.
-    Blocked,
-}
 
 /// What to tell the outside world.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -30,7 +17,7 @@ pub struct Notices {
     /// Comments for the card, each by a role's bot (or the orchestrator's own account).
     pub comments: Vec<(Option<Role>, String)>,
     /// Alerts, each with its text.
-    pub alerts: Vec<(Attention, String)>,
+    pub alerts: Vec<(AlertKind, String)>,
 }
 
 /// What `event`, which turned `before` into `after` (a stage change journaled with
@@ -57,23 +44,29 @@ pub fn notices(
         ));
     }
     if after.phase == Phase::Blocked && before.phase != Phase::Blocked {
-        let reason = after.blocked_reason.as_deref().unwrap_or("no reason recorded");
+        let reason = after
+            .blocked_reason
+            .as_deref()
+            .unwrap_or("no reason recorded");
         out.comments.push((None, format!("Blocked: {reason}")));
         out.alerts
-            .push((Attention::Blocked, format!("{id} is blocked: {reason}")));
+            .push((AlertKind::Blocked, format!("{id} is blocked: {reason}")));
     }
     if after.phase == Phase::AwaitingApproval && before.phase != Phase::AwaitingApproval {
+        out.comments.push((
+            Some(Role::Analyst),
+            "The analysis is ready for review: move the card to Approved, or to Rejected with a comment saying why.".into(),
+        ));
         out.alerts.push((
-            Attention::ApprovalRequested,
+            AlertKind::ApprovalRequested,
             format!(
                 "{id} \u{2014} the analysis is ready: move it to Approved, or Rejected with a comment saying why"
             ),
         ));
     }
-    if after.phase == Phase::AwaitingDeployConfirm && before.phase != Phase::AwaitingDeployConfirm
-    {
+    if after.phase == Phase::AwaitingDeployConfirm && before.phase != Phase::AwaitingDeployConfirm {
         out.alerts.push((
-            Attention::ApprovalRequested,
+            AlertKind::ApprovalRequested,
             format!("{id} is ready for production: move it to Confirm Deploy to release it"),
         ));
     }
@@ -84,7 +77,7 @@ pub fn notices(
             reason,
             ..
         } => out.alerts.push((
-            Attention::AgentFailed,
+            AlertKind::AgentFailed,
             format!(
                 "{id}: the {} agent failed: {reason}",
                 pipeline::spec(*stage).role.map_or("stage", Role::as_str)
@@ -94,11 +87,11 @@ pub fn notices(
             stage: stage @ (Stage::DeployStaging | Stage::Deploy),
             outcome: GateOutcome::Fail { reason, .. },
         } => out.alerts.push((
-            Attention::DeployFailed,
+            AlertKind::DeployFailed,
             format!("{id}: {stage} failed: {reason}"),
         )),
         Event::MergeFinished(MergeResult::Conflict { files }) => out.alerts.push((
-            Attention::DeployFailed,
+            AlertKind::DeployFailed,
             format!(
                 "{id}: the merge into main conflicts in {}",
                 files.join(", ")
@@ -140,13 +133,18 @@ mod tests {
         let after = task(Stage::Testing, Phase::Working);
         let event = Event::GateEvaluated {
             stage: Stage::Review,
-            outcome: GateOutcome::Pass { reason: "ok".into() },
+            outcome: GateOutcome::Pass {
+                reason: "ok".into(),
+            },
         };
         let n = notices(&before, &after, Some("verdict APPROVED"), &event);
         assert_eq!(n.board, Some(BoardStatus::Testing));
         assert_eq!(
             n.comments,
-            vec![(Some(Role::Reviewer), "review → testing: verdict APPROVED".into())]
+            vec![(
+                Some(Role::Reviewer),
+                "review → testing: verdict APPROVED".into()
+            )]
         );
         assert!(n.alerts.is_empty());
     }
@@ -171,13 +169,18 @@ mod tests {
         let n = notices(&before, &after, None, &Event::Approve);
         assert_eq!(n.board, Some(BoardStatus::InReview));
         assert_eq!(n.alerts.len(), 1);
-        assert_eq!(n.alerts[0].0, Attention::ApprovalRequested);
+        assert_eq!(n.alerts[0].0, AlertKind::ApprovalRequested);
 
         let mut blocked = task(Stage::Testing, Phase::Blocked);
         blocked.blocked_reason = Some("blocked after 3 failed rounds".into());
-        let n = notices(&task(Stage::Testing, Phase::Gating), &blocked, None, &Event::Approve);
+        let n = notices(
+            &task(Stage::Testing, Phase::Gating),
+            &blocked,
+            None,
+            &Event::Approve,
+        );
         assert_eq!(n.board, Some(BoardStatus::Blocked));
-        assert_eq!(n.alerts[0].0, Attention::Blocked);
+        assert_eq!(n.alerts[0].0, AlertKind::Blocked);
         assert!(n.comments[0].1.contains("blocked after 3 failed rounds"));
     }
 
@@ -196,7 +199,7 @@ mod tests {
             },
         );
         assert_eq!(n.board, None);
-        assert_eq!(n.alerts[0].0, Attention::AgentFailed);
+        assert_eq!(n.alerts[0].0, AlertKind::AgentFailed);
         assert!(n.alerts[0].1.contains("developer agent failed: exit 1"));
 
         let d = task(Stage::Deploy, Phase::Gating);
@@ -213,6 +216,6 @@ mod tests {
                 },
             },
         );
-        assert_eq!(n.alerts[0].0, Attention::DeployFailed);
+        assert_eq!(n.alerts[0].0, AlertKind::DeployFailed);
     }
 }

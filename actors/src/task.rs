@@ -16,7 +16,9 @@ use crate::describe::{Describe, Description};
 use crate::gates::GateOutcome;
 use crate::notice::{Notices, notices};
 use crate::pipeline::GateKind;
-use crate::ports::{Board, BoardStatus, JobStatus, JobStore, NewJob, Phase, Store, TaskRecord};
+use crate::ports::{
+    Alert, Board, BoardStatus, JobStatus, JobStore, NewJob, Phase, Store, TaskRecord,
+};
 use crate::supervisor::{ChildLoader, ChildSpec};
 use crate::task_machine::{
     Decision, Effect, Event, JobSnapshot, MergeResult, ProjectRules, decide,
@@ -236,11 +238,19 @@ impl TaskActor {
             let _ = state.board.send(BoardJob::Show(task.clone(), status));
         }
         for (author, text) in notices.comments {
-            let _ = state.board.send(BoardJob::Comment(task.clone(), author, text));
+            let _ = state
+                .board
+                .send(BoardJob::Comment(task.clone(), author, text));
         }
-        for (attention, text) in notices.alerts {
-            info!(task = %task.work_item_id, ?attention, %text, "needs attention");
+        for (kind, text) in notices.alerts {
+            info!(task = %task.work_item_id, ?kind, %text, "needs attention");
+            crate::tracker::alert(Alert {
+                work_item_id: task.work_item_id.clone(),
+                kind,
+                text,
+            });
         }
+        crate::tracker::refresh(task.work_item_id.clone());
     }
 
     /// Starts one effect; nothing here waits on I/O.

@@ -592,5 +592,8 @@ fn a_pull_request_merged_by_a_human_finishes_the_task_except_in_deploy() {
     // In deploy the orchestrator merges itself: its own merge event changes nothing.
     t.stage = Stage::Deploy;
     t.phase = Phase::Merging;
-    assert_eq!(decide(&t, &ProjectRules::default(), merged()), Decision::default());
+    assert_eq!(
+        decide(&t, &ProjectRules::default(), merged()),
+        Decision::default()
+    );
 }

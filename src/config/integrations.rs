@@ -66,11 +66,9 @@ pub struct Integrations {
     pub ci_wait: Duration,
 }
 
-
 fn url(key: &'static str, value: &str) -> Result<String, ConfigError> {
     let v = value.trim().trim_end_matches('/');
-    if (v.starts_with("http://") || v.starts_with("https://")) && !v.contains(char::is_whitespace)
-    {
+    if (v.starts_with("http://") || v.starts_with("https://")) && !v.contains(char::is_whitespace) {
         Ok(v.to_string())
     } else {
         Err(invalid(key, value, "an http:// or https:// URL"))

@@ -48,7 +48,9 @@ impl Intake {
                     Ok(None) => {
                         return (
                             None,
-                            Ok(format!("status {state} of {sha} left unresolved: no single branch is at it")),
+                            Ok(format!(
+                                "status {state} of {sha} left unresolved: no single branch is at it"
+                            )),
                         );
                     }
                     Err(e) => return (None, Err(e)),
@@ -63,12 +65,20 @@ impl Intake {
                     .is_some_and(|actor| actor.cast(TaskMsg::Recheck).is_ok());
                 let outcome = format!(
                     "{context} {state} on {branch}: {}",
-                    if nudged { "gate re-checked" } else { "task not running" }
+                    if nudged {
+                        "gate re-checked"
+                    } else {
+                        "task not running"
+                    }
                 );
                 (Some(task), Ok(outcome))
             }
             GiteaDelivery::Merged {
-                number, head, sha, by, ..
+                number,
+                head,
+                sha,
+                by,
+                ..
             } => {
                 let task = match self.heads.task_on_branch(&repo, &head).await {
                     Ok(Some(task)) => task,
@@ -81,9 +91,15 @@ impl Intake {
                 };
                 let outcome = super::tell_task(&task, action).await.map(|reply| {
                     if reply.changed {
-                        format!("PR #{number} merged by {by}: task {task} is {}", reply.stage)
+                        format!(
+                            "PR #{number} merged by {by}: task {task} is {}",
+                            reply.stage
+                        )
                     } else {
-                        format!("PR #{number} merged by {by}: task {task} unchanged ({})", reply.stage)
+                        format!(
+                            "PR #{number} merged by {by}: task {task} unchanged ({})",
+                            reply.stage
+                        )
                     }
                 });
                 (Some(task), outcome)
@@ -101,7 +117,11 @@ impl Intake {
                     Ok(None) => return (None, Ok(format!("PR #{number} ({head}) has no task"))),
                     Err(e) => return (None, Err(e.to_string())),
                 };
-                let verdict = if approved { "approved" } else { "requested changes on" };
+                let verdict = if approved {
+                    "approved"
+                } else {
+                    "requested changes on"
+                };
                 let mut text = format!("{by} {verdict} pull request #{number}");
                 if !content.trim().is_empty() {
                     text.push_str(": ");

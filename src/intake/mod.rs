@@ -13,7 +13,9 @@ use std::sync::{Arc, RwLock};
 
 use axum::http::{HeaderMap, StatusCode};
 use orchestrator_actors::WorkItemId;
-use orchestrator_actors::ports::{BranchHeads, EventJournal, Journaled, NewEvent, Store, TrackerLinks};
+use orchestrator_actors::ports::{
+    BranchHeads, EventJournal, Journaled, NewEvent, Store, TrackerLinks,
+};
 use orchestrator_actors::task::{HumanAction, HumanReply, TaskDeps, TaskMsg};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, registry};
@@ -121,7 +123,10 @@ impl BotAccounts {
         if id.is_empty() {
             return;
         }
-        let mut ids = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ids = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if ids.insert(id.to_string()) {
             info!(user = %id, "learned a Plane account of the orchestrator");
         }

@@ -155,11 +155,12 @@ pub fn html_to_text(html: &str) -> String {
             rest = "";
             break;
         };
-        let tag = rest[start + 1..start + end].trim_start_matches('/').to_ascii_lowercase();
-        if ["p", "br", "div", "li", "h1", "h2", "h3"]
-            .iter()
-            .any(|t| tag == *t || tag.starts_with(&format!("{t} ")) || tag.starts_with(&format!("{t}/")))
-            && !out.ends_with('\n')
+        let tag = rest[start + 1..start + end]
+            .trim_start_matches('/')
+            .to_ascii_lowercase();
+        if ["p", "br", "div", "li", "h1", "h2", "h3"].iter().any(|t| {
+            tag == *t || tag.starts_with(&format!("{t} ")) || tag.starts_with(&format!("{t}/"))
+        }) && !out.ends_with('\n')
             && !out.is_empty()
         {
             out.push('\n');
@@ -316,7 +317,9 @@ pub fn gitea(event: &str, body: &Value) -> Result<GiteaDelivery, String> {
             number: number(body)?,
             head: head(body)?,
             approved: event == "pull_request_approved",
-            content: str_at(body, &["review", "content"]).unwrap_or("").to_string(),
+            content: str_at(body, &["review", "content"])
+                .unwrap_or("")
+                .to_string(),
             by: login(body),
         },
         "push" => GiteaDelivery::Push {
@@ -382,7 +385,8 @@ mod tests {
 
     #[test]
     fn a_payload_without_a_description_asks_for_a_fetch() {
-        let PlaneDelivery::StateChange { issue, .. } = plane(&plane_update("state", false)).unwrap()
+        let PlaneDelivery::StateChange { issue, .. } =
+            plane(&plane_update("state", false)).unwrap()
         else {
             panic!()
         };
@@ -405,7 +409,11 @@ mod tests {
         let mut body = plane_update("state", true);
         body["data"].as_object_mut().unwrap().remove("sequence_id");
         assert!(plane(&body).unwrap_err().contains("data.sequence_id"));
-        assert!(plane(&json!({"action": "x"})).unwrap_err().contains("event"));
+        assert!(
+            plane(&json!({"action": "x"}))
+                .unwrap_err()
+                .contains("event")
+        );
     }
 
     #[test]
@@ -426,15 +434,25 @@ mod tests {
             "pull_request": {"merged": true, "merge_commit_sha": "m1",
                              "head": {"ref": "feature/A-1-x", "label": "feature/A-1-x"},
                              "merged_by": {"login": "bob"}}});
-        assert_eq!(gitea("pull_request", &merged).unwrap().kind(), "pull_request.merged");
+        assert_eq!(
+            gitea("pull_request", &merged).unwrap().kind(),
+            "pull_request.merged"
+        );
         let mut closed = merged.clone();
         closed["pull_request"]["merged"] = json!(false);
-        assert_eq!(gitea("pull_request", &closed).unwrap().kind(), "pull_request.closed");
+        assert_eq!(
+            gitea("pull_request", &closed).unwrap().kind(),
+            "pull_request.closed"
+        );
         let review = json!({"action": "reviewed", "number": 3, "repository": repo,
             "pull_request": {"head": {"ref": "feature/A-1-x"}}, "sender": {"login": "rev"},
             "review": {"type": "pull_request_review_rejected", "content": "fix it"}});
-        let GiteaDelivery::Review { approved, content, by, .. } =
-            gitea("pull_request_rejected", &review).unwrap()
+        let GiteaDelivery::Review {
+            approved,
+            content,
+            by,
+            ..
+        } = gitea("pull_request_rejected", &review).unwrap()
         else {
             panic!()
         };
@@ -449,12 +467,19 @@ mod tests {
                 after: "s2".into()
             }
         );
-        assert!(gitea("status", &json!({"sha": "x"})).unwrap_err().contains("repository"));
+        assert!(
+            gitea("status", &json!({"sha": "x"}))
+                .unwrap_err()
+                .contains("repository")
+        );
     }
 
     #[test]
     fn html_becomes_plain_text() {
-        assert_eq!(html_to_text("<p>a &lt;1m&gt;</p><p>b<br/>c</p>"), "a <1m>\nb\nc");
+        assert_eq!(
+            html_to_text("<p>a &lt;1m&gt;</p><p>b<br/>c</p>"),
+            "a <1m>\nb\nc"
+        );
         assert_eq!(html_to_text("  "), "");
         assert_eq!(html_to_text("<p></p>"), "");
     }

@@ -130,7 +130,15 @@ impl Intake {
                     .collect::<Vec<_>>()
                     .join("\n")
             );
-            let blocked = self.show_on_plane(project, plane_project, &issue.id, BoardStatus::Blocked, &text).await;
+            let blocked = self
+                .show_on_plane(
+                    project,
+                    plane_project,
+                    &issue.id,
+                    BoardStatus::Blocked,
+                    &text,
+                )
+                .await;
             return (
                 None,
                 blocked.map(|()| format!("QG-0 failed: {}", problems.join("; "))),
@@ -159,10 +167,17 @@ impl Intake {
                 if let Ok(Some(existing)) = self.links.linked_task(PLANE, &issue.id).await {
                     return (Some(existing.clone()), self.resume(&existing).await);
                 }
-                let text = format!(
-                    "The task cannot start: work item id {id} is already taken ({what})."
-                );
-                let _ = self.show_on_plane(project, plane_project, &issue.id, BoardStatus::Blocked, &text).await;
+                let text =
+                    format!("The task cannot start: work item id {id} is already taken ({what}).");
+                let _ = self
+                    .show_on_plane(
+                        project,
+                        plane_project,
+                        &issue.id,
+                        BoardStatus::Blocked,
+                        &text,
+                    )
+                    .await;
                 return (None, Err(format!("{id} is already taken: {what}")));
             }
             Err(e) => return (None, Err(format!("cannot create task {id}: {e}"))),
@@ -199,12 +214,15 @@ impl Intake {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        plane
+        let comment = plane
             .client
             .create_comment(plane_project, issue, &comment_html(text), None)
             .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if let Some(actor) = &comment.actor {
+            self.bots.learn(actor);
+        }
+        Ok(())
     }
 
     /// The latest comment on the issue by a human (not one of the orchestrator's accounts).
@@ -234,9 +252,17 @@ async fn decided(id: &WorkItemId, action: HumanAction) -> Result<String, String>
     let what = format!("{action:?}");
     let reply = super::tell_task(id, action).await?;
     Ok(if reply.changed {
-        format!("{what}: task {id} is now {} ({})", reply.stage, reply.phase.as_str())
+        format!(
+            "{what}: task {id} is now {} ({})",
+            reply.stage,
+            reply.phase.as_str()
+        )
     } else {
-        format!("{what}: changed nothing for task {id} ({}, {})", reply.stage, reply.phase.as_str())
+        format!(
+            "{what}: changed nothing for task {id} ({}, {})",
+            reply.stage,
+            reply.phase.as_str()
+        )
     })
 }
 

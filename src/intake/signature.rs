@@ -60,7 +60,10 @@ mod tests {
         let body = br#"{"event": "issue", "action": "updated"}"#;
         let sig = sign("plane_wh_s3cret", body);
         assert_eq!(sig.len(), 64);
-        assert!(sig.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+        assert!(
+            sig.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        );
         assert_eq!(verify("plane_wh_s3cret", H, Some(&sig), body), Ok(()));
         assert_eq!(
             verify("plane_wh_s3cret", H, Some(&sig.to_uppercase()), body),
@@ -88,6 +91,9 @@ mod tests {
         );
         assert_eq!(verify("k", H, None, body), Err(SignatureError::Missing(H)));
         // Gitea sends an empty header when its hook has no secret.
-        assert_eq!(verify("k", H, Some(""), body), Err(SignatureError::Missing(H)));
+        assert_eq!(
+            verify("k", H, Some(""), body),
+            Err(SignatureError::Missing(H))
+        );
     }
 }

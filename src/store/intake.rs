@@ -137,7 +137,9 @@ pub(crate) fn linked_task(
             |r| r.get(0),
         )
         .optional()
-        .map_err(backend(format!("find the task of {tracker} issue {issue_ref}")))?;
+        .map_err(backend(format!(
+            "find the task of {tracker} issue {issue_ref}"
+        )))?;
     id.map(|id| WorkItemId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string())))
         .transpose()
 }
@@ -187,7 +189,9 @@ pub(crate) fn branches_at(
 ) -> Result<Vec<String>, StoreError> {
     let what = format!("find the branches of {repo} at {sha}");
     let mut stmt = conn
-        .prepare_cached("SELECT branch FROM branch_heads WHERE repo = ?1 AND sha = ?2 ORDER BY branch")
+        .prepare_cached(
+            "SELECT branch FROM branch_heads WHERE repo = ?1 AND sha = ?2 ORDER BY branch",
+        )
         .map_err(backend(&what))?;
     let rows = stmt
         .query_map([repo, sha], |r| r.get(0))

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orchestrator_actors::WorkItemId;
 use orchestrator_actors::ports::{
-    BranchHeads, EventJournal, Journaled, NewEvent, NewTask, StoreError, TaskRecord,
-    TrackerLink, TrackerLinks,
+    BranchHeads, EventJournal, Journaled, NewEvent, NewTask, StoreError, TaskRecord, TrackerLink,
+    TrackerLinks,
 };
 
 use super::{SqliteStore, intake};
@@ -31,13 +31,7 @@ impl EventJournal for SqliteStore {
         error: Option<String>,
     ) -> Result<(), StoreError> {
         self.write(move |conn| {
-            intake::settle_event(
-                conn,
-                id,
-                work_item_id.as_ref(),
-                &outcome,
-                error.as_deref(),
-            )
+            intake::settle_event(conn, id, work_item_id.as_ref(), &outcome, error.as_deref())
         })
         .await
     }
@@ -126,17 +120,26 @@ mod tests {
         let (_dir, store) = store().await;
         let w = Duration::from_secs(600);
         assert!(matches!(
-            store.journal_event(event(Some("d1"), "a"), w).await.unwrap(),
+            store
+                .journal_event(event(Some("d1"), "a"), w)
+                .await
+                .unwrap(),
             Journaled::New(_)
         ));
         // The same delivery id with another body: a replay of the delivery.
         assert_eq!(
-            store.journal_event(event(Some("d1"), "b"), w).await.unwrap(),
+            store
+                .journal_event(event(Some("d1"), "b"), w)
+                .await
+                .unwrap(),
             Journaled::Duplicate
         );
         // A fresh delivery id with the same body (Plane's retries): a replay of the body.
         assert_eq!(
-            store.journal_event(event(Some("d2"), "a"), w).await.unwrap(),
+            store
+                .journal_event(event(Some("d2"), "a"), w)
+                .await
+                .unwrap(),
             Journaled::Duplicate
         );
         // Outside the window the same body is news again.
@@ -169,7 +172,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            store.linked_task("plane", "i1").await.unwrap().unwrap().as_str(),
+            store
+                .linked_task("plane", "i1")
+                .await
+                .unwrap()
+                .unwrap()
+                .as_str(),
             "ACME-1"
         );
         // The same id for another issue, or another id for the same issue: refused whole.
@@ -181,7 +189,13 @@ mod tests {
             store.create_linked_task(task("ACME-2"), link("i1")).await,
             Err(StoreError::Duplicate(_))
         ));
-        assert!(store.load_task(&WorkItemId::parse("ACME-2").unwrap()).await.unwrap().is_none());
+        assert!(
+            store
+                .load_task(&WorkItemId::parse("ACME-2").unwrap())
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
             store
                 .task_link(&WorkItemId::parse("ACME-1").unwrap())
@@ -196,11 +210,32 @@ mod tests {
     #[tokio::test]
     async fn branch_heads_resolve_a_commit_to_its_branches() {
         let (_dir, store) = store().await;
-        store.record_branch_head("acme/app", "feature/A-1", "abc").await.unwrap();
-        store.record_branch_head("acme/app", "feature/A-2", "abc").await.unwrap();
-        store.record_branch_head("acme/app", "feature/A-1", "def").await.unwrap();
-        assert_eq!(store.branches_at("acme/app", "abc").await.unwrap(), vec!["feature/A-2"]);
-        assert_eq!(store.branches_at("acme/app", "def").await.unwrap(), vec!["feature/A-1"]);
-        assert!(store.branches_at("acme/web", "def").await.unwrap().is_empty());
+        store
+            .record_branch_head("acme/app", "feature/A-1", "abc")
+            .await
+            .unwrap();
+        store
+            .record_branch_head("acme/app", "feature/A-2", "abc")
+            .await
+            .unwrap();
+        store
+            .record_branch_head("acme/app", "feature/A-1", "def")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.branches_at("acme/app", "abc").await.unwrap(),
+            vec!["feature/A-2"]
+        );
+        assert_eq!(
+            store.branches_at("acme/app", "def").await.unwrap(),
+            vec!["feature/A-1"]
+        );
+        assert!(
+            store
+                .branches_at("acme/web", "def")
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -15,7 +15,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("migrations/0001_initial.sql")),
     (2, "pipeline", include_str!("migrations/0002_pipeline.sql")),
     (3, "agents", include_str!("migrations/0003_agents.sql")),
-    (4, "integrations", include_str!("migrations/0004_integrations.sql")),
+    (
+        4,
+        "integrations",
+        include_str!("migrations/0004_integrations.sql"),
+    ),
     (5, "tracker", include_str!("migrations/0005_tracker.sql")),
 ];
 

@@ -170,7 +170,10 @@ pub(crate) fn create_numbered_task(
 }
 
 /// Inserts a task and its first journal entry inside the caller's transaction.
-pub(crate) fn insert_task(tx: &rusqlite::Transaction<'_>, task: &NewTask) -> Result<TaskRecord, StoreError> {
+pub(crate) fn insert_task(
+    tx: &rusqlite::Transaction<'_>,
+    task: &NewTask,
+) -> Result<TaskRecord, StoreError> {
     let what = format!("task {}", task.work_item_id);
     let labels = serde_json::to_string(&task.labels)
         .map_err(|e| StoreError::Backend(format!("encode labels of {what}: {e}")))?;

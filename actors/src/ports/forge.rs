@@ -50,8 +50,12 @@ pub trait PullRequestStore: Send + Sync + 'static {
 #[async_trait]
 pub trait BranchHeads: Send + Sync + 'static {
     /// Records that `branch` of `repo` is at `sha`.
-    async fn record_branch_head(&self, repo: &str, branch: &str, sha: &str)
-    -> Result<(), StoreError>;
+    async fn record_branch_head(
+        &self,
+        repo: &str,
+        branch: &str,
+        sha: &str,
+    ) -> Result<(), StoreError>;
 
     /// The branches of `repo` whose recorded head is `sha`.
     async fn branches_at(&self, repo: &str, sha: &str) -> Result<Vec<String>, StoreError>;

@@ -37,8 +37,11 @@ pub enum Journaled {
 pub trait EventJournal: Send + Sync + 'static {
     /// Journals `event` unless it repeats an earlier delivery: the same delivery id ever, or
     /// the same body from the same source within `window`.
-    async fn journal_event(&self, event: NewEvent, window: Duration)
-    -> Result<Journaled, StoreError>;
+    async fn journal_event(
+        &self,
+        event: NewEvent,
+        window: Duration,
+    ) -> Result<Journaled, StoreError>;
 
     /// Records what became of journaled event `id`: the task it concerned and its outcome
     /// (`error` set when it could not be handled).
