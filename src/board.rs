@@ -15,6 +15,7 @@ use orchestrator_actors::ports::{
 use crate::intake::BotAccounts;
 use crate::plane::{PlaneClient, PlaneState, StateGroup, StatesCache};
 use crate::projects::Project;
+use crate::telegram::render::escape;
 
 /// What a human moving a card to a status asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,23 +231,8 @@ impl Board for PlaneBoard {
 /// A plain-text comment as Plane's `comment_html`: escaped, one paragraph per line.
 pub fn comment_html(text: &str) -> String {
     text.lines()
-        .map(|line| format!("<p>{}</p>", escape_html(line)))
+        .map(|line| format!("<p>{}</p>", escape(line)))
         .collect()
-}
-
-/// Escapes the characters HTML gives meaning to.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -301,13 +301,9 @@ impl Config {
         let (key, value) = get("ORCH_PROJECTS_JSON");
         let projects = crate::projects::parse(&value).map_err(|e| invalid(key, &value, &e))?;
         let integrations = integrations::integrations(&get, &projects)?;
-        let (telegram_bot_token, telegram_chat_id, telegram_api_url) = telegram(&get)?;
-        let (key, value) = get("ORCH_TRACKER_MODE");
-        let tracker_mode = match value.trim() {
-            "edit" => TrackerMode::Edit,
-            "bump" => TrackerMode::Bump,
-            _ => return Err(invalid(key, &value, "edit or bump")),
-        };
+        let (telegram_bot_token, telegram_chat_id, telegram_api_url) =
+            integrations::telegram(&get)?;
+        let tracker_mode = integrations::tracker_mode(&get)?;
 
         Ok(Self {
             data_dir,
@@ -492,53 +488,6 @@ fn agent_settings(get: &Get<'_>) -> Result<AgentSettings, ConfigError> {
         prompts_dir: path("ORCH_AGENT_PROMPTS_DIR"),
         config_dir: path("ORCH_AGENT_CONFIG_DIR"),
     })
-}
-
-/// The Telegram settings: bot token (hidden in errors), chat id (required with a token) and
-/// API base URL.
-fn telegram(get: &Get<'_>) -> Result<(Option<String>, Option<String>, String), ConfigError> {
-    let (key, token) = get("ORCH_TELEGRAM_BOT_TOKEN");
-    let token = match token.trim() {
-        "" => None,
-        t if t.chars().any(|c| c.is_whitespace() || c == '/') => {
-            return Err(invalid(
-                key,
-                "<hidden>",
-                "a bot token as BotFather gives it (no spaces or slashes)",
-            ));
-        }
-        t => Some(t.to_string()),
-    };
-    let (key, chat) = get("ORCH_TELEGRAM_CHAT_ID");
-    let chat = match chat.trim() {
-        "" if token.is_some() => {
-            return Err(invalid(
-                key,
-                &chat,
-                "the chat id (a number or @channelname) since ORCH_TELEGRAM_BOT_TOKEN is set",
-            ));
-        }
-        "" => None,
-        c if c.parse::<i64>().is_ok()
-            || c.strip_prefix('@').is_some_and(|name| {
-                !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-            }) =>
-        {
-            Some(c.to_string())
-        }
-        _ => return Err(invalid(key, &chat, "a number or @channelname")),
-    };
-    let (key, url) = get("ORCH_TELEGRAM_API_URL");
-    let url = url.trim().trim_end_matches('/').to_string();
-    if !(url.starts_with("https://") || url.starts_with("http://"))
-        || url.contains(char::is_whitespace)
-    {
-        return Err(invalid(key, &url, "an http:// or https:// URL"));
-    }
-    Ok((token, chat, url))
 }
 
 /// The static name of a per-role key (`ORCH_AGENT_MODEL_` + `ANALYST` + ``).

@@ -1,12 +1,13 @@
-//! The integration keys: Plane (tracker), Gitea (forge) and the webhook intake. A tracker or
-//! forge with a URL must have its token and, unless unsigned webhooks are explicitly
-//! allowed, its webhook secret; a project that names a Plane project or a Gitea repo needs
-//! that integration configured.
+//! The integration keys: Plane (tracker), Gitea (forge), the webhook intake and Telegram
+//! (the live tracker card). A tracker or forge with a URL must have its token and, unless
+//! unsigned webhooks are explicitly allowed, its webhook secret; a project that names a
+//! Plane project or a Gitea repo needs that integration configured; a bot token needs a chat.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use orchestrator_actors::Role;
+use orchestrator_actors::tracker::TrackerMode;
 
 use super::{ConfigError, Get, invalid, number, role_key};
 use crate::projects::Project;
@@ -195,4 +196,57 @@ pub(super) fn integrations(
         ci_poll: Duration::from_secs(number(get("ORCH_CI_POLL_S"), 1, 3_600)?),
         ci_wait: Duration::from_secs(number(get("ORCH_CI_WAIT_S"), 1, 86_400)?),
     })
+}
+
+/// The Telegram settings: bot token (hidden in errors), chat id (required with a token) and
+/// API base URL.
+pub(super) fn telegram(
+    get: &Get<'_>,
+) -> Result<(Option<String>, Option<String>, String), ConfigError> {
+    let (key, token) = get("ORCH_TELEGRAM_BOT_TOKEN");
+    let token = match token.trim() {
+        "" => None,
+        t if t.chars().any(|c| c.is_whitespace() || c == '/') => {
+            return Err(invalid(
+                key,
+                "<hidden>",
+                "a bot token as BotFather gives it (no spaces or slashes)",
+            ));
+        }
+        t => Some(t.to_string()),
+    };
+    let (key, chat) = get("ORCH_TELEGRAM_CHAT_ID");
+    let chat = match chat.trim() {
+        "" if token.is_some() => {
+            return Err(invalid(
+                key,
+                &chat,
+                "the chat id (a number or @channelname) since ORCH_TELEGRAM_BOT_TOKEN is set",
+            ));
+        }
+        "" => None,
+        c if c.parse::<i64>().is_ok()
+            || c.strip_prefix('@').is_some_and(|name| {
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            }) =>
+        {
+            Some(c.to_string())
+        }
+        _ => return Err(invalid(key, &chat, "a number or @channelname")),
+    };
+    let (key, value) = get("ORCH_TELEGRAM_API_URL");
+    Ok((token, chat, url(key, &value)?))
+}
+
+/// How a changed card is shown (`ORCH_TRACKER_MODE`).
+pub(super) fn tracker_mode(get: &Get<'_>) -> Result<TrackerMode, ConfigError> {
+    let (key, value) = get("ORCH_TRACKER_MODE");
+    match value.trim() {
+        "edit" => Ok(TrackerMode::Edit),
+        "bump" => Ok(TrackerMode::Bump),
+        _ => Err(invalid(key, &value, "edit or bump")),
+    }
 }
