@@ -60,6 +60,11 @@ pub struct BenchArgs {
     /// With `--webhooks`: seconds of the latency run.
     #[arg(long, default_value_t = 10)]
     pub seconds: u32,
+    /// With `--webhooks`: rounds of ceiling-then-intake measurements; with several, each
+    /// round is printed and the median of every column is the result (a shared machine's
+    /// noise moves single rounds by tens of percent).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
+    pub rounds: u32,
 }
 
 /// Runs the benchmark and prints a Markdown table of the results.

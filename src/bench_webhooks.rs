@@ -2,9 +2,11 @@
 //! handler in this same binary as the ceiling. Deliveries are signed Gitea `status` events
 //! (2-space indented bodies, each unique so none is a replay) for a registered repository
 //! whose commit resolves, through the store, to a branch — the whole intake path: body
-//! limit, HMAC over the raw body, JSON, journal write with replay check, routing. Two
-//! figures per server: throughput with many requests in flight, and latency percentiles
-//! under an open-loop load of a fixed rate.
+//! limit, HMAC over the raw body, JSON, journal write with replay check, routing, and, after
+//! the answer, the lookup of the commit's branch and task and the journaled outcome. Two
+//! figures per server: throughput with many requests in flight (for the intake, counted
+//! until every delivery has been acted on), and latency percentiles under an open-loop load
+//! of a fixed rate.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -64,25 +66,57 @@ struct Figures {
     max: Duration,
 }
 
-/// Sends every delivery from `first` on with `in_flight` at a time; requests per second.
+/// A server under measurement.
+struct Server {
+    /// Where deliveries go.
+    url: String,
+    /// `GET /status` of the service, whose `webhooks_in_progress` says how many accepted
+    /// deliveries are still being acted on; `None` for the ceiling, which acts on nothing.
+    status: Option<String>,
+}
+
+/// Sends every delivery from `first` on with `in_flight` at a time; deliveries per second,
+/// counted until the last of them has been acted on, not merely answered — the work behind
+/// the answers must keep up too.
 async fn throughput(
     client: &reqwest::Client,
-    url: &str,
+    server: &Server,
     first: usize,
     count: usize,
     in_flight: usize,
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(first..first + count)
-        .map(|n| send(client, url, delivery(n)))
+        .map(|n| send(client, &server.url, delivery(n)))
         .buffer_unordered(in_flight)
         .collect()
         .await;
-    let elapsed = started.elapsed();
     for r in results {
         r?;
     }
-    Ok(count as f64 / elapsed.as_secs_f64())
+    drained(client, server).await?;
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Waits until the service has acted on every delivery it accepted.
+async fn drained(client: &reqwest::Client, server: &Server) -> anyhow::Result<()> {
+    let Some(status) = &server.status else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let body: serde_json::Value = client.get(status).send().await?.json().await?;
+        let in_progress = body["webhooks_in_progress"]
+            .as_u64()
+            .with_context(|| format!("GET /status has no webhooks_in_progress: {body}"))?;
+        if in_progress == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{in_progress} deliveries still being acted on after two minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Sends `count` deliveries at `rate` per second, each on its own schedule (open loop: a
@@ -145,21 +179,34 @@ fn figures(throughput: f64, mut latencies: Vec<Duration>) -> Figures {
     }
 }
 
-async fn measure_server(url: &str, args: &BenchArgs, first: usize) -> anyhow::Result<Figures> {
+async fn measure_server(
+    server: &Server,
+    args: &BenchArgs,
+    first: usize,
+) -> anyhow::Result<Figures> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
     // Warm-up: connections, caches, the store's statements.
-    throughput(&client, url, first, 200, 16).await?;
-    let rps = throughput(&client, url, first + 200, args.deliveries, args.in_flight).await?;
+    throughput(&client, server, first, 200, 16).await?;
+    let rps = throughput(
+        &client,
+        server,
+        first + 200,
+        args.deliveries,
+        args.in_flight,
+    )
+    .await?;
+    // The throughput run has been wholly acted on: the latency run starts with no backlog.
     let latencies = at_rate(
         &client,
-        url,
+        &server.url,
         first + 200 + args.deliveries,
         args.rate as usize * args.seconds as usize,
         args.rate,
     )
     .await?;
+    drained(&client, server).await?;
     Ok(figures(rps, latencies))
 }
 
@@ -202,36 +249,106 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         .map(|(k, v)| (k.to_string(), v)),
     )?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let intake_url = format!("http://{}/webhook/gitea", listener.local_addr()?);
+    let intake = Server {
+        url: format!("http://{}/webhook/gitea", listener.local_addr()?),
+        status: Some(format!("http://{}/status", listener.local_addr()?)),
+    };
     let shutdown = CancellationToken::new();
     let service = tokio::spawn(crate::server::run_on(config, listener, shutdown.clone()));
 
-    let ceiling = measure_server(&ceiling_url, args, 0).await?;
-    let intake = measure_server(&intake_url, args, 1_000_000).await?;
+    let ceiling = Server {
+        url: ceiling_url,
+        status: None,
+    };
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds as usize {
+        // Each round sends deliveries no earlier round sent, so none is a replay.
+        let first =
+            round * 10 * (args.deliveries + args.rate as usize * args.seconds as usize + 200);
+        let ceiling = measure_server(&ceiling, args, first).await?;
+        let intake = measure_server(&intake, args, first + 1_000_000_000).await?;
+        rounds.push((ceiling, intake));
+    }
     shutdown.cancel();
     service.await??;
+    report(args, &rounds);
+    Ok(())
+}
 
+/// Prints each round and, with several, the medians.
+fn report(args: &BenchArgs, rounds: &[(Figures, Figures)]) {
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
     println!(
-        "| server | throughput ({} in flight) | p50 @ {} rps | p99 @ {} rps | max @ {} rps |",
+        "| round | server | throughput ({} in flight) | p50 @ {} rps | p99 @ {} rps | max @ {} rps | intake / ceiling |",
         args.in_flight, args.rate, args.rate, args.rate
     );
-    println!("|---|---|---|---|---|");
-    for (name, f) in [
-        ("trivial axum handler (ceiling)", &ceiling),
-        ("webhook intake", &intake),
-    ] {
+    println!("|---|---|---|---|---|---|---|");
+    let row = |round: &str, name: &str, f: &Figures, ratio: &str| {
         println!(
-            "| {name} | {:.0} req/s | {} | {} | {} |",
+            "| {round} | {name} | {:.0} req/s | {} | {} | {} | {ratio} |",
             f.throughput,
             ms(f.p50),
             ms(f.p99),
             ms(f.max)
         );
+    };
+    let ratio = |c: &Figures, i: &Figures| 100.0 * i.throughput / c.throughput;
+    for (n, (ceiling, intake)) in rounds.iter().enumerate() {
+        let round = (n + 1).to_string();
+        row(&round, "trivial axum handler (ceiling)", ceiling, "");
+        row(
+            &round,
+            "webhook intake",
+            intake,
+            &format!("{:.0}%", ratio(ceiling, intake)),
+        );
     }
-    println!(
-        "\nintake / ceiling throughput: {:.0}%",
-        100.0 * intake.throughput / ceiling.throughput
-    );
-    Ok(())
+    if rounds.len() > 1 {
+        let median_of = |pick: &dyn Fn(&Figures) -> f64, side: usize| {
+            let mut values: Vec<f64> = rounds
+                .iter()
+                .map(|(c, i)| pick(if side == 0 { c } else { i }))
+                .collect();
+            median(&mut values)
+        };
+        let secs = |v: f64| Duration::from_secs_f64(v);
+        for (side, name) in [(0, "trivial axum handler (ceiling)"), (1, "webhook intake")] {
+            let f = Figures {
+                throughput: median_of(&|f| f.throughput, side),
+                p50: secs(median_of(&|f| f.p50.as_secs_f64(), side)),
+                p99: secs(median_of(&|f| f.p99.as_secs_f64(), side)),
+                max: secs(median_of(&|f| f.max.as_secs_f64(), side)),
+            };
+            let mut ratios: Vec<f64> = rounds.iter().map(|(c, i)| ratio(c, i)).collect();
+            let ratio = if side == 1 {
+                format!("{:.0}%", median(&mut ratios))
+            } else {
+                String::new()
+            };
+            row("median", name, &f, &ratio);
+        }
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&mut [7.0]), 7.0);
+    }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use anyhow::Context;
 use orchestrator_actors::ports::{Board, LocalBoard};
@@ -140,6 +141,7 @@ impl Integrations {
                     .and_then(|g| g.webhook_secret.clone()),
             }),
             bots: self.bots.clone(),
+            acting: AtomicUsize::new(0),
         })
     }
 }

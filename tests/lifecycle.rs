@@ -34,7 +34,7 @@ async fn a_fresh_data_dir_serves_health_and_the_bare_tree_then_stops_cleanly() {
     }
     assert_eq!(
         service.get("/status").await.1,
-        json!({ "active_tasks": [] })
+        json!({ "active_tasks": [], "webhooks_in_progress": 0 })
     );
     assert!(data.join("orchestrator.db").is_file() && data.join("runs").is_dir());
 

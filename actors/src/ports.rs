@@ -13,7 +13,7 @@ mod notify;
 mod queue;
 
 pub use board::{BaseGroup, Board, BoardStatus, LocalBoard};
-pub use forge::{BranchHeads, PullRequest, PullRequestStore};
+pub use forge::{BranchAt, BranchHeads, PullRequest, PullRequestStore};
 pub use intake::{EventJournal, Journaled, NewEvent, TrackerLink, TrackerLinks};
 pub use notify::{
     Alert, AlertKind, Card, CardState, CardStore, CardTotals, MessageId, NANOS_PER_USD, Notifier,

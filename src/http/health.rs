@@ -38,5 +38,8 @@ async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
             })
         })
         .collect();
-    Ok(Json(json!({ "active_tasks": active })))
+    Ok(Json(json!({
+        "active_tasks": active,
+        "webhooks_in_progress": state.intake.acting(),
+    })))
 }

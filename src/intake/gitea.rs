@@ -5,6 +5,7 @@
 //! the branch head.
 
 use orchestrator_actors::WorkItemId;
+use orchestrator_actors::ports::BranchAt;
 use orchestrator_actors::task::{HumanAction, TaskMsg};
 use ractor::{ActorRef, registry};
 use tracing::warn;
@@ -43,8 +44,8 @@ impl Intake {
                 state,
                 context,
             } => {
-                let branch = match self.branch_at(&repo, &gitea_repo, &sha).await {
-                    Ok(Some(branch)) => branch,
+                let (branch, task) = match self.branch_at(&repo, &gitea_repo, &sha).await {
+                    Ok(Some(found)) => (found.branch, found.task),
                     Ok(None) => {
                         return (
                             None,
@@ -55,10 +56,8 @@ impl Intake {
                     }
                     Err(e) => return (None, Err(e)),
                 };
-                let task = match self.heads.task_on_branch(&repo, &branch).await {
-                    Ok(Some(task)) => task,
-                    Ok(None) => return (None, Ok(format!("no task works on {branch}"))),
-                    Err(e) => return (None, Err(e.to_string())),
+                let Some(task) = task else {
+                    return (None, Ok(format!("no task works on {branch}")));
                 };
                 let nudged = registry::where_is(task.actor_name())
                     .map(ActorRef::<TaskMsg>::from)
@@ -155,23 +154,23 @@ impl Intake {
         }
     }
 
-    /// The one branch whose head is `sha`: from the store, else from Gitea's open pull
-    /// requests. Several candidates leave it unresolved (logged), never guessed.
+    /// The one branch whose head is `sha`, with its task: from the store, else from Gitea's
+    /// open pull requests. Several candidates leave it unresolved (logged), never guessed.
     async fn branch_at(
         &self,
         repo: &str,
         gitea_repo: &str,
         sha: &str,
-    ) -> Result<Option<String>, String> {
-        let mut branches = self
+    ) -> Result<Option<BranchAt>, String> {
+        let mut found = self
             .heads
             .branches_at(repo, sha)
             .await
             .map_err(|e| e.to_string())?;
-        if branches.is_empty()
+        if found.is_empty()
             && let Some(gitea) = &self.gitea
         {
-            branches = gitea
+            let mut branches: Vec<String> = gitea
                 .client
                 .open_pulls(gitea_repo)
                 .await
@@ -182,12 +181,30 @@ impl Intake {
                 .collect();
             branches.sort();
             branches.dedup();
+            if let [branch] = branches.as_slice() {
+                let task = self
+                    .heads
+                    .task_on_branch(repo, branch)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                found.push(BranchAt {
+                    branch: branch.clone(),
+                    task,
+                });
+            } else {
+                found.extend(
+                    branches
+                        .into_iter()
+                        .map(|branch| BranchAt { branch, task: None }),
+                );
+            }
         }
-        match branches.len() {
+        match found.len() {
             0 => Ok(None),
-            1 => Ok(branches.pop()),
+            1 => Ok(found.pop()),
             _ => {
-                warn!(%repo, %sha, branches = ?branches, "a status names a commit several branches are at; left unresolved");
+                let branches: Vec<&str> = found.iter().map(|b| b.branch.as_str()).collect();
+                warn!(%repo, %sha, ?branches, "a status names a commit several branches are at; left unresolved");
                 Ok(None)
             }
         }

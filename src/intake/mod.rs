@@ -9,6 +9,7 @@ mod plane;
 pub mod signature;
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::http::{HeaderMap, StatusCode};
@@ -165,6 +166,25 @@ pub struct Intake {
     pub gitea: Option<GiteaIntake>,
     /// The orchestrator's own Plane accounts.
     pub bots: Arc<BotAccounts>,
+    /// Deliveries accepted and still being acted on.
+    pub acting: AtomicUsize,
+}
+
+/// A delivery being acted on: counted from before its task is spawned until the task ends
+/// (or is dropped unpolled, or panics).
+struct Acting(Arc<Intake>);
+
+impl Acting {
+    fn start(intake: Arc<Intake>) -> Self {
+        intake.acting.fetch_add(1, Ordering::Relaxed);
+        Self(intake)
+    }
+}
+
+impl Drop for Acting {
+    fn drop(&mut self) {
+        self.0.acting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Intake {
@@ -233,6 +253,10 @@ impl Intake {
             Parsed::Plane(d) => d.kind(),
             Parsed::Gitea(d) => d.kind(),
         };
+        let ignored = match &parsed {
+            Parsed::Plane(d) => self.plane_ignores(d),
+            Parsed::Gitea(d) => self.gitea_ignores(d),
+        };
         let event = NewEvent {
             source: source.as_str().into(),
             kind,
@@ -241,6 +265,7 @@ impl Intake {
                 .map(str::to_string),
             body_hash: signature::body_hash(body),
             payload: String::from_utf8_lossy(body).into_owned(),
+            settled: ignored.as_ref().map(|why| format!("ignored: {why}")),
         };
         let id = match self
             .journal
@@ -256,16 +281,12 @@ impl Intake {
                 ));
             }
         };
-        let ignored = match &parsed {
-            Parsed::Plane(d) => self.plane_ignores(d),
-            Parsed::Gitea(d) => self.gitea_ignores(d),
-        };
-        if let Some(why) = ignored {
-            self.settle(id, None, Ok(format!("ignored: {why}"))).await;
+        if ignored.is_some() {
             return Ok(Reply::Ignored);
         }
-        let me = self.clone();
+        let acting = Acting::start(self.clone());
         tokio::spawn(async move {
+            let me = &acting.0;
             let (task, outcome) = match parsed {
                 Parsed::Plane(d) => me.act_on_plane(d).await,
                 Parsed::Gitea(d) => me.act_on_gitea(d).await,
@@ -273,6 +294,11 @@ impl Intake {
             me.settle(id, task, outcome).await;
         });
         Ok(Reply::Accepted)
+    }
+
+    /// How many accepted deliveries are still being acted on.
+    pub fn acting(&self) -> usize {
+        self.acting.load(Ordering::Relaxed)
     }
 
     /// Journals what became of delivery `id`.

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 /// How long a statement waits for a lock held by another connection (or another process, e.g.
@@ -96,6 +97,17 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, OpenError> {
     Ok(conn)
 }
 
+/// Opens the connection that runs WAL checkpoints beside the writer; it never writes rows.
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, OpenError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(path, &e))?;
+    set_busy_timeout(&conn, path)?;
+    set_common(&conn, path)?;
+    Ok(conn)
+}
+
 /// Opens one read-only connection of the pool. The writer must have created and migrated the
 /// file first: a read-only connection can neither create it nor switch it to WAL.
 pub(crate) fn open_reader(path: &Path) -> Result<Connection, OpenError> {
@@ -132,6 +144,11 @@ fn set_common(conn: &Connection, path: &Path) -> Result<(), OpenError> {
         conn.pragma_update(None, name, value)
             .map_err(|e| configure(path, format!("{name}={value}: {e}")))?;
     }
+    // Plans must not depend on the values bound to a statement: otherwise SQLite marks a
+    // cached statement that compares a column with a parameter for re-preparing on every
+    // new binding, and each execution of it parses and plans the SQL all over again.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(|e| configure(path, format!("query planner stability: {e}")))?;
     Ok(())
 }
 
@@ -188,6 +205,28 @@ mod tests {
         ] {
             assert_eq!(store.writer_pragma(name).await, expected, "writer {name}");
             assert_eq!(store.reader_pragma(name).await, expected, "reader {name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cached_statement_is_not_prepared_again_for_new_parameters() {
+        let (_dir, store) = temp_store().await;
+        let sql = "SELECT work_item_id FROM tasks WHERE repo = ?1 AND branch = ?2
+                   ORDER BY id DESC LIMIT 1";
+        for conn_kind in ["writer", "reader"] {
+            let run = move |conn: &Connection| {
+                let mut stmt = conn.prepare_cached(sql).unwrap();
+                for branch in ["feature/a", "feature/b", "feature/c"] {
+                    stmt.query(["acme/app", branch]).unwrap().next().unwrap();
+                }
+                Ok(stmt.get_status(rusqlite::StatementStatus::RePrepare))
+            };
+            let reprepared = if conn_kind == "writer" {
+                store.write(move |conn| run(conn)).await.unwrap()
+            } else {
+                store.read(run).await.unwrap()
+            };
+            assert_eq!(reprepared, 0, "{conn_kind}");
         }
     }
 

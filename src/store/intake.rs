@@ -4,33 +4,35 @@
 
 use orchestrator_actors::WorkItemId;
 use orchestrator_actors::ports::{
-    Journaled, NewEvent, NewTask, StoreError, TaskRecord, TrackerLink,
+    BranchAt, Journaled, NewEvent, NewTask, StoreError, TaskRecord, TrackerLink,
 };
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 
 use super::tasks::{backend, insert_task, is_unique_violation};
 
-/// Journals `event` unless it is a replay within `window_s` seconds.
+/// Journals `event` unless it is a replay within `window_s` seconds (settled at once when
+/// its outcome is already known).
 pub(crate) fn journal_event(
     conn: &mut Connection,
     event: &NewEvent,
     window_s: u64,
 ) -> Result<Journaled, StoreError> {
     let what = format!("journal a {} {} delivery", event.source, event.kind);
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend(&what))?;
-    let replayed: bool = tx
-        .query_row(
+    let replayed: bool = conn
+        .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM events WHERE source = ?1 AND body_hash = ?2
                  AND received_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3))",
-            (
-                &event.source,
-                &event.body_hash,
-                format!("-{window_s} seconds"),
-            ),
-            |r| r.get(0),
         )
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                (
+                    &event.source,
+                    &event.body_hash,
+                    format!("-{window_s} seconds"),
+                ),
+                |r| r.get(0),
+            )
+        })
         .map_err(backend(&what))?;
     if replayed {
         return Ok(Journaled::Duplicate);
@@ -47,24 +49,33 @@ pub(crate) fn journal_event(
                 .map_or(0, |d| d.as_nanos())
         ),
     };
-    let inserted = tx.query_row(
-        "INSERT INTO events (source, kind, dedup_key, body_hash, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-        (
-            &event.source,
-            &event.kind,
-            &dedup_key,
-            &event.body_hash,
-            &event.payload,
-        ),
-        |r| r.get::<_, i64>(0),
-    );
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO events (source, kind, dedup_key, body_hash, payload, outcome,
+                 processed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6,
+                 CASE WHEN ?6 IS NULL THEN NULL
+                      ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END)
+             RETURNING id",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                (
+                    &event.source,
+                    &event.kind,
+                    &dedup_key,
+                    &event.body_hash,
+                    &event.payload,
+                    &event.settled,
+                ),
+                |r| r.get::<_, i64>(0),
+            )
+        });
     let id = match inserted {
         Ok(id) => id,
         Err(e) if is_unique_violation(&e) => return Ok(Journaled::Duplicate),
         Err(e) => return Err(backend(&what)(e)),
     };
-    tx.commit().map_err(backend(&what))?;
     Ok(Journaled::New(id))
 }
 
@@ -76,17 +87,17 @@ pub(crate) fn settle_event(
     outcome: &str,
     error: Option<&str>,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE events SET work_item_id = ?2, outcome = ?3, error = ?4,
              processed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
          WHERE id = ?1",
-        (id, work_item_id.map(WorkItemId::as_str), outcome, error),
     )
+    .and_then(|mut stmt| stmt.execute((id, work_item_id.map(WorkItemId::as_str), outcome, error)))
     .map_err(backend(format!("settle event {id}")))?;
     Ok(())
 }
 
-/// Creates a task linked to its tracker issue, in one transaction.
+/// Creates a task linked to its tracker issue, as one atomic write.
 pub(crate) fn create_linked_task(
     conn: &mut Connection,
     task: &NewTask,
@@ -96,11 +107,8 @@ pub(crate) fn create_linked_task(
         "create task {} for {} issue {}",
         task.work_item_id, link.tracker, link.issue_ref
     );
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend(&what))?;
-    let record = insert_task(&tx, task)?;
-    tx.execute(
+    let record = insert_task(conn, task)?;
+    conn.execute(
         "INSERT INTO task_links (work_item_id, tracker, project_ref, issue_ref)
          VALUES (?1, ?2, ?3, ?4)",
         (
@@ -120,7 +128,6 @@ pub(crate) fn create_linked_task(
             backend(&what)(e)
         }
     })?;
-    tx.commit().map_err(backend(&what))?;
     Ok(record)
 }
 
@@ -186,17 +193,29 @@ pub(crate) fn branches_at(
     conn: &Connection,
     repo: &str,
     sha: &str,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<Vec<BranchAt>, StoreError> {
     let what = format!("find the branches of {repo} at {sha}");
     let mut stmt = conn
         .prepare_cached(
-            "SELECT branch FROM branch_heads WHERE repo = ?1 AND sha = ?2 ORDER BY branch",
+            "SELECT h.branch, (SELECT t.work_item_id FROM tasks AS t
+                               WHERE t.repo = h.repo AND t.branch = h.branch
+                               ORDER BY t.id DESC LIMIT 1)
+             FROM branch_heads AS h WHERE h.repo = ?1 AND h.sha = ?2 ORDER BY h.branch",
         )
         .map_err(backend(&what))?;
     let rows = stmt
-        .query_map([repo, sha], |r| r.get(0))
+        .query_map([repo, sha], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+        })
         .map_err(backend(&what))?;
-    rows.collect::<Result<_, _>>().map_err(backend(&what))
+    rows.map(|row| {
+        let (branch, task) = row.map_err(backend(&what))?;
+        let task = task
+            .map(|id| WorkItemId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()?;
+        Ok(BranchAt { branch, task })
+    })
+    .collect()
 }
 
 /// The task working on `branch` of `repo`.
@@ -206,13 +225,11 @@ pub(crate) fn task_on_branch(
     branch: &str,
 ) -> Result<Option<WorkItemId>, StoreError> {
     let id: Option<String> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT work_item_id FROM tasks WHERE repo = ?1 AND branch = ?2
              ORDER BY id DESC LIMIT 1",
-            [repo, branch],
-            |r| r.get(0),
         )
-        .optional()
+        .and_then(|mut stmt| stmt.query_row([repo, branch], |r| r.get(0)).optional())
         .map_err(backend(format!("find the task on {repo}:{branch}")))?;
     id.map(|id| WorkItemId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string())))
         .transpose()

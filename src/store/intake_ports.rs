@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orchestrator_actors::WorkItemId;
 use orchestrator_actors::ports::{
-    BranchHeads, EventJournal, Journaled, NewEvent, NewTask, StoreError, TaskRecord, TrackerLink,
-    TrackerLinks,
+    BranchAt, BranchHeads, EventJournal, Journaled, NewEvent, NewTask, StoreError, TaskRecord,
+    TrackerLink, TrackerLinks,
 };
 
 use super::{SqliteStore, intake};
@@ -77,7 +77,7 @@ impl BranchHeads for SqliteStore {
             .await
     }
 
-    async fn branches_at(&self, repo: &str, sha: &str) -> Result<Vec<String>, StoreError> {
+    async fn branches_at(&self, repo: &str, sha: &str) -> Result<Vec<BranchAt>, StoreError> {
         let (repo, sha) = (repo.to_string(), sha.to_string());
         self.read(move |conn| intake::branches_at(conn, &repo, &sha))
             .await
@@ -112,6 +112,7 @@ mod tests {
             delivery_id: delivery.map(str::to_string),
             body_hash: format!("hash-of-{body}"),
             payload: body.into(),
+            settled: None,
         }
     }
 
@@ -224,11 +225,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             store.branches_at("acme/app", "abc").await.unwrap(),
-            vec!["feature/A-2"]
-        );
-        assert_eq!(
-            store.branches_at("acme/app", "def").await.unwrap(),
-            vec!["feature/A-1"]
+            vec![BranchAt {
+                branch: "feature/A-2".into(),
+                task: None
+            }]
         );
         assert!(
             store
@@ -236,6 +236,37 @@ mod tests {
                 .await
                 .unwrap()
                 .is_empty()
+        );
+        // With tasks on the branch, the newest one comes along.
+        for id in ["A-1", "A-3"] {
+            let id = WorkItemId::parse(id).unwrap();
+            store
+                .create_task(NewTask {
+                    work_item_id: id.clone(),
+                    repo: "acme/app".into(),
+                    title: "t".into(),
+                    description: "d".into(),
+                    labels: Vec::new(),
+                })
+                .await
+                .unwrap();
+            store
+                .write(move |conn| {
+                    conn.execute(
+                        "UPDATE tasks SET branch = 'feature/A-1' WHERE work_item_id = ?1",
+                        [id.as_str()],
+                    )
+                    .map_err(crate::store::tasks::backend("test"))
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.branches_at("acme/app", "def").await.unwrap(),
+            vec![BranchAt {
+                branch: "feature/A-1".into(),
+                task: Some(WorkItemId::parse("A-3").unwrap())
+            }]
         );
     }
 }

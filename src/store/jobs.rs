@@ -1,5 +1,5 @@
-//! The SQL of the durable job queue and the agent-run journal. Claiming is one IMMEDIATE
-//! transaction, so two claimers can never take the same job or exceed the concurrency limit;
+//! The SQL of the durable job queue and the agent-run journal. Claiming is one atomic job of
+//! the single writer, so two claimers can never take the same job or exceed the concurrency limit;
 //! requeueing clears every trace of the old run (the schema's CHECK enforces it too).
 
 use orchestrator_actors::ports::{
@@ -7,7 +7,7 @@ use orchestrator_actors::ports::{
     RunRecord, RunningJob, StoreError,
 };
 use orchestrator_actors::{Stage, WorkItemId};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::tasks::backend;
 
@@ -105,10 +105,7 @@ pub(crate) fn claim_jobs(
     boot_id: &str,
 ) -> Result<Vec<Job>, StoreError> {
     let what = "claim queued jobs";
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend(what))?;
-    let running: i64 = tx
+    let running: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM jobs WHERE status = 'running'",
             [],
@@ -120,7 +117,7 @@ pub(crate) fn claim_jobs(
         return Ok(Vec::new());
     }
     let ids: Vec<i64> = {
-        let mut stmt = tx
+        let mut stmt = conn
             .prepare(
                 "SELECT j.id FROM jobs AS j JOIN tasks AS t ON t.id = j.task_id
                  WHERE j.status = 'queued' AND t.paused = 0
@@ -137,7 +134,7 @@ pub(crate) fn claim_jobs(
     };
     let mut claimed = Vec::with_capacity(ids.len());
     for id in ids {
-        let raw = tx
+        let raw = conn
             .query_row(
                 // The run id counts the job's journaled runs, so it stays unique when a
                 // transient requeue gives the claim's attempt back.
@@ -157,7 +154,6 @@ pub(crate) fn claim_jobs(
             .map_err(backend(what))?;
         claimed.push(into_job(raw)?);
     }
-    tx.commit().map_err(backend(what))?;
     Ok(claimed)
 }
 
@@ -375,10 +371,7 @@ pub(crate) fn cancel_queued_jobs(
 /// Requeues jobs another boot left running, closing their runs as abandoned.
 pub(crate) fn requeue_stale_jobs(conn: &mut Connection, boot_id: &str) -> Result<u32, StoreError> {
     let what = "requeue jobs of a previous boot";
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend(what))?;
-    tx.execute(
+    conn.execute(
         "UPDATE agent_runs SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
              outcome = 'abandoned', reason = 'the orchestrator restarted while it ran'
          WHERE finished_at IS NULL AND run_id IN (
@@ -386,7 +379,7 @@ pub(crate) fn requeue_stale_jobs(conn: &mut Connection, boot_id: &str) -> Result
         [boot_id],
     )
     .map_err(backend(what))?;
-    let n = tx
+    let n = conn
         .execute(
             &format!(
                 "UPDATE jobs SET status = 'queued', {CLEAN_RUN},
@@ -397,7 +390,6 @@ pub(crate) fn requeue_stale_jobs(conn: &mut Connection, boot_id: &str) -> Result
             [boot_id],
         )
         .map_err(backend(what))?;
-    tx.commit().map_err(backend(what))?;
     Ok(n as u32)
 }
 

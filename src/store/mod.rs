@@ -3,6 +3,7 @@
 //! SQL lives under this module.
 
 mod cards;
+mod checkpointer;
 mod connection;
 mod intake;
 mod intake_ports;

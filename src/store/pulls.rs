@@ -2,7 +2,7 @@
 //! request per repository and branch, so "ensure" is an insert that falls back to a lookup.
 
 use orchestrator_actors::ports::{PullRequest, StoreError};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::tasks::backend;
 
@@ -40,13 +40,10 @@ pub(crate) fn ensure_pull_request(
     title: &str,
 ) -> Result<(PullRequest, bool), StoreError> {
     let what = format!("ensure a pull request for {repo}:{head}");
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend(&what))?;
-    if let Some(pr) = open_one(&tx, repo, head).map_err(backend(&what))? {
+    if let Some(pr) = open_one(conn, repo, head).map_err(backend(&what))? {
         return Ok((pr, false));
     }
-    let pr = tx
+    let pr = conn
         .query_row(
             &format!(
                 "INSERT INTO pull_requests (repo, head, base, title) VALUES (?1, ?2, ?3, ?4)
@@ -56,7 +53,6 @@ pub(crate) fn ensure_pull_request(
             row,
         )
         .map_err(backend(&what))?;
-    tx.commit().map_err(backend(&what))?;
     Ok((pr, true))
 }
 

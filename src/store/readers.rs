@@ -140,7 +140,6 @@ mod tests {
     use std::time::Duration;
 
     use orchestrator_actors::ports::Store;
-    use rusqlite::TransactionBehavior;
     use tokio::sync::oneshot;
     use tokio::time::timeout;
 
@@ -168,17 +167,15 @@ mod tests {
         let write = tokio::spawn(async move {
             writer
                 .write(move |conn| {
-                    let tx = conn
-                        .transaction_with_behavior(TransactionBehavior::Immediate)
-                        .map_err(backend("test"))?;
-                    tx.execute(
+                    // The writer's transaction is open while the job runs.
+                    conn.execute(
                         "INSERT INTO tasks (work_item_id, repo, title) VALUES ('T-2', 'r', 't')",
                         [],
                     )
                     .map_err(backend("test"))?;
                     opened.send(()).unwrap();
                     let _ = released.recv(); // also returns if the test failed and hung up
-                    tx.commit().map_err(backend("test"))
+                    Ok(())
                 })
                 .await
         });

@@ -1,6 +1,7 @@
 //! The SQL for tasks and their stage journal, as plain functions over a connection. Writes
-//! take `&mut Connection` to run in their own IMMEDIATE transaction; reads take `&Connection`.
-//! Timestamps come from SQLite so every row of one transaction agrees on the clock.
+//! take `&mut Connection` and run as one job of the writer, which makes each of them atomic;
+//! reads take `&Connection`. Timestamps come from SQLite so every row of one write agrees on
+//! the clock.
 
 use std::fmt::Display;
 
@@ -8,7 +9,7 @@ use orchestrator_actors::ports::{
     NewTask, NewTaskFields, StoreError, TaskRecord, TaskUpdate, Transition,
 };
 use orchestrator_actors::{Stage, WorkItemId};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Row};
 
 /// The columns [`raw_task`] reads, in its order.
 const TASK_COLUMNS: &str = "id, work_item_id, repo, title, description, stage, paused, \
@@ -124,28 +125,20 @@ fn parse_stage(id: &WorkItemId, value: &str) -> Result<Stage, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("task {id} has unknown stage {value:?}")))
 }
 
-/// Inserts a task in [`Stage::Created`] and its first journal entry, atomically.
+/// Inserts a task in [`Stage::Created`] and its first journal entry (atomic, as every write
+/// job is).
 pub(crate) fn create_task(conn: &mut Connection, task: &NewTask) -> Result<TaskRecord, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend(format!("create task {}", task.work_item_id)))?;
-    let record = insert_task(&tx, task)?;
-    tx.commit()
-        .map_err(backend(format!("create task {}", task.work_item_id)))?;
-    Ok(record)
+    insert_task(conn, task)
 }
 
-/// Creates a task under the next id for `prefix`, in one transaction with the counter.
+/// Creates a task under the next id for `prefix`, in the same write as the counter.
 pub(crate) fn create_numbered_task(
     conn: &mut Connection,
     prefix: &str,
     fields: &NewTaskFields,
 ) -> Result<TaskRecord, StoreError> {
     let what = format!("create a task numbered under {prefix:?}");
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend(&what))?;
-    let number: i64 = tx
+    let number: i64 = conn
         .query_row(
             "INSERT INTO work_item_counters (prefix, last) VALUES (?1, 1)
              ON CONFLICT (prefix) DO UPDATE SET last = last + 1 RETURNING last",
@@ -156,7 +149,7 @@ pub(crate) fn create_numbered_task(
     let id = WorkItemId::parse(&format!("{prefix}-{number:03}"))
         .map_err(|e| StoreError::Backend(format!("{what}: {e}")))?;
     let record = insert_task(
-        &tx,
+        conn,
         &NewTask {
             work_item_id: id,
             repo: fields.repo.clone(),
@@ -165,19 +158,15 @@ pub(crate) fn create_numbered_task(
             labels: fields.labels.clone(),
         },
     )?;
-    tx.commit().map_err(backend(&what))?;
     Ok(record)
 }
 
-/// Inserts a task and its first journal entry inside the caller's transaction.
-pub(crate) fn insert_task(
-    tx: &rusqlite::Transaction<'_>,
-    task: &NewTask,
-) -> Result<TaskRecord, StoreError> {
+/// Inserts a task and its first journal entry, as part of the caller's write.
+pub(crate) fn insert_task(conn: &Connection, task: &NewTask) -> Result<TaskRecord, StoreError> {
     let what = format!("task {}", task.work_item_id);
     let labels = serde_json::to_string(&task.labels)
         .map_err(|e| StoreError::Backend(format!("encode labels of {what}: {e}")))?;
-    let raw = tx
+    let raw = conn
         .query_row(
             &format!(
                 "INSERT INTO tasks (work_item_id, repo, title, description, stage, labels)
@@ -201,7 +190,7 @@ pub(crate) fn insert_task(
             }
         })?;
     // The journal entry reuses the row's timestamp so both say the same moment.
-    tx.execute(
+    conn.execute(
         "INSERT INTO transitions (task_id, from_stage, to_stage, reason, at)
          VALUES (?1, NULL, ?2, 'task created', ?3)",
         (raw.rowid, Stage::Created.as_str(), &raw.created_at),
@@ -310,7 +299,7 @@ pub(crate) fn transitions(
     .collect()
 }
 
-/// Compare-and-set of a task's stage plus its journal entry, in one IMMEDIATE transaction.
+/// Compare-and-set of a task's stage plus its journal entry, as one atomic write.
 /// `Ok(false)` (and no change) when the task is no longer at `from`.
 pub(crate) fn record_transition(
     conn: &mut Connection,
@@ -320,10 +309,7 @@ pub(crate) fn record_transition(
     reason: &str,
 ) -> Result<bool, StoreError> {
     let what = format!("move task {id} from {from} to {to}");
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend(&what))?;
-    let moved: Option<(i64, String)> = tx
+    let moved: Option<(i64, String)> = conn
         .query_row(
             "UPDATE tasks SET stage = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
              WHERE work_item_id = ?1 AND stage = ?2 RETURNING id, updated_at",
@@ -333,16 +319,15 @@ pub(crate) fn record_transition(
         .optional()
         .map_err(backend(&what))?;
     let Some((rowid, at)) = moved else {
-        // Nothing changed; the transaction only read, so dropping it (rollback) is enough.
-        return stale_or_missing(&tx, id, &what);
+        // Nothing changed: the write only read.
+        return stale_or_missing(conn, id, &what);
     };
-    tx.execute(
+    conn.execute(
         "INSERT INTO transitions (task_id, from_stage, to_stage, reason, at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
         (rowid, from.as_str(), to.as_str(), reason, &at),
     )
     .map_err(backend(&what))?;
-    tx.commit().map_err(backend(&what))?;
     Ok(true)
 }
 
@@ -374,11 +359,8 @@ pub(crate) fn update_task(
     update: &TaskUpdate,
 ) -> Result<bool, StoreError> {
     let what = format!("update task {id}");
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend(&what))?;
     let stage = update.to.as_ref().map_or(expected, |(to, _)| *to);
-    let saved: Option<(i64, String)> = tx
+    let saved: Option<(i64, String)> = conn
         .query_row(
             "UPDATE tasks SET stage = ?3, phase = ?4, paused = ?5, branch = ?6,
                  blocked_reason = ?7, developer_retries = ?8, stage_attempts = ?9, note = ?10,
@@ -401,17 +383,16 @@ pub(crate) fn update_task(
         .optional()
         .map_err(backend(&what))?;
     let Some((rowid, at)) = saved else {
-        return stale_or_missing(&tx, id, &what);
+        return stale_or_missing(conn, id, &what);
     };
     if let Some((to, reason)) = &update.to {
-        tx.execute(
+        conn.execute(
             "INSERT INTO transitions (task_id, from_stage, to_stage, reason, at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             (rowid, expected.as_str(), to.as_str(), reason, &at),
         )
         .map_err(backend(&what))?;
     }
-    tx.commit().map_err(backend(&what))?;
     Ok(true)
 }
 

@@ -1,6 +1,16 @@
 //! The single writer: one connection on a dedicated `store-writer` thread that runs write
-//! closures one at a time. SQLite allows one writer anyway; serialising here means no
-//! SQLITE_BUSY between our own writes and no async worker ever blocks on a lock or an fsync.
+//! closures. SQLite allows one writer anyway; serialising here means no SQLITE_BUSY between
+//! our own writes and no async worker ever blocks on a lock or an fsync.
+//!
+//! Writes are group-committed: the thread takes every job already queued (up to
+//! [`MAX_BATCH`]) and runs them in one transaction, each inside its own savepoint, so a job is
+//! still all-or-nothing — one that fails or panics is rolled back to its savepoint and the
+//! others keep their work. Callers hear back only once the batch's commit is known: a commit
+//! that fails fails every job in the batch. Under load this turns many small commits (each a
+//! WAL append and a lock round-trip) into one; an idle writer still commits a lone job at once.
+//!
+//! A job therefore must not issue transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`): the
+//! writer owns the transaction, and a job that breaks it fails and has what it left undone.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
@@ -12,10 +22,17 @@ use orchestrator_actors::ports::StoreError;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::{OpenError, lock};
+use super::{OpenError, checkpointer, lock};
 
-/// A unit of work for the writer thread; it replies through a channel it captured.
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// Most jobs committed together; bounds how long the first job of a batch waits for the rest.
+const MAX_BATCH: usize = 128;
+
+/// A unit of work for the writer thread. It runs inside the batch transaction and returns
+/// how to answer its caller once the batch's commit is known.
+type Job = Box<dyn FnOnce(&mut Connection) -> Answer + Send>;
+
+/// Answers a job's caller, given the outcome of the batch's commit.
+type Answer = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 
 /// What a job sends back: its result, or the panic it raised, to be re-raised in the caller.
 type Reply<T> = Result<Result<T, StoreError>, Box<dyn Any + Send>>;
@@ -28,6 +45,8 @@ pub(crate) struct Writer {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     /// Joined by [`Writer::stop`]; detached if the store is dropped without closing.
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The checkpoint thread, which ends with the writer's connection; joined after it.
+    checkpoints: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Writer {
@@ -39,10 +58,15 @@ impl Writer {
     ) -> Result<(Self, R), OpenError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready, is_ready) = oneshot::channel();
+        let owned = path.to_owned();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
-                let conn = match init() {
+                let opened = init().and_then(|(mut conn, value)| {
+                    let checkpoints = checkpointer::start(&owned, &mut conn)?;
+                    Ok((conn, (value, checkpoints)))
+                });
+                let conn = match opened {
                     Ok((conn, value)) => {
                         if ready.send(Ok(value)).is_err() {
                             return; // the opener gave up waiting
@@ -60,10 +84,14 @@ impl Writer {
         let writer = Self {
             jobs: Mutex::new(Some(jobs)),
             thread: Mutex::new(Some(thread)),
+            checkpoints: Mutex::new(None),
         };
         let outcome = is_ready.await;
         match outcome {
-            Ok(Ok(value)) => Ok((writer, value)),
+            Ok(Ok((value, checkpoints))) => {
+                *lock(&writer.checkpoints) = Some(checkpoints);
+                Ok((writer, value))
+            }
             Ok(Err(e)) => {
                 writer.stop().await;
                 Err(e)
@@ -75,17 +103,24 @@ impl Writer {
         }
     }
 
-    /// Runs `f` on the writer connection and returns its result. A panic in `f` is re-raised
-    /// here and leaves the writer serving. Once queued, the write runs even if the caller
-    /// stops waiting — like any request already sent to a database.
+    /// Runs `f` on the writer connection, atomically, and returns its result once it is
+    /// committed. A panic in `f` is re-raised here (its changes undone) and leaves the writer
+    /// serving. Once queued, the write runs even if the caller stops waiting — like any
+    /// request already sent to a database.
     pub(crate) async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel::<Reply<T>>();
         let job: Job = Box::new(move |conn| {
-            let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(conn)));
-            let _ = reply.send(outcome); // the caller may have stopped waiting
+            let outcome = isolated(conn, f);
+            Box::new(move |committed| {
+                let outcome = match (outcome, committed) {
+                    (Ok(Ok(_)), Err(e)) => Ok(Err(e.clone())),
+                    (outcome, _) => outcome,
+                };
+                let _ = reply.send(outcome); // the caller may have stopped waiting
+            })
         });
         lock(&self.jobs)
             .as_ref()
@@ -104,34 +139,110 @@ impl Writer {
     /// Idempotent.
     pub(crate) async fn stop(&self) {
         drop(lock(&self.jobs).take());
-        let thread = lock(&self.thread).take();
-        if let Some(thread) = thread {
+        let threads = [
+            ("writer", lock(&self.thread).take()),
+            ("checkpoint", lock(&self.checkpoints).take()),
+        ];
+        for (name, thread) in threads {
+            let Some(thread) = thread else { continue };
             match tokio::task::spawn_blocking(move || thread.join()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => tracing::error!("the store writer thread panicked"),
-                Err(e) => tracing::error!(error = %e, "could not join the store writer thread"),
+                Ok(Err(_)) => tracing::error!("the store {name} thread panicked"),
+                Err(e) => tracing::error!(error = %e, "could not join the store {name} thread"),
             }
         }
     }
 }
 
-/// The thread's loop: run jobs until every sender is gone, then close the connection.
+/// The thread's loop: run the queued jobs a batch at a time until every sender is gone, then
+/// close the connection.
 fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>) {
-    while let Ok(job) = queue.recv() {
-        job(&mut conn);
-        // A job that left its transaction open (e.g. a raw BEGIN) would hold the write lock
-        // and its half-done changes forever; undo it rather than let the next job commit it.
-        if !conn.is_autocommit() {
-            tracing::error!("a store write left its transaction open; rolling it back");
-            if let Err(e) = conn.execute_batch("ROLLBACK") {
-                tracing::error!(error = %e, "rolling back the abandoned transaction failed");
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
         }
+        run_batch(&mut conn, batch);
     }
     // Closing explicitly (rather than dropping) surfaces a failed final WAL checkpoint.
     if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the store writer connection failed");
     }
+}
+
+/// Runs `batch` in one transaction and answers each job with the commit's outcome.
+fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
+    // If the batch transaction cannot begin (another process holds the write lock past the
+    // busy timeout), each job's savepoint becomes a transaction of its own and fails or
+    // succeeds by itself.
+    let begun = statement(conn, "BEGIN IMMEDIATE");
+    if let Err(e) = &begun {
+        tracing::warn!(error = %e, "cannot begin a write batch; writing its jobs one by one");
+    }
+    let answers: Vec<Answer> = batch.into_iter().map(|job| job(conn)).collect();
+    let committed = if begun.is_ok() && !conn.is_autocommit() {
+        statement(conn, "COMMIT").map_err(|e| StoreError::Backend(format!("commit writes: {e}")))
+    } else {
+        Ok(())
+    };
+    // A failed COMMIT can leave the transaction open; so can a job that broke the rules.
+    if !conn.is_autocommit() {
+        if committed.is_ok() {
+            tracing::error!("a store write left a transaction open; rolling it back");
+        }
+        if let Err(e) = statement(conn, "ROLLBACK") {
+            tracing::error!(error = %e, "rolling back the write batch failed");
+        }
+    }
+    for answer in answers {
+        answer(committed.as_ref().map(|_| ()));
+    }
+}
+
+/// Runs `f` inside a savepoint: kept if `f` succeeds, rolled back if it fails or panics.
+fn isolated<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+) -> Reply<T> {
+    if let Err(e) = statement(conn, "SAVEPOINT write") {
+        return Ok(Err(StoreError::Backend(format!("begin a write: {e}"))));
+    }
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(conn)));
+    let kept = matches!(outcome, Ok(Ok(_)));
+    let ended = if kept {
+        statement(conn, "RELEASE write")
+    } else {
+        statement(conn, "ROLLBACK TO write").and_then(|()| statement(conn, "RELEASE write"))
+    };
+    match ended {
+        Ok(()) => outcome,
+        // The savepoint is gone: the job ended the transaction itself. Whatever it opened
+        // afterwards must not be committed with the others' work.
+        Err(e) => {
+            tracing::error!(error = %e, "a store write ended the write transaction itself");
+            if !conn.is_autocommit()
+                && let Err(e) = statement(conn, "ROLLBACK")
+            {
+                tracing::error!(error = %e, "rolling back after a broken write failed");
+            }
+            // The rest of the batch runs without the batch transaction: each job's savepoint
+            // is then a transaction of its own.
+            match outcome {
+                Ok(Ok(_)) => Ok(Err(StoreError::Backend(format!(
+                    "a write ended its transaction itself and was rolled back: {e}"
+                )))),
+                other => other,
+            }
+        }
+    }
+}
+
+/// Runs a parameterless statement, prepared once per connection.
+fn statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 fn writer_err(path: &Path, detail: String) -> OpenError {
@@ -146,8 +257,14 @@ mod tests {
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
-    use orchestrator_actors::ports::Store;
+    use std::pin::pin;
 
+    use futures::poll;
+    use orchestrator_actors::ports::{Store, StoreError};
+    use tokio::sync::oneshot;
+
+    use crate::store::SqliteStore;
+    use crate::store::tasks::backend;
     use crate::store::test_support::{new_task, temp_store, work_item};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,35 +303,140 @@ mod tests {
         }
     }
 
+    /// A write that inserts task `id` and then returns `outcome`.
+    fn insert_then(
+        id: &'static str,
+        outcome: Result<(), StoreError>,
+    ) -> impl FnOnce(&mut rusqlite::Connection) -> Result<(), StoreError> + Send + 'static {
+        move |conn| {
+            conn.execute(
+                "INSERT INTO tasks (work_item_id, repo, title) VALUES (?1, 'r', 't')",
+                [id],
+            )
+            .map_err(backend("test"))?;
+            outcome
+        }
+    }
+
+    /// Holds the writer busy until the returned sender is used (or dropped), so that writes
+    /// queued meanwhile run as one batch.
+    async fn hold_writer(store: &Arc<SqliteStore>) -> std::sync::mpsc::Sender<()> {
+        let (entered, is_entered) = oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = Arc::clone(store);
+        tokio::spawn(async move {
+            holder
+                .write(move |_| {
+                    entered.send(()).unwrap();
+                    let _ = released.recv();
+                    Ok(())
+                })
+                .await
+        });
+        is_entered.await.unwrap();
+        release
+    }
+
     #[tokio::test]
-    async fn a_panicking_write_reaches_its_caller_and_the_writer_keeps_serving() {
+    async fn a_failing_write_changes_nothing_while_its_batch_mates_commit() {
+        let (_dir, store) = temp_store().await;
+        let store = Arc::new(store);
+        let release = hold_writer(&store).await;
+        let mut first = pin!(store.write(insert_then("T-1", Ok(()))));
+        let mut failing = pin!(store.write(insert_then(
+            "T-2",
+            Err(StoreError::Backend("refused after writing".into()))
+        )));
+        let mut last = pin!(store.write(insert_then("T-3", Ok(()))));
+        // One poll queues each write behind the held one: the three run as one batch.
+        assert!(poll!(&mut first).is_pending());
+        assert!(poll!(&mut failing).is_pending());
+        assert!(poll!(&mut last).is_pending());
+        release.send(()).unwrap();
+        let (first, failing, last) = tokio::join!(first, failing, last);
+        first.unwrap();
+        last.unwrap();
+        assert_eq!(
+            failing.unwrap_err(),
+            StoreError::Backend("refused after writing".into())
+        );
+        let ids: BTreeSet<_> = store
+            .list_tasks()
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.work_item_id.to_string())
+            .collect();
+        assert_eq!(ids, BTreeSet::from(["T-1".to_string(), "T-3".to_string()]));
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_every_write_of_the_batch() {
+        let (_dir, store) = temp_store().await;
+        let store = Arc::new(store);
+        let release = hold_writer(&store).await;
+        let mut good = pin!(store.write(insert_then("T-1", Ok(()))));
+        // A dangling link passes its savepoint but fails the deferred check at COMMIT.
+        let mut dangling = pin!(store.write(|conn| {
+            conn.execute_batch(
+                "PRAGMA defer_foreign_keys = ON;
+                 INSERT INTO task_links (work_item_id, tracker, project_ref, issue_ref)
+                 VALUES ('NOPE-1', 'plane', 'p', 'i');",
+            )
+            .map_err(backend("test"))
+        }));
+        assert!(poll!(&mut good).is_pending());
+        assert!(poll!(&mut dangling).is_pending());
+        release.send(()).unwrap();
+        let (good, dangling) = tokio::join!(good, dangling);
+        for outcome in [good, dangling] {
+            let err = outcome.unwrap_err().to_string();
+            assert!(
+                err.contains("commit writes") && err.contains("FOREIGN KEY"),
+                "{err}"
+            );
+        }
+        assert_eq!(store.list_tasks().await.unwrap(), Vec::new());
+        // The writer is left with no transaction open and keeps serving.
+        store.create_task(new_task("T-4")).await.unwrap();
+        assert!(store.load_task(&work_item("T-4")).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_reaches_its_caller_undone_and_the_writer_keeps_serving() {
         let (_dir, store) = temp_store().await;
         let store = Arc::new(store);
         let panicker = Arc::clone(&store);
         let outcome = tokio::spawn(async move {
             panicker
-                .write(|_| -> Result<(), _> { panic!("boom in a write") })
+                .write(|conn| -> Result<(), _> {
+                    insert_then("T-9", Ok(()))(conn)?;
+                    panic!("boom in a write")
+                })
                 .await
         })
         .await;
         assert!(outcome.unwrap_err().is_panic());
         store.create_task(new_task("T-1")).await.unwrap();
         assert!(store.load_task(&work_item("T-1")).await.unwrap().is_some());
+        assert_eq!(store.load_task(&work_item("T-9")).await.unwrap(), None);
     }
 
     #[tokio::test]
-    async fn a_transaction_left_open_by_a_write_is_rolled_back() {
+    async fn a_write_that_ends_the_transaction_itself_fails_and_what_it_opened_is_undone() {
         let (_dir, store) = temp_store().await;
-        store
+        let err = store
             .write(|conn| {
                 conn.execute_batch(
-                    "BEGIN IMMEDIATE;
+                    "COMMIT; BEGIN IMMEDIATE;
                      INSERT INTO tasks (work_item_id, repo, title) VALUES ('T-9', 'r', 't');",
                 )
-                .map_err(crate::store::tasks::backend("test"))
+                .map_err(backend("test"))
             })
             .await
-            .unwrap();
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ended its transaction itself"), "{err}");
         // The next write must not commit the abandoned insert along with its own work.
         store.create_task(new_task("T-1")).await.unwrap();
         assert_eq!(store.load_task(&work_item("T-9")).await.unwrap(), None);

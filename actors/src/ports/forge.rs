@@ -45,6 +45,15 @@ pub trait PullRequestStore: Send + Sync + 'static {
     -> Result<Option<PullRequest>, StoreError>;
 }
 
+/// A branch whose head is a given commit, and the task working on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BranchAt {
+    /// The branch.
+    pub branch: String,
+    /// The newest task on that branch, if any.
+    pub task: Option<crate::WorkItemId>,
+}
+
 /// The commit each branch was last seen at, so an event that names only a commit (a CI
 /// status) can be traced to its branch and task.
 #[async_trait]
@@ -57,8 +66,9 @@ pub trait BranchHeads: Send + Sync + 'static {
         sha: &str,
     ) -> Result<(), StoreError>;
 
-    /// The branches of `repo` whose recorded head is `sha`.
-    async fn branches_at(&self, repo: &str, sha: &str) -> Result<Vec<String>, StoreError>;
+    /// The branches of `repo` whose recorded head is `sha`, each with the task working on
+    /// it — one lookup, as a commit status arrives for every CI step.
+    async fn branches_at(&self, repo: &str, sha: &str) -> Result<Vec<BranchAt>, StoreError>;
 
     /// The task working on `branch` of `repo`, if any.
     async fn task_on_branch(

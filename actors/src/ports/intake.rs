@@ -21,6 +21,9 @@ pub struct NewEvent {
     pub body_hash: String,
     /// The raw body as received.
     pub payload: String,
+    /// Its outcome when it is known before it is journaled (a delivery nobody acts on), so
+    /// that it is settled in the same write.
+    pub settled: Option<String>,
 }
 
 /// What journaling a delivery found.
