@@ -99,21 +99,18 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, OpenError> {
 
 /// Opens the connection that runs WAL checkpoints beside the writer; it never writes rows.
 pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, OpenError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(path, &e))?;
-    set_busy_timeout(&conn, path)?;
-    set_common(&conn, path)?;
-    Ok(conn)
+    open_existing(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
 }
 
 /// Opens one read-only connection of the pool. The writer must have created and migrated the
 /// file first: a read-only connection can neither create it nor switch it to WAL.
 pub(crate) fn open_reader(path: &Path) -> Result<Connection, OpenError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
+    open_existing(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+}
+
+/// Opens a further connection to the file the writer created, in `mode`.
+fn open_existing(path: &Path, mode: OpenFlags) -> Result<Connection, OpenError> {
+    let flags = mode | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(path, &e))?;
     set_busy_timeout(&conn, path)?;
     set_common(&conn, path)?;
