@@ -10,7 +10,8 @@
 //! WAL append and a lock round-trip) into one; an idle writer still commits a lone job at once.
 //!
 //! A job therefore must not issue transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`): the
-//! writer owns the transaction, and a job that breaks it fails and has what it left undone.
+//! writer owns the transaction. If it ends inside a job anyway (that, or SQLite rolling back
+//! after an I/O error), no write of the batch so far is reported as saved.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
@@ -175,15 +176,29 @@ fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>) {
 
 /// Runs `batch` in one transaction and answers each job with the commit's outcome.
 fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
-    // If the batch transaction cannot begin (another process holds the write lock past the
-    // busy timeout), each job's savepoint becomes a transaction of its own and fails or
-    // succeeds by itself.
-    let begun = statement(conn, "BEGIN IMMEDIATE");
-    if let Err(e) = &begun {
-        tracing::warn!(error = %e, "cannot begin a write batch; writing its jobs one by one");
+    // Answers waiting for the open transaction's commit.
+    let mut pending: Vec<Answer> = Vec::with_capacity(batch.len());
+    let mut open = begin(conn);
+    for job in batch {
+        let answer = job(conn);
+        if open && conn.is_autocommit() {
+            // The transaction ended inside this job: SQLite rolled it back (an I/O error, a
+            // full disk) or the job broke the rules. What the batch wrote so far cannot be
+            // vouched for, so none of it is reported as written.
+            tracing::error!("the write transaction ended inside a write; failing its batch");
+            let lost = StoreError::Backend(
+                "the write transaction ended early; this write may not have been saved".into(),
+            );
+            for answer in pending.drain(..) {
+                answer(Err(&lost));
+            }
+            answer(Err(&lost));
+            open = begin(conn);
+            continue;
+        }
+        pending.push(answer);
     }
-    let answers: Vec<Answer> = batch.into_iter().map(|job| job(conn)).collect();
-    let committed = if begun.is_ok() && !conn.is_autocommit() {
+    let committed = if open {
         statement(conn, "COMMIT").map_err(|e| StoreError::Backend(format!("commit writes: {e}")))
     } else {
         Ok(())
@@ -197,8 +212,21 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
             tracing::error!(error = %e, "rolling back the write batch failed");
         }
     }
-    for answer in answers {
+    for answer in pending {
         answer(committed.as_ref().map(|_| ()));
+    }
+}
+
+/// Begins a batch transaction; false if it cannot (another process holds the write lock
+/// past the busy timeout), in which case each job's savepoint is a transaction of its own
+/// and succeeds or fails by itself.
+fn begin(conn: &Connection) -> bool {
+    match statement(conn, "BEGIN IMMEDIATE") {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot begin a write batch; writing its jobs one by one");
+            false
+        }
     }
 }
 
@@ -219,17 +247,16 @@ fn isolated<T>(
     };
     match ended {
         Ok(()) => outcome,
-        // The savepoint is gone: the job ended the transaction itself. Whatever it opened
-        // afterwards must not be committed with the others' work.
+        // The savepoint is gone: the transaction ended inside the job (SQLite rolled it
+        // back, or the job ended it itself). Whatever is open now must not be committed
+        // with the others' work; the batch notices the ended transaction.
         Err(e) => {
-            tracing::error!(error = %e, "a store write ended the write transaction itself");
+            tracing::error!(error = %e, "a store write lost its savepoint");
             if !conn.is_autocommit()
                 && let Err(e) = statement(conn, "ROLLBACK")
             {
                 tracing::error!(error = %e, "rolling back after a broken write failed");
             }
-            // The rest of the batch runs without the batch transaction: each job's savepoint
-            // is then a transaction of its own.
             match outcome {
                 Ok(Ok(_)) => Ok(Err(StoreError::Backend(format!(
                     "a write ended its transaction itself and was rolled back: {e}"
@@ -400,6 +427,35 @@ mod tests {
         // The writer is left with no transaction open and keeps serving.
         store.create_task(new_task("T-4")).await.unwrap();
         assert!(store.load_task(&work_item("T-4")).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn when_the_transaction_ends_inside_a_write_its_batch_is_not_reported_saved() {
+        let (_dir, store) = temp_store().await;
+        let store = Arc::new(store);
+        let release = hold_writer(&store).await;
+        let mut before = pin!(store.write(insert_then("T-1", Ok(()))));
+        let mut breaker =
+            pin!(store.write(|conn| { conn.execute_batch("ROLLBACK").map_err(backend("test")) }));
+        let mut after = pin!(store.write(insert_then("T-3", Ok(()))));
+        assert!(poll!(&mut before).is_pending());
+        assert!(poll!(&mut breaker).is_pending());
+        assert!(poll!(&mut after).is_pending());
+        release.send(()).unwrap();
+        let (before, breaker, after) = tokio::join!(before, breaker, after);
+        let err = before.unwrap_err().to_string();
+        assert!(err.contains("may not have been saved"), "{err}");
+        assert!(breaker.is_err());
+        // The writes after it get a transaction of their own.
+        after.unwrap();
+        let ids: Vec<_> = store
+            .list_tasks()
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.work_item_id.to_string())
+            .collect();
+        assert_eq!(ids, ["T-3"]);
     }
 
     #[tokio::test]
