@@ -234,13 +234,15 @@ impl TaskActor {
     /// chat tracker; nothing here waits on I/O.
     fn announce(&self, state: &TaskState, notices: Notices) {
         let task = &state.record;
-        if let Some(status) = notices.board {
-            let _ = state.board.send(BoardJob::Show(task.clone(), status));
-        }
+        // Comments first: whoever the card's move calls to look (a human asked to approve)
+        // finds what they are to look at already there.
         for (author, text) in notices.comments {
             let _ = state
                 .board
                 .send(BoardJob::Comment(task.clone(), author, text));
+        }
+        if let Some(status) = notices.board {
+            let _ = state.board.send(BoardJob::Show(task.clone(), status));
         }
         for (kind, text) in notices.alerts {
             info!(task = %task.work_item_id, ?kind, %text, "needs attention");
