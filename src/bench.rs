@@ -48,9 +48,14 @@ pub struct BenchArgs {
     /// trivial axum handler as the ceiling.
     #[arg(long, conflicts_with_all = ["pipeline", "dispatch"])]
     pub webhooks: bool,
-    /// With `--webhooks`: deliveries of the throughput run.
-    #[arg(long, default_value_t = 10_000)]
+    /// With `--webhooks`: deliveries of the throughput run (long enough — seconds, not a
+    /// fraction of one — that a moment's stall of a shared machine does not decide it).
+    #[arg(long, default_value_t = 50_000)]
     pub deliveries: usize,
+    /// With `--webhooks`: send compact bodies (some 0.6 KiB, each object cut to a few
+    /// fields) instead of full-size ones (some 4 KiB, as Gitea sends them).
+    #[arg(long, requires = "webhooks")]
+    pub compact: bool,
     /// With `--webhooks`: requests in flight during the throughput run.
     #[arg(long, default_value_t = 32)]
     pub in_flight: usize,

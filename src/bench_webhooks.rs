@@ -1,12 +1,12 @@
 //! `orchestrator bench --webhooks`: the webhook intake on loopback, against a trivial axum
 //! handler in this same binary as the ceiling. Deliveries are signed Gitea `status` events
-//! (2-space indented bodies, each unique so none is a replay) for a registered repository
-//! whose commit resolves, through the store, to a branch — the whole intake path: body
-//! limit, HMAC over the raw body, JSON, journal write with replay check, routing, and, after
-//! the answer, the lookup of the commit's branch and task and the journaled outcome. Two
-//! figures per server: throughput with many requests in flight (for the intake, counted
-//! until every delivery has been acted on), and latency percentiles under an open-loop load
-//! of a fixed rate.
+//! (2-space indented, full-size unless `--compact`, each unique so none is a replay, built
+//! before the clock starts) for a registered repository whose commit resolves, through the
+//! store, to a branch — the whole intake path: body limit, HMAC over the raw body, JSON, the
+//! journal write with its replay check and the commit's branch and task, the nudge, the
+//! answer, and the outcome journaled after it. Two figures per server: throughput with many
+//! requests in flight (for the intake, counted until every delivery's outcome is written),
+//! and latency percentiles under an open-loop load of a fixed rate.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -35,8 +35,83 @@ struct Delivery {
     id: String,
 }
 
-/// The `n`-th status delivery: Gitea's 2-space indented `CommitStatusPayload`.
-fn delivery(n: usize) -> Delivery {
+/// A Gitea user as webhook payloads carry it (`services/convert/user.go`).
+fn user(id: u64, login: &str) -> serde_json::Value {
+    json!({
+        "id": id, "login": login, "login_name": "", "source_id": 0, "full_name": "",
+        "email": format!("{login}@example.com"),
+        "avatar_url": format!("http://gitea/avatars/{login}"),
+        "html_url": format!("http://gitea/{login}"), "language": "", "is_admin": false,
+        "last_login": "0001-01-01T00:00:00Z", "created": "2026-01-05T09:12:44Z",
+        "restricted": false, "active": false, "prohibit_login": false, "location": "",
+        "website": "", "description": "", "visibility": "public", "followers_count": 0,
+        "following_count": 0, "starred_repos_count": 0, "username": login
+    })
+}
+
+/// Makes the `n`-th delivery of a run.
+type Make = fn(usize) -> Delivery;
+
+/// The `n`-th status delivery: Gitea's 2-space indented `CommitStatusPayload`, with the full
+/// repository, sender and commit objects a real delivery carries (some 4 KiB).
+fn full_delivery(n: usize) -> Delivery {
+    let mut repository = json!({
+        "id": 1, "owner": user(1, "acme"), "name": "app", "full_name": "acme/app",
+        "description": "The acme application", "empty": false, "private": true,
+        "fork": false, "template": false, "parent": null, "mirror": false, "size": 2048,
+        "language": "", "languages_url": "http://gitea/api/v1/repos/acme/app/languages",
+        "html_url": "http://gitea/acme/app", "url": "http://gitea/api/v1/repos/acme/app",
+        "link": "", "ssh_url": "git@gitea:acme/app.git",
+        "clone_url": "http://gitea/acme/app.git", "original_url": "", "website": "",
+        "stars_count": 0, "forks_count": 0, "watchers_count": 3, "open_issues_count": 4,
+        "open_pr_counter": 2, "release_counter": 0, "default_branch": "main",
+        "archived": false, "created_at": "2026-01-05T09:15:02Z",
+        "updated_at": "2026-11-22T09:58:31Z", "archived_at": "1970-01-01T00:00:00Z",
+        "permissions": {"admin": true, "push": true, "pull": true}
+    });
+    // Two halves: one `json!` of every field exceeds the macro's recursion limit.
+    let settings = json!({
+        "has_issues": true, "internal_tracker": {"enable_time_tracker": true,
+            "allow_only_contributors_to_track_time": true,
+            "enable_issue_dependencies": true},
+        "has_wiki": true, "has_pull_requests": true, "has_projects": true,
+        "projects_mode": "all", "has_releases": true, "has_packages": true,
+        "has_actions": true, "ignore_whitespace_conflicts": false,
+        "allow_merge_commits": true, "allow_rebase": true, "allow_rebase_explicit": true,
+        "allow_squash_merge": true, "allow_fast_forward_only_merge": true,
+        "allow_rebase_update": true, "default_delete_branch_after_merge": false,
+        "default_merge_style": "merge", "default_allow_maintainer_edit": false,
+        "avatar_url": "", "internal": false, "mirror_interval": "",
+        "object_format_name": "sha1", "mirror_updated": "0001-01-01T00:00:00Z",
+        "repo_transfer": null, "topics": [], "licenses": []
+    });
+    if let (Some(repo), serde_json::Value::Object(more)) = (repository.as_object_mut(), settings) {
+        repo.extend(more);
+    }
+    let signature = json!({"name": "CI", "email": "ci@example.com", "username": "ci"});
+    let payload = json!({
+        "commit": {
+            "id": SHA, "message": "feat: say hello\n", "url": format!("http://gitea/acme/app/commit/{SHA}"),
+            "author": signature, "committer": signature, "verification": null,
+            "timestamp": "2026-11-22T09:58:30Z", "added": [], "removed": [], "modified": []
+        },
+        "context": "ci/build",
+        "created_at": "2026-11-22T10:00:00Z",
+        "description": format!("build #{n}"),
+        "id": n,
+        "repository": repository,
+        "sender": user(2, "ci"),
+        "sha": SHA,
+        "state": "pending",
+        "target_url": format!("http://ci/builds/{n}"),
+        "updated_at": "2026-11-22T10:00:00Z"
+    });
+    signed(n, &payload)
+}
+
+/// The `n`-th status delivery with the same fields but each object cut to a few of its own
+/// (some 0.6 KiB): what the intake costs apart from the size of the body.
+fn compact_delivery(n: usize) -> Delivery {
     let payload = json!({
         "commit": {"id": SHA, "message": "wip", "url": "http://gitea/acme/app/commit/x"},
         "context": "ci/build",
@@ -50,7 +125,12 @@ fn delivery(n: usize) -> Delivery {
         "target_url": format!("http://ci/builds/{n}"),
         "updated_at": "2026-11-22T10:00:00Z"
     });
-    let body = serde_json::to_vec_pretty(&payload).expect("serialisable");
+    signed(n, &payload)
+}
+
+/// Delivery `n` of `payload`, indented and signed as Gitea sends it.
+fn signed(n: usize, payload: &serde_json::Value) -> Delivery {
+    let body = serde_json::to_vec_pretty(payload).expect("serialisable");
     Delivery {
         signature: sign(SECRET, &body),
         body,
@@ -81,13 +161,16 @@ struct Server {
 async fn throughput(
     client: &reqwest::Client,
     server: &Server,
+    make: Make,
     first: usize,
     count: usize,
     in_flight: usize,
 ) -> anyhow::Result<f64> {
+    // Built beforehand: the client's own work is no part of either server's figure.
+    let deliveries: Vec<Delivery> = (first..first + count).map(make).collect();
     let started = Instant::now();
-    let results: Vec<anyhow::Result<()>> = futures::stream::iter(first..first + count)
-        .map(|n| send(client, &server.url, delivery(n)))
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(deliveries)
+        .map(|d| send(client, &server.url, d))
         .buffer_unordered(in_flight)
         .collect()
         .await;
@@ -124,17 +207,19 @@ async fn drained(client: &reqwest::Client, server: &Server) -> anyhow::Result<()
 async fn at_rate(
     client: &reqwest::Client,
     url: &str,
+    make: Make,
     first: usize,
     count: usize,
     rate: u32,
 ) -> anyhow::Result<Vec<Duration>> {
     let period = Duration::from_secs(1) / rate;
+    let deliveries: Vec<Delivery> = (first..first + count).map(make).collect();
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut handles = Vec::with_capacity(count);
-    for n in first..first + count {
+    for d in deliveries {
         ticker.tick().await;
-        let (client, url, d) = (client.clone(), url.to_string(), delivery(n));
+        let (client, url) = (client.clone(), url.to_string());
         handles.push(tokio::spawn(async move {
             let started = Instant::now();
             send(&client, &url, d).await.map(|()| started.elapsed())
@@ -187,11 +272,17 @@ async fn measure_server(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
+    let make: Make = if args.compact {
+        compact_delivery
+    } else {
+        full_delivery
+    };
     // Warm-up: connections, caches, the store's statements.
-    throughput(&client, server, first, 200, 16).await?;
+    throughput(&client, server, make, first, 200, 16).await?;
     let rps = throughput(
         &client,
         server,
+        make,
         first + 200,
         args.deliveries,
         args.in_flight,
@@ -201,6 +292,7 @@ async fn measure_server(
     let latencies = at_rate(
         &client,
         &server.url,
+        make,
         first + 200 + args.deliveries,
         args.rate as usize * args.seconds as usize,
         args.rate,
@@ -343,7 +435,34 @@ fn median(values: &mut [f64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{compact_delivery, full_delivery, median};
+    use crate::intake::signature::verify;
+
+    #[test]
+    fn deliveries_are_signed_unique_and_of_the_sizes_documented() {
+        let (full, compact) = (full_delivery(7), compact_delivery(7));
+        assert!(
+            (3_500..5_500).contains(&full.body.len()),
+            "{}",
+            full.body.len()
+        );
+        assert!(
+            (400..900).contains(&compact.body.len()),
+            "{}",
+            compact.body.len()
+        );
+        for d in [&full, &compact] {
+            verify(
+                super::SECRET,
+                "X-Gitea-Signature",
+                Some(&d.signature),
+                &d.body,
+            )
+            .unwrap();
+        }
+        assert_ne!(full_delivery(8).body, full.body);
+        assert_ne!(full_delivery(8).id, full.id);
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

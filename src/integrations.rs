@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use anyhow::Context;
 use orchestrator_actors::ports::{Board, LocalBoard};
@@ -16,7 +15,7 @@ use crate::board::PlaneBoard;
 use crate::config::Config;
 use crate::forge::GiteaForge;
 use crate::gitea::GiteaClient;
-use crate::intake::{BotAccounts, GiteaIntake, Intake, PlaneIntake};
+use crate::intake::{BotAccounts, GiteaIntake, Intake, PlaneIntake, Settler};
 use crate::plane::{PlaneClient, StatesCache};
 use crate::store::SqliteStore;
 
@@ -117,6 +116,7 @@ impl Integrations {
         let settings = &config.integrations;
         let (by_plane, by_gitea) = Intake::index(&config.projects);
         Arc::new(Intake {
+            settler: Settler::start(store.clone()),
             journal: store.clone(),
             store: store.clone(),
             links: store.clone(),
@@ -141,7 +141,6 @@ impl Integrations {
                     .and_then(|g| g.webhook_secret.clone()),
             }),
             bots: self.bots.clone(),
-            acting: AtomicUsize::new(0),
         })
     }
 }

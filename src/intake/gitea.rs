@@ -4,14 +4,13 @@
 //! deploy stage finishes its task; reviews are reported on the task's card; pushes record
 //! the branch head.
 
-use orchestrator_actors::WorkItemId;
-use orchestrator_actors::ports::BranchAt;
+use orchestrator_actors::ports::{BranchAt, CommitRef};
 use orchestrator_actors::task::{HumanAction, TaskMsg};
 use ractor::{ActorRef, registry};
 use tracing::warn;
 
-use super::Intake;
 use super::payload::GiteaDelivery;
+use super::{Acted, Intake};
 
 impl Intake {
     /// Why a Gitea delivery needs no action, if it needs none.
@@ -28,11 +27,20 @@ impl Intake {
         }
     }
 
-    /// Acts on a delivery; the task concerned and the outcome, in words.
-    pub(super) async fn act_on_gitea(
-        &self,
-        d: GiteaDelivery,
-    ) -> (Option<WorkItemId>, Result<String, String>) {
+    /// The commit whose branches acting on `d` needs, for the journal write to look up.
+    pub(super) fn gitea_commit(&self, d: &GiteaDelivery) -> Option<CommitRef> {
+        match d {
+            GiteaDelivery::Status { repo, sha, .. } => Some(CommitRef {
+                repo: self.by_gitea.get(repo)?.repo.clone(),
+                sha: sha.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Acts on a delivery, given the branches its journal write found at its commit; the
+    /// task concerned and the outcome, in words.
+    pub(super) async fn act_on_gitea(&self, d: GiteaDelivery, branches: Vec<BranchAt>) -> Acted {
         let Some(project) = d.repo().and_then(|r| self.by_gitea.get(r)) else {
             return (None, Ok("nothing to do".into()));
         };
@@ -43,35 +51,10 @@ impl Intake {
                 sha,
                 state,
                 context,
-            } => {
-                let (branch, task) = match self.branch_at(&repo, &gitea_repo, &sha).await {
-                    Ok(Some(found)) => (found.branch, found.task),
-                    Ok(None) => {
-                        return (
-                            None,
-                            Ok(format!(
-                                "status {state} of {sha} left unresolved: no single branch is at it"
-                            )),
-                        );
-                    }
-                    Err(e) => return (None, Err(e)),
-                };
-                let Some(task) = task else {
-                    return (None, Ok(format!("no task works on {branch}")));
-                };
-                let nudged = registry::where_is(task.actor_name())
-                    .map(ActorRef::<TaskMsg>::from)
-                    .is_some_and(|actor| actor.cast(TaskMsg::Recheck).is_ok());
-                let outcome = format!(
-                    "{context} {state} on {branch}: {}",
-                    if nudged {
-                        "gate re-checked"
-                    } else {
-                        "task not running"
-                    }
-                );
-                (Some(task), Ok(outcome))
-            }
+            } => match self.pulls_at(&repo, &gitea_repo, &sha, branches).await {
+                Ok(found) => nudge(&repo, &sha, &state, &context, found),
+                Err(e) => (None, Err(e)),
+            },
             GiteaDelivery::Merged {
                 number,
                 head,
@@ -154,19 +137,36 @@ impl Intake {
         }
     }
 
-    /// The one branch whose head is `sha`, with its task: from the store, else from Gitea's
-    /// open pull requests. Several candidates leave it unresolved (logged), never guessed.
-    async fn branch_at(
+    /// Acts at once on a status whose commit the journal write found branches at (taking
+    /// them): that needs no I/O, only a message to the task. `None` when it needs more.
+    pub(super) fn act_on_status_now(
+        &self,
+        d: &GiteaDelivery,
+        branches: &mut Vec<BranchAt>,
+    ) -> Option<Acted> {
+        let GiteaDelivery::Status {
+            repo,
+            sha,
+            state,
+            context,
+        } = d
+        else {
+            return None;
+        };
+        let project = self.by_gitea.get(repo)?;
+        (!branches.is_empty())
+            .then(|| nudge(&project.repo, sha, state, context, std::mem::take(branches)))
+    }
+
+    /// The branches whose head is `sha`: those the store `found` there, else the heads of
+    /// Gitea's open pull requests at it (each with its task, when there is one).
+    async fn pulls_at(
         &self,
         repo: &str,
         gitea_repo: &str,
         sha: &str,
-    ) -> Result<Option<BranchAt>, String> {
-        let mut found = self
-            .heads
-            .branches_at(repo, sha)
-            .await
-            .map_err(|e| e.to_string())?;
+        mut found: Vec<BranchAt>,
+    ) -> Result<Vec<BranchAt>, String> {
         if found.is_empty()
             && let Some(gitea) = &self.gitea
         {
@@ -199,14 +199,39 @@ impl Intake {
                 );
             }
         }
-        match found.len() {
-            0 => Ok(None),
-            1 => Ok(found.pop()),
-            _ => {
-                let branches: Vec<&str> = found.iter().map(|b| b.branch.as_str()).collect();
-                warn!(%repo, %sha, ?branches, "a status names a commit several branches are at; left unresolved");
-                Ok(None)
-            }
-        }
+        Ok(found)
     }
+}
+
+/// Nudges the gate of the task on the one branch `found` at `sha` of `repo`; several
+/// candidates leave the status unresolved (logged), never guessed. The task concerned and
+/// the outcome, in words.
+fn nudge(repo: &str, sha: &str, state: &str, context: &str, mut found: Vec<BranchAt>) -> Acted {
+    if found.len() > 1 {
+        let branches: Vec<&str> = found.iter().map(|b| b.branch.as_str()).collect();
+        warn!(%repo, %sha, ?branches, "a status names a commit several branches are at; left unresolved");
+    }
+    let (Some(BranchAt { branch, task }), true) = (found.pop(), found.is_empty()) else {
+        return (
+            None,
+            Ok(format!(
+                "status {state} of {sha} left unresolved: no single branch is at it"
+            )),
+        );
+    };
+    let Some(task) = task else {
+        return (None, Ok(format!("no task works on {branch}")));
+    };
+    let nudged = registry::where_is(task.actor_name())
+        .map(ActorRef::<TaskMsg>::from)
+        .is_some_and(|actor| actor.cast(TaskMsg::Recheck).is_ok());
+    let outcome = format!(
+        "{context} {state} on {branch}: {}",
+        if nudged {
+            "gate re-checked"
+        } else {
+            "task not running"
+        }
+    );
+    (Some(task), Ok(outcome))
 }

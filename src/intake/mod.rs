@@ -1,21 +1,24 @@
 //! The webhook intake: a delivery from Plane or Gitea is checked (signature over the raw
 //! body, JSON, the shape of its event), journaled once (a replayed delivery id, or the same
-//! body within the window, is a duplicate), answered at once, and then acted on off the
-//! request: task actors are told by message, tasks are created through the store.
+//! body within the window, is a duplicate), answered at once, and acted on off the request:
+//! task actors are told by message, tasks are created through the store. A commit status
+//! whose branch the journal write found is the exception that proves the rule: acting on it
+//! is one message to the task, so it is done before the answer. Every outcome goes to the
+//! [`Settler`], which journals them in batches (ADR 0007).
 
 mod gitea;
 pub mod payload;
 mod plane;
+mod settler;
 pub mod signature;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::http::{HeaderMap, StatusCode};
 use orchestrator_actors::WorkItemId;
 use orchestrator_actors::ports::{
-    BranchHeads, EventJournal, Journaled, NewEvent, Store, TrackerLinks,
+    BranchHeads, EventJournal, Journaled, NewEvent, Settlement, Store, TrackerLinks,
 };
 use orchestrator_actors::task::{HumanAction, HumanReply, TaskDeps, TaskMsg};
 use ractor::rpc::CallResult;
@@ -27,6 +30,8 @@ use crate::config::Integrations;
 use crate::gitea::GiteaClient;
 use crate::plane::{PlaneClient, StatesCache};
 use crate::projects::Project;
+
+pub use settler::Settler;
 
 /// Largest webhook body accepted (larger → 413).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -166,25 +171,8 @@ pub struct Intake {
     pub gitea: Option<GiteaIntake>,
     /// The orchestrator's own Plane accounts.
     pub bots: Arc<BotAccounts>,
-    /// Deliveries accepted and still being acted on.
-    pub acting: AtomicUsize,
-}
-
-/// A delivery being acted on: counted from before its task is spawned until the task ends
-/// (or is dropped unpolled, or panics).
-struct Acting(Arc<Intake>);
-
-impl Acting {
-    fn start(intake: Arc<Intake>) -> Self {
-        intake.acting.fetch_add(1, Ordering::Relaxed);
-        Self(intake)
-    }
-}
-
-impl Drop for Acting {
-    fn drop(&mut self) {
-        self.0.acting.fetch_sub(1, Ordering::Relaxed);
-    }
+    /// Journals what became of each delivery acted on.
+    pub settler: Settler,
 }
 
 impl Intake {
@@ -233,11 +221,19 @@ impl Intake {
             signature::verify(secret, sig_header, header(sig_header), body)
                 .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
         }
-        let json: Value = serde_json::from_slice(body).map_err(|e| {
-            refuse(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not valid JSON: {e}"),
-            )
+        let json = match source {
+            Source::Plane => serde_json::from_slice::<Value>(body),
+            Source::Gitea => payload::gitea_fields(body),
+        }
+        .map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not valid JSON: {e}"),
+                )
+            } else {
+                refuse(StatusCode::BAD_REQUEST, format!("unexpected payload: {e}"))
+            }
         })?;
         let parsed = match source {
             Source::Plane => payload::plane(&json).map(Parsed::Plane),
@@ -257,6 +253,10 @@ impl Intake {
             Parsed::Plane(d) => self.plane_ignores(d),
             Parsed::Gitea(d) => self.gitea_ignores(d),
         };
+        let commit = match &parsed {
+            Parsed::Gitea(d) if ignored.is_none() => self.gitea_commit(d),
+            _ => None,
+        };
         let event = NewEvent {
             source: source.as_str().into(),
             kind,
@@ -266,13 +266,14 @@ impl Intake {
             body_hash: signature::body_hash(body),
             payload: String::from_utf8_lossy(body).into_owned(),
             settled: ignored.as_ref().map(|why| format!("ignored: {why}")),
+            commit,
         };
-        let id = match self
+        let (id, mut branches) = match self
             .journal
             .journal_event(event, self.settings.dedup_window)
             .await
         {
-            Ok(Journaled::New(id)) => id,
+            Ok(Journaled::New { id, branches }) => (id, branches),
             Ok(Journaled::Duplicate) => return Ok(Reply::Duplicate),
             Err(e) => {
                 return Err(refuse(
@@ -284,35 +285,49 @@ impl Intake {
         if ignored.is_some() {
             return Ok(Reply::Ignored);
         }
-        let acting = Acting::start(self.clone());
+        let acting = self.settler.acting();
+        if let Parsed::Gitea(d) = &parsed
+            // The commonest delivery of all — one per CI step — mostly needs no task of its own.
+            && let Some((task, outcome)) = self.act_on_status_now(d, &mut branches)
+        {
+            self.settler.settle(settlement(id, task, outcome), acting);
+            return Ok(Reply::Accepted);
+        }
+        let me = Arc::clone(self);
         tokio::spawn(async move {
-            let me = &acting.0;
             let (task, outcome) = match parsed {
                 Parsed::Plane(d) => me.act_on_plane(d).await,
-                Parsed::Gitea(d) => me.act_on_gitea(d).await,
+                Parsed::Gitea(d) => me.act_on_gitea(d, branches).await,
             };
-            me.settle(id, task, outcome).await;
+            me.settler.settle(settlement(id, task, outcome), acting);
         });
         Ok(Reply::Accepted)
     }
 
     /// How many accepted deliveries are still being acted on.
     pub fn acting(&self) -> usize {
-        self.acting.load(Ordering::Relaxed)
+        self.settler.in_progress()
     }
+}
 
-    /// Journals what became of delivery `id`.
-    async fn settle(&self, id: i64, task: Option<WorkItemId>, outcome: Result<String, String>) {
-        let (outcome, error) = match outcome {
-            Ok(outcome) => (outcome, None),
-            Err(error) => {
-                warn!(event = id, %error, "webhook delivery could not be acted on");
-                ("failed".to_string(), Some(error))
-            }
-        };
-        if let Err(e) = self.journal.settle_event(id, task, outcome, error).await {
-            warn!(event = id, error = %e, "cannot journal a delivery's outcome");
+/// What acting on a delivery came to: the task concerned, and the outcome in words (or why
+/// it failed).
+type Acted = (Option<WorkItemId>, Result<String, String>);
+
+/// What became of delivery `id`, for the journal.
+fn settlement(id: i64, task: Option<WorkItemId>, outcome: Result<String, String>) -> Settlement {
+    let (outcome, error) = match outcome {
+        Ok(outcome) => (outcome, None),
+        Err(error) => {
+            warn!(event = id, %error, "webhook delivery could not be acted on");
+            ("failed".to_string(), Some(error))
         }
+    };
+    Settlement {
+        id,
+        work_item_id: task,
+        outcome,
+        error,
     }
 }
 

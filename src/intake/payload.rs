@@ -2,6 +2,7 @@
 //! already checked the signature and that the body is JSON; a body whose shape is wrong for
 //! its event is an error naming the missing field.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A Plane delivery, as far as the pipeline cares.
@@ -263,7 +264,87 @@ impl GiteaDelivery {
     }
 }
 
-/// Reads a Gitea webhook body of event `event` (the `X-Gitea-Event` header).
+/// Parses a Gitea body into a [`Value`] holding only the fields [`gitea`] reads. A delivery
+/// carries whole repository, sender and commit objects (some 4 KiB); building all of them as
+/// a `Value` only to drop them was the intake's largest cost, so the rest is skipped unbuilt
+/// (still checked to be JSON). A field [`gitea`] reads keeps whatever JSON it holds; an
+/// object on the way to one that is not an object is an error.
+pub fn gitea_fields(body: &[u8]) -> Result<Value, serde_json::Error> {
+    let fields: GiteaFields = serde_json::from_slice(body)?;
+    serde_json::to_value(fields)
+}
+
+/// What [`gitea`] reads of a body.
+#[derive(Deserialize, Serialize)]
+struct GiteaFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    repository: Option<RepoFields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sender: Option<UserFields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pull_request: Option<PullFields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    review: Option<ReviewFields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    number: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    action: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    context: Option<Value>,
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    git_ref: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<Value>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct RepoFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    full_name: Option<Value>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct UserFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    login: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<Value>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct PullFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    number: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    head: Option<HeadFields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    merged: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    merge_commit_sha: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    merged_by: Option<UserFields>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct HeadFields {
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    git_ref: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    label: Option<Value>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct ReviewFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content: Option<Value>,
+}
+
+/// Reads a Gitea webhook body of event `event` (the `X-Gitea-Event` header), as
+/// [`gitea_fields`] parsed it (a whole body reads the same).
 pub fn gitea(event: &str, body: &Value) -> Result<GiteaDelivery, String> {
     let repo = str_at(body, &["repository", "full_name"]).map(str::to_string);
     let need_repo = || repo.clone().ok_or("repository.full_name is missing");
@@ -422,7 +503,7 @@ mod tests {
         let status = json!({"sha": "abc", "state": "success", "context": "ci/build",
                             "repository": repo, "sender": {"login": "ci"}});
         assert_eq!(
-            gitea("status", &status).unwrap(),
+            read("status", &status).unwrap(),
             GiteaDelivery::Status {
                 repo: "acme/app".into(),
                 sha: "abc".into(),
@@ -435,13 +516,13 @@ mod tests {
                              "head": {"ref": "feature/A-1-x", "label": "feature/A-1-x"},
                              "merged_by": {"login": "bob"}}});
         assert_eq!(
-            gitea("pull_request", &merged).unwrap().kind(),
+            read("pull_request", &merged).unwrap().kind(),
             "pull_request.merged"
         );
         let mut closed = merged.clone();
         closed["pull_request"]["merged"] = json!(false);
         assert_eq!(
-            gitea("pull_request", &closed).unwrap().kind(),
+            read("pull_request", &closed).unwrap().kind(),
             "pull_request.closed"
         );
         let review = json!({"action": "reviewed", "number": 3, "repository": repo,
@@ -452,7 +533,7 @@ mod tests {
             content,
             by,
             ..
-        } = gitea("pull_request_rejected", &review).unwrap()
+        } = read("pull_request_rejected", &review).unwrap()
         else {
             panic!()
         };
@@ -460,7 +541,7 @@ mod tests {
         assert_eq!((content.as_str(), by.as_str()), ("fix it", "rev"));
         let push = json!({"ref": "refs/heads/feature/A-1-x", "after": "s2", "repository": repo});
         assert_eq!(
-            gitea("push", &push).unwrap(),
+            read("push", &push).unwrap(),
             GiteaDelivery::Push {
                 repo: "acme/app".into(),
                 branch: Some("feature/A-1-x".into()),
@@ -468,10 +549,41 @@ mod tests {
             }
         );
         assert!(
-            gitea("status", &json!({"sha": "x"}))
+            read("status", &json!({"sha": "x"}))
                 .unwrap_err()
                 .contains("repository")
         );
+    }
+
+    /// Reads `body` as [`gitea`] does, checking that the fields [`gitea_fields`] keeps of it
+    /// read the same.
+    fn read(event: &str, body: &Value) -> Result<GiteaDelivery, String> {
+        let whole = gitea(event, body);
+        let fields = gitea_fields(&serde_json::to_vec(body).unwrap()).unwrap();
+        assert_eq!(gitea(event, &fields), whole, "{event}: {body}");
+        whole
+    }
+
+    #[test]
+    fn only_the_fields_read_are_kept_and_the_rest_must_still_be_json() {
+        let body = br#"{"sha": "s1", "state": "success", "context": "ci",
+            "repository": {"id": 1, "full_name": "acme/app", "owner": {"login": "acme"},
+                           "topics": ["a", {"b": [1.5, null]}]},
+            "sender": {"login": "ci", "avatar_url": "x"}, "commit": {"id": "s1"}}"#;
+        assert_eq!(
+            gitea_fields(body).unwrap(),
+            json!({"sha": "s1", "state": "success", "context": "ci",
+                   "repository": {"full_name": "acme/app"}, "sender": {"login": "ci"}})
+        );
+        // A field read keeps whatever it holds, for `gitea` to refuse.
+        assert_eq!(
+            gitea_fields(br#"{"number": "7"}"#).unwrap(),
+            json!({"number": "7"})
+        );
+        let syntax = gitea_fields(br#"{"sha": "s1", "commit": {"id": }"#).unwrap_err();
+        assert!(syntax.is_syntax(), "{syntax}");
+        let shape = gitea_fields(br#"{"repository": "acme/app"}"#).unwrap_err();
+        assert!(shape.is_data(), "{shape}");
     }
 
     #[test]

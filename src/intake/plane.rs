@@ -7,8 +7,8 @@ use orchestrator_actors::ports::{BoardStatus, NewTask, StoreError, TrackerLink};
 use orchestrator_actors::task::{HumanAction, spawn_task_actor};
 use tracing::info;
 
-use super::Intake;
 use super::payload::{IssueSnapshot, PlaneDelivery, html_to_text};
+use super::{Acted, Intake};
 use crate::board::{StatusMap, Trigger, comment_html};
 use crate::projects::Project;
 
@@ -36,10 +36,7 @@ impl Intake {
     }
 
     /// Acts on a state change; the task concerned and the outcome, in words.
-    pub(super) async fn act_on_plane(
-        &self,
-        d: PlaneDelivery,
-    ) -> (Option<WorkItemId>, Result<String, String>) {
+    pub(super) async fn act_on_plane(&self, d: PlaneDelivery) -> Acted {
         let PlaneDelivery::StateChange {
             project,
             issue,
@@ -99,12 +96,7 @@ impl Intake {
     }
 
     /// QG-0, then the task: `<prefix>-<sequence_id>`, linked to its issue.
-    async fn start(
-        &self,
-        project: &Project,
-        plane_project: &str,
-        issue: IssueSnapshot,
-    ) -> (Option<WorkItemId>, Result<String, String>) {
+    async fn start(&self, project: &Project, plane_project: &str, issue: IssueSnapshot) -> Acted {
         let Some(plane) = &self.plane else {
             return (None, Ok("nothing to do".into()));
         };

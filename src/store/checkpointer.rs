@@ -88,12 +88,27 @@ impl WalWatch {
     }
 }
 
-/// Installs the hook on the writer connection and starts the checkpoint thread, whose
-/// handle is returned. The thread ends once the writer connection, and with it the hook, is
-/// gone.
-pub(crate) fn start(path: &Path, writer: &mut Connection) -> Result<JoinHandle<()>, OpenError> {
+/// Keeps the checkpoint thread running while held; see [`start`].
+pub(crate) struct Keepalive {
+    /// Never sends; the thread's channel stays open while it exists.
+    _nudge: SyncSender<()>,
+}
+
+/// Installs the hook on the writer connection and starts the checkpoint thread; returns its
+/// handle and a [`Keepalive`]. The thread ends once both the hook and the keepalive are gone:
+/// the writer drops the keepalive only after its connection is wholly closed. (The hook goes
+/// first, while the connection still holds its lock on the file; were the thread to close its
+/// own connection then, each would see the other still there and neither, being the last,
+/// would fold the log into the database and delete it.)
+pub(crate) fn start(
+    path: &Path,
+    writer: &mut Connection,
+) -> Result<(JoinHandle<()>, Keepalive), OpenError> {
     let conn = connection::open_checkpointer(path)?;
     let (nudge, nudges) = mpsc::sync_channel(1);
+    let keepalive = Keepalive {
+        _nudge: nudge.clone(),
+    };
     let mut watch = WalWatch::new(nudge);
     writer
         .wal_hook(Some(move |wal: &mut Wal, pages| {
@@ -103,13 +118,14 @@ pub(crate) fn start(path: &Path, writer: &mut Connection) -> Result<JoinHandle<(
             path: path.to_owned(),
             detail: format!("cannot watch the WAL: {e}"),
         })?;
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || serve(conn, nudges))
         .map_err(|e| OpenError::Writer {
             path: path.to_owned(),
             detail: format!("cannot spawn the checkpoint thread: {e}"),
-        })
+        })?;
+    Ok((thread, keepalive))
 }
 
 /// The thread's loop: one PASSIVE checkpoint per nudge.

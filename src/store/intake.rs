@@ -4,38 +4,37 @@
 
 use orchestrator_actors::WorkItemId;
 use orchestrator_actors::ports::{
-    BranchAt, Journaled, NewEvent, NewTask, StoreError, TaskRecord, TrackerLink,
+    BranchAt, Journaled, NewEvent, NewTask, Settlement, StoreError, TaskRecord, TrackerLink,
 };
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use rusqlite::{Connection, OptionalExtension};
 
+use super::replays::{self, RecentBodies};
 use super::tasks::{backend, insert_task, is_unique_violation};
+use super::{lock, writer::Undo};
 
-/// Journals `event` unless it is a replay within `window_s` seconds (settled at once when
-/// its outcome is already known).
+/// Journals `event` unless it is a replay within `window` (settled at once when its outcome
+/// is already known), and resolves the commit it names to its branches in the same
+/// transaction. Besides the answer, how to take the body's note out of the replay window
+/// should the write not be committed.
 pub(crate) fn journal_event(
     conn: &mut Connection,
+    recent: &Arc<Mutex<RecentBodies>>,
     event: &NewEvent,
-    window_s: u64,
-) -> Result<Journaled, StoreError> {
-    let what = format!("journal a {} {} delivery", event.source, event.kind);
-    let replayed: bool = conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM events WHERE source = ?1 AND body_hash = ?2
-                 AND received_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3))",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row(
-                (
-                    &event.source,
-                    &event.body_hash,
-                    format!("-{window_s} seconds"),
-                ),
-                |r| r.get(0),
-            )
-        })
-        .map_err(backend(&what))?;
-    if replayed {
-        return Ok(Journaled::Duplicate);
+    window: Duration,
+) -> Result<(Journaled, Option<Undo>), StoreError> {
+    let now = SystemTime::now();
+    let now_ms = unix_ms(now);
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let body = replays::key(&event.source, &event.body_hash);
+    {
+        let mut recent = lock(recent);
+        recent.cover(conn, window_ms, now_ms)?;
+        if recent.seen_after(&body, now_ms.saturating_sub(window_ms)) {
+            return Ok((Journaled::Duplicate, None));
+        }
     }
     // A delivery id is unique forever; without one, the body hash (plus the moment) keys it.
     let dedup_key = match &event.delivery_id {
@@ -44,18 +43,15 @@ pub(crate) fn journal_event(
             "{}:body:{}:{}",
             event.source,
             event.body_hash,
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
+            now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
         ),
     };
+    let received_at = humantime::format_rfc3339_millis(now).to_string();
     let inserted = conn
         .prepare_cached(
             "INSERT INTO events (source, kind, dedup_key, body_hash, payload, outcome,
-                 processed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6,
-                 CASE WHEN ?6 IS NULL THEN NULL
-                      ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END)
+                 received_at, processed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?6 IS NULL THEN NULL ELSE ?7 END)
              RETURNING id",
         )
         .and_then(|mut stmt| {
@@ -67,33 +63,58 @@ pub(crate) fn journal_event(
                     &event.body_hash,
                     &event.payload,
                     &event.settled,
+                    &received_at,
                 ),
                 |r| r.get::<_, i64>(0),
             )
         });
     let id = match inserted {
         Ok(id) => id,
-        Err(e) if is_unique_violation(&e) => return Ok(Journaled::Duplicate),
-        Err(e) => return Err(backend(&what)(e)),
+        Err(e) if is_unique_violation(&e) => return Ok((Journaled::Duplicate, None)),
+        Err(e) => {
+            let what = format!("journal a {} {} delivery", event.source, event.kind);
+            return Err(backend(what)(e));
+        }
     };
-    Ok(Journaled::New(id))
+    let branches = match &event.commit {
+        Some(commit) => branches_at(conn, &commit.repo, &commit.sha)?,
+        None => Vec::new(),
+    };
+    lock(recent).note(body.clone(), now_ms);
+    let recent = Arc::clone(recent);
+    let undo: Undo = Box::new(move || lock(&recent).forget(&body, now_ms));
+    Ok((Journaled::New { id, branches }, Some(undo)))
 }
 
-/// Records the outcome of journaled event `id`.
-pub(crate) fn settle_event(
+/// Milliseconds since the Unix epoch (negative before it).
+fn unix_ms(at: SystemTime) -> i64 {
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Records what became of journaled events, one after another in this write.
+pub(crate) fn settle_events(
     conn: &mut Connection,
-    id: i64,
-    work_item_id: Option<&WorkItemId>,
-    outcome: &str,
-    error: Option<&str>,
+    settled: &[Settlement],
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE events SET work_item_id = ?2, outcome = ?3, error = ?4,
-             processed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-         WHERE id = ?1",
-    )
-    .and_then(|mut stmt| stmt.execute((id, work_item_id.map(WorkItemId::as_str), outcome, error)))
-    .map_err(backend(format!("settle event {id}")))?;
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE events SET work_item_id = ?2, outcome = ?3, error = ?4,
+                 processed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE id = ?1",
+        )
+        .map_err(backend("settle events"))?;
+    for s in settled {
+        stmt.execute((
+            s.id,
+            s.work_item_id.as_ref().map(WorkItemId::as_str),
+            &s.outcome,
+            &s.error,
+        ))
+        .map_err(backend(format!("settle event {}", s.id)))?;
+    }
     Ok(())
 }
 
@@ -194,7 +215,8 @@ pub(crate) fn branches_at(
     repo: &str,
     sha: &str,
 ) -> Result<Vec<BranchAt>, StoreError> {
-    let what = format!("find the branches of {repo} at {sha}");
+    // Named only on failure: this runs for every commit status.
+    let failed = |e| backend(format!("find the branches of {repo} at {sha}"))(e);
     let mut stmt = conn
         .prepare_cached(
             "SELECT h.branch, (SELECT t.work_item_id FROM tasks AS t
@@ -202,14 +224,14 @@ pub(crate) fn branches_at(
                                ORDER BY t.id DESC LIMIT 1)
              FROM branch_heads AS h WHERE h.repo = ?1 AND h.sha = ?2 ORDER BY h.branch",
         )
-        .map_err(backend(&what))?;
+        .map_err(failed)?;
     let rows = stmt
         .query_map([repo, sha], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
         })
-        .map_err(backend(&what))?;
+        .map_err(failed)?;
     rows.map(|row| {
-        let (branch, task) = row.map_err(backend(&what))?;
+        let (branch, task) = row.map_err(failed)?;
         let task = task
             .map(|id| WorkItemId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string())))
             .transpose()?;

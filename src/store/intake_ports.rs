@@ -1,12 +1,13 @@
 //! The intake's ports — [`EventJournal`], [`TrackerLinks`], [`BranchHeads`] — on the SQLite
 //! store: writes on the writer thread, reads on the pool.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrator_actors::WorkItemId;
 use orchestrator_actors::ports::{
-    BranchAt, BranchHeads, EventJournal, Journaled, NewEvent, NewTask, StoreError, TaskRecord,
+    BranchHeads, EventJournal, Journaled, NewEvent, NewTask, Settlement, StoreError, TaskRecord,
     TrackerLink, TrackerLinks,
 };
 
@@ -19,21 +20,17 @@ impl EventJournal for SqliteStore {
         event: NewEvent,
         window: Duration,
     ) -> Result<Journaled, StoreError> {
-        self.write(move |conn| intake::journal_event(conn, &event, window.as_secs()))
+        let recent = Arc::clone(&self.recent);
+        self.write_undoable(move |conn| intake::journal_event(conn, &recent, &event, window))
             .await
     }
 
-    async fn settle_event(
-        &self,
-        id: i64,
-        work_item_id: Option<WorkItemId>,
-        outcome: String,
-        error: Option<String>,
-    ) -> Result<(), StoreError> {
-        self.write(move |conn| {
-            intake::settle_event(conn, id, work_item_id.as_ref(), &outcome, error.as_deref())
-        })
-        .await
+    async fn settle_events(&self, settled: Vec<Settlement>) -> Result<(), StoreError> {
+        if settled.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn| intake::settle_events(conn, &settled))
+            .await
     }
 }
 
@@ -77,12 +74,6 @@ impl BranchHeads for SqliteStore {
             .await
     }
 
-    async fn branches_at(&self, repo: &str, sha: &str) -> Result<Vec<BranchAt>, StoreError> {
-        let (repo, sha) = (repo.to_string(), sha.to_string());
-        self.read(move |conn| intake::branches_at(conn, &repo, &sha))
-            .await
-    }
-
     async fn task_on_branch(
         &self,
         repo: &str,
@@ -97,7 +88,7 @@ impl BranchHeads for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orchestrator_actors::ports::Store;
+    use orchestrator_actors::ports::{BranchAt, CommitRef, Store};
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -113,19 +104,23 @@ mod tests {
             body_hash: format!("hash-of-{body}"),
             payload: body.into(),
             settled: None,
+            commit: None,
         }
+    }
+
+    fn is_new(journaled: &Journaled) -> bool {
+        matches!(journaled, Journaled::New { .. })
     }
 
     #[tokio::test]
     async fn a_delivery_id_or_a_body_seen_within_the_window_is_a_duplicate() {
         let (_dir, store) = store().await;
         let w = Duration::from_secs(600);
-        assert!(matches!(
-            store
+        assert!(is_new(
+            &store
                 .journal_event(event(Some("d1"), "a"), w)
                 .await
-                .unwrap(),
-            Journaled::New(_)
+                .unwrap()
         ));
         // The same delivery id with another body: a replay of the delivery.
         assert_eq!(
@@ -144,13 +139,152 @@ mod tests {
             Journaled::Duplicate
         );
         // Outside the window the same body is news again.
-        assert!(matches!(
-            store
+        assert!(is_new(
+            &store
                 .journal_event(event(None, "a"), Duration::ZERO)
                 .await
-                .unwrap(),
-            Journaled::New(_)
+                .unwrap()
         ));
+    }
+
+    #[tokio::test]
+    async fn the_replay_window_outlives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.db");
+        let w = Duration::from_secs(600);
+        let store = SqliteStore::open(&path).await.unwrap();
+        for body in ["a", "b"] {
+            assert!(is_new(
+                &store.journal_event(event(None, body), w).await.unwrap()
+            ));
+        }
+        // One delivered long ago is out of any window that follows.
+        store
+            .write(|conn| {
+                conn.execute(
+                    "UPDATE events SET received_at = '2020-01-01T00:00:00.000Z'
+                     WHERE payload = 'b'",
+                    [],
+                )
+                .map_err(crate::store::tasks::backend("test"))
+            })
+            .await
+            .unwrap();
+        store.close().await;
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(
+            store.journal_event(event(None, "a"), w).await.unwrap(),
+            Journaled::Duplicate
+        );
+        assert!(is_new(
+            &store.journal_event(event(None, "b"), w).await.unwrap()
+        ));
+        assert!(is_new(
+            &store.journal_event(event(None, "c"), w).await.unwrap()
+        ));
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_delivery_whose_write_was_not_committed_is_news_when_it_comes_again() {
+        let (_dir, store) = store().await;
+        let store = Arc::new(store);
+        let w = Duration::from_secs(600);
+        let release = crate::store::test_support::hold_writer(&store).await;
+        let mut first = std::pin::pin!(store.journal_event(event(None, "a"), w));
+        // A batch-mate that passes its savepoint but fails the deferred check at COMMIT.
+        let mut dangling = std::pin::pin!(store.write(|conn| {
+            conn.execute_batch(
+                "PRAGMA defer_foreign_keys = ON;
+                 INSERT INTO task_links (work_item_id, tracker, project_ref, issue_ref)
+                 VALUES ('NOPE-1', 'plane', 'p', 'i');",
+            )
+            .map_err(crate::store::tasks::backend("test"))
+        }));
+        assert!(futures::poll!(&mut first).is_pending());
+        assert!(futures::poll!(&mut dangling).is_pending());
+        release.send(()).unwrap();
+        let (first, dangling) = tokio::join!(first, dangling);
+        assert!(first.is_err() && dangling.is_err());
+        // The sender retries the delivery it was refused.
+        assert!(is_new(
+            &store.journal_event(event(None, "a"), w).await.unwrap()
+        ));
+        assert_eq!(
+            store.journal_event(event(None, "a"), w).await.unwrap(),
+            Journaled::Duplicate
+        );
+    }
+
+    #[tokio::test]
+    async fn outcomes_are_journaled_together() {
+        let (_dir, store) = store().await;
+        let w = Duration::from_secs(600);
+        let mut ids = Vec::new();
+        for body in ["a", "b"] {
+            match store.journal_event(event(None, body), w).await.unwrap() {
+                Journaled::New { id, .. } => ids.push(id),
+                Journaled::Duplicate => panic!("{body} is new"),
+            }
+        }
+        store
+            .settle_events(vec![
+                Settlement {
+                    id: ids[0],
+                    work_item_id: Some(WorkItemId::parse("ACME-1").unwrap()),
+                    outcome: "gate re-checked".into(),
+                    error: None,
+                },
+                Settlement {
+                    id: ids[1],
+                    work_item_id: None,
+                    outcome: "failed".into(),
+                    error: Some("task ACME-2 did not answer in time".into()),
+                },
+            ])
+            .await
+            .unwrap();
+        let rows = store
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT work_item_id, outcome, error, processed_at IS NOT NULL
+                         FROM events ORDER BY id",
+                    )
+                    .unwrap();
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok((
+                            r.get::<_, Option<String>>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                            r.get::<_, bool>(3)?,
+                        ))
+                    })
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
+                Ok(rows)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    Some("ACME-1".to_string()),
+                    "gate re-checked".to_string(),
+                    None,
+                    true
+                ),
+                (
+                    None,
+                    "failed".to_string(),
+                    Some("task ACME-2 did not answer in time".to_string()),
+                    true
+                ),
+            ]
+        );
     }
 
     #[tokio::test]
@@ -209,8 +343,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn branch_heads_resolve_a_commit_to_its_branches() {
+    async fn the_journal_write_resolves_a_commit_to_its_branches() {
         let (_dir, store) = store().await;
+        // A status naming `sha` of `repo`, journaled: the branches found at it.
+        async fn at(store: &SqliteStore, repo: &str, sha: &str) -> Vec<BranchAt> {
+            let status = NewEvent {
+                commit: Some(CommitRef {
+                    repo: repo.into(),
+                    sha: sha.into(),
+                }),
+                ..event(None, &format!("{repo}@{sha}"))
+            };
+            match store.journal_event(status, Duration::ZERO).await.unwrap() {
+                Journaled::New { branches, .. } => branches,
+                Journaled::Duplicate => panic!("outside any window"),
+            }
+        }
         store
             .record_branch_head("acme/app", "feature/A-1", "abc")
             .await
@@ -224,19 +372,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            store.branches_at("acme/app", "abc").await.unwrap(),
+            at(&store, "acme/app", "abc").await,
             vec![BranchAt {
                 branch: "feature/A-2".into(),
                 task: None
             }]
         );
-        assert!(
-            store
-                .branches_at("acme/web", "def")
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(at(&store, "acme/web", "def").await.is_empty());
         // With tasks on the branch, the newest one comes along.
         for id in ["A-1", "A-3"] {
             let id = WorkItemId::parse(id).unwrap();
@@ -262,7 +404,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(
-            store.branches_at("acme/app", "def").await.unwrap(),
+            at(&store, "acme/app", "def").await,
             vec![BranchAt {
                 branch: "feature/A-1".into(),
                 task: Some(WorkItemId::parse("A-3").unwrap())

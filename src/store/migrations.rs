@@ -21,6 +21,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0004_integrations.sql"),
     ),
     (5, "tracker", include_str!("migrations/0005_tracker.sql")),
+    (
+        6,
+        "replay-window",
+        include_str!("migrations/0006_replay_window.sql"),
+    ),
 ];
 
 /// What opening did to the schema.

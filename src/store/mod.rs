@@ -11,12 +11,13 @@ mod jobs;
 mod migrations;
 mod pulls;
 mod readers;
+mod replays;
 mod tasks;
 mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use orchestrator_actors::ports::{
@@ -56,6 +57,8 @@ pub struct SqliteStore {
     writer: Writer,
     /// The read-only connections.
     readers: Readers,
+    /// The delivery journal's replay window; used on the writer thread only.
+    recent: Arc<Mutex<replays::RecentBodies>>,
     /// Makes a second, concurrent `close` wait until the first has finished.
     closing: tokio::sync::Mutex<()>,
 }
@@ -90,6 +93,7 @@ impl SqliteStore {
             report,
             writer,
             readers,
+            recent: Arc::default(),
             closing: tokio::sync::Mutex::new(()),
         })
     }
@@ -119,6 +123,17 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.writer.call(f).await
+    }
+
+    /// Like [`SqliteStore::write`], for a write that also changes state outside the database;
+    /// see [`Writer::call_undoable`].
+    pub(crate) async fn write_undoable<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<(T, Option<writer::Undo>), StoreError>
+        + Send
+        + 'static,
+    ) -> Result<T, StoreError> {
+        self.writer.call_undoable(f).await
     }
 
     /// Runs `f` on a pooled read-only connection, on tokio's blocking pool.
@@ -360,6 +375,25 @@ pub(crate) mod test_support {
             description: format!("description of {id}"),
             labels: Vec::new(),
         }
+    }
+
+    /// Holds the writer busy until the returned sender is used (or dropped), so that writes
+    /// queued meanwhile run as one batch.
+    pub(crate) async fn hold_writer(store: &Arc<SqliteStore>) -> std::sync::mpsc::Sender<()> {
+        let (entered, is_entered) = tokio::sync::oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = Arc::clone(store);
+        tokio::spawn(async move {
+            holder
+                .write(move |_| {
+                    entered.send(()).unwrap();
+                    let _ = released.recv();
+                    Ok(())
+                })
+                .await
+        });
+        is_entered.await.unwrap();
+        release
     }
 
     /// A pragma's current value, as text.

@@ -35,6 +35,9 @@ type Job = Box<dyn FnOnce(&mut Connection) -> Answer + Send>;
 /// Answers a job's caller, given the outcome of the batch's commit.
 type Answer = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 
+/// Takes back what a write changed outside the database, when its batch fails to commit.
+pub(crate) type Undo = Box<dyn FnOnce() + Send>;
+
 /// What a job sends back: its result, or the panic it raised, to be re-raised in the caller.
 type Reply<T> = Result<Result<T, StoreError>, Box<dyn Any + Send>>;
 
@@ -64,15 +67,15 @@ impl Writer {
             .name("store-writer".into())
             .spawn(move || {
                 let opened = init().and_then(|(mut conn, value)| {
-                    let checkpoints = checkpointer::start(&owned, &mut conn)?;
-                    Ok((conn, (value, checkpoints)))
+                    let (checkpoints, keepalive) = checkpointer::start(&owned, &mut conn)?;
+                    Ok((conn, keepalive, (value, checkpoints)))
                 });
-                let conn = match opened {
-                    Ok((conn, value)) => {
+                let (conn, keepalive) = match opened {
+                    Ok((conn, keepalive, value)) => {
                         if ready.send(Ok(value)).is_err() {
                             return; // the opener gave up waiting
                         }
-                        conn
+                        (conn, keepalive)
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e));
@@ -80,6 +83,9 @@ impl Writer {
                     }
                 };
                 serve(conn, queue);
+                // Only now, with the writer's connection closed, may the checkpoint thread
+                // close its own: the last to close folds the log in and deletes it.
+                drop(keepalive);
             })
             .map_err(|e| writer_err(path, format!("cannot spawn thread: {e}")))?;
         let writer = Self {
@@ -112,13 +118,32 @@ impl Writer {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.call_undoable(move |conn| f(conn).map(|value| (value, None)))
+            .await
+    }
+
+    /// Like [`Writer::call`], for a write that also changes state outside the database (a
+    /// cache kept beside a table): besides its result, `f` returns how to take that change
+    /// back, which runs on the writer thread — before any later write — if the batch's
+    /// commit fails.
+    pub(crate) async fn call_undoable<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<(T, Option<Undo>), StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel::<Reply<T>>();
         let job: Job = Box::new(move |conn| {
             let outcome = isolated(conn, f);
             Box::new(move |committed| {
                 let outcome = match (outcome, committed) {
-                    (Ok(Ok(_)), Err(e)) => Ok(Err(e.clone())),
-                    (outcome, _) => outcome,
+                    (Ok(Ok((value, _))), Ok(())) => Ok(Ok(value)),
+                    (Ok(Ok((_, undo))), Err(e)) => {
+                        if let Some(undo) = undo {
+                            undo();
+                        }
+                        Ok(Err(e.clone()))
+                    }
+                    (Ok(Err(e)), _) => Ok(Err(e)),
+                    (Err(panic), _) => Err(panic),
                 };
                 let _ = reply.send(outcome); // the caller may have stopped waiting
             })
@@ -286,13 +311,10 @@ mod tests {
 
     use std::pin::pin;
 
+    use crate::store::tasks::backend;
+    use crate::store::test_support::{hold_writer, new_task, temp_store, work_item};
     use futures::poll;
     use orchestrator_actors::ports::{Store, StoreError};
-    use tokio::sync::oneshot;
-
-    use crate::store::SqliteStore;
-    use crate::store::tasks::backend;
-    use crate::store::test_support::{new_task, temp_store, work_item};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_concurrent_creates_all_succeed() {
@@ -343,25 +365,6 @@ mod tests {
             .map_err(backend("test"))?;
             outcome
         }
-    }
-
-    /// Holds the writer busy until the returned sender is used (or dropped), so that writes
-    /// queued meanwhile run as one batch.
-    async fn hold_writer(store: &Arc<SqliteStore>) -> std::sync::mpsc::Sender<()> {
-        let (entered, is_entered) = oneshot::channel();
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let holder = Arc::clone(store);
-        tokio::spawn(async move {
-            holder
-                .write(move |_| {
-                    entered.send(()).unwrap();
-                    let _ = released.recv();
-                    Ok(())
-                })
-                .await
-        });
-        is_entered.await.unwrap();
-        release
     }
 
     #[tokio::test]

@@ -55,7 +55,8 @@ pub struct BranchAt {
 }
 
 /// The commit each branch was last seen at, so an event that names only a commit (a CI
-/// status) can be traced to its branch and task.
+/// status) can be traced to its branch and task — by the journal write of that event (see
+/// [`super::NewEvent::commit`]), as a status arrives for every CI step.
 #[async_trait]
 pub trait BranchHeads: Send + Sync + 'static {
     /// Records that `branch` of `repo` is at `sha`.
@@ -65,10 +66,6 @@ pub trait BranchHeads: Send + Sync + 'static {
         branch: &str,
         sha: &str,
     ) -> Result<(), StoreError>;
-
-    /// The branches of `repo` whose recorded head is `sha`, each with the task working on
-    /// it — one lookup, as a commit status arrives for every CI step.
-    async fn branches_at(&self, repo: &str, sha: &str) -> Result<Vec<BranchAt>, StoreError>;
 
     /// The task working on `branch` of `repo`, if any.
     async fn task_on_branch(

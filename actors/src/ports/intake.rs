@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{NewTask, StoreError, TaskRecord};
+use super::{BranchAt, NewTask, StoreError, TaskRecord};
 use crate::WorkItemId;
 
 /// An inbound delivery to journal.
@@ -24,15 +24,47 @@ pub struct NewEvent {
     /// Its outcome when it is known before it is journaled (a delivery nobody acts on), so
     /// that it is settled in the same write.
     pub settled: Option<String>,
+    /// The commit it is about, when acting on it needs that commit's branches (a Gitea
+    /// `status` names only a sha): the journal write looks them up in the same transaction,
+    /// so acting reads nothing more.
+    pub commit: Option<CommitRef>,
+}
+
+/// A commit of a repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitRef {
+    /// The registry's repository.
+    pub repo: String,
+    /// The commit.
+    pub sha: String,
 }
 
 /// What journaling a delivery found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Journaled {
-    /// A new delivery, journaled under this id.
-    New(i64),
+    /// A new delivery, journaled under `id`.
+    New {
+        /// Its id in the journal.
+        id: i64,
+        /// The branches whose recorded head is the delivery's [`NewEvent::commit`], each
+        /// with the newest task working on it, by name; empty without a commit.
+        branches: Vec<BranchAt>,
+    },
     /// The same delivery id was seen before, or the same body within the window.
     Duplicate,
+}
+
+/// What became of a journaled delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    /// The delivery's id in the journal.
+    pub id: i64,
+    /// The task it concerned, if any.
+    pub work_item_id: Option<WorkItemId>,
+    /// Its outcome, in words.
+    pub outcome: String,
+    /// Why it could not be handled, when it could not.
+    pub error: Option<String>,
 }
 
 /// The journal of inbound deliveries.
@@ -46,15 +78,8 @@ pub trait EventJournal: Send + Sync + 'static {
         window: Duration,
     ) -> Result<Journaled, StoreError>;
 
-    /// Records what became of journaled event `id`: the task it concerned and its outcome
-    /// (`error` set when it could not be handled).
-    async fn settle_event(
-        &self,
-        id: i64,
-        work_item_id: Option<WorkItemId>,
-        outcome: String,
-        error: Option<String>,
-    ) -> Result<(), StoreError>;
+    /// Records what became of journaled deliveries, all in one write.
+    async fn settle_events(&self, settled: Vec<Settlement>) -> Result<(), StoreError>;
 }
 
 /// Where a task came from on a tracker.
