@@ -192,15 +192,8 @@ mod tests {
         let w = Duration::from_secs(600);
         let release = crate::store::test_support::hold_writer(&store).await;
         let mut first = std::pin::pin!(store.journal_event(event(None, "a"), w));
-        // A batch-mate that passes its savepoint but fails the deferred check at COMMIT.
-        let mut dangling = std::pin::pin!(store.write(|conn| {
-            conn.execute_batch(
-                "PRAGMA defer_foreign_keys = ON;
-                 INSERT INTO task_links (work_item_id, tracker, project_ref, issue_ref)
-                 VALUES ('NOPE-1', 'plane', 'p', 'i');",
-            )
-            .map_err(crate::store::tasks::backend("test"))
-        }));
+        // A batch-mate that fails at COMMIT, failing the batch.
+        let mut dangling = std::pin::pin!(store.write(crate::store::test_support::fails_at_commit));
         assert!(futures::poll!(&mut first).is_pending());
         assert!(futures::poll!(&mut dangling).is_pending());
         release.send(()).unwrap();

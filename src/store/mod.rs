@@ -396,6 +396,17 @@ pub(crate) mod test_support {
         release
     }
 
+    /// A write that passes its savepoint but fails the deferred foreign-key check at COMMIT,
+    /// failing its whole batch.
+    pub(crate) fn fails_at_commit(conn: &mut Connection) -> Result<(), StoreError> {
+        conn.execute_batch(
+            "PRAGMA defer_foreign_keys = ON;
+             INSERT INTO task_links (work_item_id, tracker, project_ref, issue_ref)
+             VALUES ('NOPE-1', 'plane', 'p', 'i');",
+        )
+        .map_err(tasks::backend("test"))
+    }
+
     /// A pragma's current value, as text.
     pub(crate) fn pragma(conn: &Connection, name: &str) -> Result<String, StoreError> {
         use rusqlite::types::Value;

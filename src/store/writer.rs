@@ -312,7 +312,9 @@ mod tests {
     use std::pin::pin;
 
     use crate::store::tasks::backend;
-    use crate::store::test_support::{hold_writer, new_task, temp_store, work_item};
+    use crate::store::test_support::{
+        fails_at_commit, hold_writer, new_task, temp_store, work_item,
+    };
     use futures::poll;
     use orchestrator_actors::ports::{Store, StoreError};
 
@@ -407,14 +409,7 @@ mod tests {
         let release = hold_writer(&store).await;
         let mut good = pin!(store.write(insert_then("T-1", Ok(()))));
         // A dangling link passes its savepoint but fails the deferred check at COMMIT.
-        let mut dangling = pin!(store.write(|conn| {
-            conn.execute_batch(
-                "PRAGMA defer_foreign_keys = ON;
-                 INSERT INTO task_links (work_item_id, tracker, project_ref, issue_ref)
-                 VALUES ('NOPE-1', 'plane', 'p', 'i');",
-            )
-            .map_err(backend("test"))
-        }));
+        let mut dangling = pin!(store.write(fails_at_commit));
         assert!(poll!(&mut good).is_pending());
         assert!(poll!(&mut dangling).is_pending());
         release.send(()).unwrap();
