@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod claude;
 pub mod gitea;
 pub mod plane;
+mod server;
 pub mod telegram;
 
 pub use anthropic::{AnthropicStub, Fault, RecordedRequest, StubConfig, Verdicts};

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -15,7 +14,8 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::sync::watch;
+
+use crate::server::{Loopback, Server};
 
 /// Telegram's exact "not modified" description.
 pub const NOT_MODIFIED: &str = "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message";
@@ -109,8 +109,8 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Chat> {
 pub struct TelegramFake {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
-    thread: Option<JoinHandle<()>>,
+    /// The server thread; dropping it stops the server.
+    _server: Server,
 }
 
 impl TelegramFake {
@@ -119,43 +119,17 @@ impl TelegramFake {
     /// # Panics
     /// When the loopback port cannot be bound: a test cannot run without its fake.
     pub fn start(token: &str) -> TelegramFake {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("telegram fake: cannot bind 127.0.0.1:0: {e}"));
-        let addr = listener
-            .local_addr()
-            .expect("a bound socket has an address");
-        listener
-            .set_nonblocking(true)
-            .expect("telegram fake: cannot make the listener non-blocking");
+        let port = Loopback::bind("telegram fake");
+        let addr = port.addr();
         let shared = Arc::new(Shared {
             token: token.to_string(),
             chat: Mutex::new(Chat::default()),
         });
-        let (stop, mut stopped) = watch::channel(false);
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("telegram-fake-{}", addr.port()))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("telegram fake: cannot build its runtime");
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)
-                        .expect("telegram fake: cannot adopt its listener");
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.wait_for(|stop| *stop).await;
-                        })
-                        .await;
-                });
-            })
-            .expect("telegram fake: cannot start its thread");
         TelegramFake {
             addr,
             shared,
-            stop,
-            thread: Some(thread),
+            _server: port.serve(app, None),
         }
     }
 
@@ -191,15 +165,6 @@ impl TelegramFake {
     pub fn forget_message(&self, id: i64) {
         if let Some(m) = lock(&self.shared).messages.iter_mut().find(|m| m.id == id) {
             m.deleted = true;
-        }
-    }
-}
-
-impl Drop for TelegramFake {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

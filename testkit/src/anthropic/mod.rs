@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
@@ -26,7 +25,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use tokio::sync::watch;
+
+use crate::server::{Loopback, Server};
 
 pub use artifacts::FALLBACK_FILE;
 pub use config::{Fault, StubConfig, USAGE_LIMIT_PREFIX, Verdicts, usage_limit_message};
@@ -128,10 +128,8 @@ pub struct AnthropicStub {
     addr: SocketAddr,
     /// State shared with the handler.
     shared: Arc<Shared>,
-    /// Tells the server thread to stop.
-    stop: watch::Sender<bool>,
-    /// The server thread, joined on drop.
-    thread: Option<JoinHandle<()>>,
+    /// The server thread; dropping it stops the server.
+    _server: Server,
 }
 
 impl AnthropicStub {
@@ -141,14 +139,8 @@ impl AnthropicStub {
     /// When the loopback port cannot be bound or the thread cannot start: a test cannot run
     /// without its stub.
     pub fn start(config: StubConfig) -> AnthropicStub {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("anthropic stub: cannot bind 127.0.0.1:0: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("anthropic stub: bound socket has no address: {e}"));
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|e| panic!("anthropic stub: cannot make {addr} non-blocking: {e}"));
+        let port = Loopback::bind("anthropic stub");
+        let addr = port.addr();
         let shared = Arc::new(Shared {
             default_fault: Mutex::new(config.default_fault.clone()),
             config,
@@ -156,17 +148,11 @@ impl AnthropicStub {
             log: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
         });
-        let (stop, stopped) = watch::channel(false);
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("anthropic-stub-{}", addr.port()))
-            .spawn(move || serve(listener, app, stopped))
-            .unwrap_or_else(|e| panic!("anthropic stub: cannot start its thread: {e}"));
         AnthropicStub {
             addr,
             shared,
-            stop,
-            thread: Some(thread),
+            _server: port.serve(app, Some(SHUTDOWN_GRACE)),
         }
     }
 
@@ -201,45 +187,6 @@ impl AnthropicStub {
     pub fn set_default_fault(&self, fault: Option<Fault>) {
         *lock(&self.shared.default_fault) = fault;
     }
-}
-
-impl Drop for AnthropicStub {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(thread) = self.thread.take() {
-            // A panic in the server thread has already been printed; do not panic in drop.
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The server thread: serves until told to stop, then gives answers in flight
-/// [`SHUTDOWN_GRACE`] to finish.
-fn serve(listener: std::net::TcpListener, app: Router, stopped: watch::Receiver<bool>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("anthropic stub: cannot build its runtime: {e}"));
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .unwrap_or_else(|e| panic!("anthropic stub: cannot adopt its listener: {e}"));
-        let mut graceful = stopped.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = graceful.wait_for(|stop| *stop).await;
-        });
-        let mut deadline = stopped;
-        tokio::select! {
-            result = server => {
-                if let Err(e) = result {
-                    eprintln!("anthropic stub: server failed: {e}");
-                }
-            }
-            _ = async {
-                let _ = deadline.wait_for(|stop| *stop).await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } => {}
-        }
-    });
 }
 
 /// Every request lands here: the stub routes by hand so that everything gets logged.

@@ -18,12 +18,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use axum::Router;
 use serde_json::{Value, json};
-use tokio::sync::watch;
+
+use crate::server::{Loopback, Server};
 
 pub use git::{commit_to_branch, init_bare_repo, is_ancestor};
 pub use webhook::{Delivery, WebhookError, WebhookTarget, hmac_sha256_hex};
@@ -138,10 +138,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct GiteaFake {
     /// State shared with the handler.
     shared: Arc<Shared>,
-    /// Tells the server thread to stop.
-    stop: watch::Sender<bool>,
-    /// The server thread, joined on drop.
-    thread: Option<JoinHandle<()>>,
+    /// The server thread; dropping it stops the server.
+    _server: Server,
 }
 
 impl GiteaFake {
@@ -150,14 +148,8 @@ impl GiteaFake {
     /// # Panics
     /// When the loopback port cannot be bound or the thread cannot start.
     pub fn start(config: GiteaFakeConfig) -> GiteaFake {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("gitea fake: cannot bind 127.0.0.1:0: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("gitea fake: bound socket has no address: {e}"));
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|e| panic!("gitea fake: cannot make {addr} non-blocking: {e}"));
+        let port = Loopback::bind("gitea fake");
+        let addr = port.addr();
         let shared = Arc::new(Shared {
             base_url: format!("http://{addr}"),
             token: config.token,
@@ -168,18 +160,12 @@ impl GiteaFake {
             webhook: Mutex::new(config.webhook),
             next_id: AtomicU64::new(0),
         });
-        let (stop, stopped) = watch::channel(false);
         let app = Router::new()
             .fallback(api::handle)
             .with_state(shared.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("gitea-fake-{}", addr.port()))
-            .spawn(move || serve(listener, app, stopped))
-            .unwrap_or_else(|e| panic!("gitea fake: cannot start its thread: {e}"));
         GiteaFake {
             shared,
-            stop,
-            thread: Some(thread),
+            _server: port.serve(app, Some(SHUTDOWN_GRACE)),
         }
     }
 
@@ -495,43 +481,4 @@ impl GiteaFake {
 
 fn unknown_repo(repo: &str) -> WebhookError {
     WebhookError::Unknown(format!("no repo {repo:?}"))
-}
-
-impl Drop for GiteaFake {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(thread) = self.thread.take() {
-            // A panic in the server thread has already been printed; do not panic in drop.
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The server thread: serves until told to stop, then gives answers in flight
-/// [`SHUTDOWN_GRACE`] to finish.
-fn serve(listener: std::net::TcpListener, app: Router, stopped: watch::Receiver<bool>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("gitea fake: cannot build its runtime: {e}"));
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .unwrap_or_else(|e| panic!("gitea fake: cannot adopt its listener: {e}"));
-        let mut graceful = stopped.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = graceful.wait_for(|stop| *stop).await;
-        });
-        let mut deadline = stopped;
-        tokio::select! {
-            result = server => {
-                if let Err(e) = result {
-                    eprintln!("gitea fake: server failed: {e}");
-                }
-            }
-            _ = async {
-                let _ = deadline.wait_for(|stop| *stop).await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } => {}
-        }
-    });
 }

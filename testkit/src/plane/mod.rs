@@ -15,12 +15,12 @@ mod webhook;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use axum::Router;
 use serde_json::Value;
-use tokio::sync::watch;
+
+use crate::server::{Loopback, Server};
 
 use board::Board;
 
@@ -180,10 +180,8 @@ pub struct PlaneFake {
     addr: SocketAddr,
     /// State shared with the handler.
     shared: Arc<Shared>,
-    /// Tells the server thread to stop.
-    stop: watch::Sender<bool>,
-    /// The server thread, joined on drop.
-    thread: Option<JoinHandle<()>>,
+    /// The server thread; dropping it stops the server.
+    _server: Server,
 }
 
 impl PlaneFake {
@@ -193,14 +191,8 @@ impl PlaneFake {
     /// When the loopback port cannot be bound or the thread cannot start: a test cannot run
     /// without its fake.
     pub fn start(config: PlaneFakeConfig) -> PlaneFake {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("plane fake: cannot bind 127.0.0.1:0: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("plane fake: bound socket has no address: {e}"));
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|e| panic!("plane fake: cannot make {addr} non-blocking: {e}"));
+        let port = Loopback::bind("plane fake");
+        let addr = port.addr();
         let tokens = config
             .api_tokens
             .into_iter()
@@ -222,19 +214,14 @@ impl PlaneFake {
             faults: Mutex::new(VecDeque::new()),
             log: Mutex::new(Vec::new()),
         });
-        let (stop, stopped) = watch::channel(false);
         let app = Router::new()
             .fallback(api::handle)
             .with_state(shared.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("plane-fake-{}", addr.port()))
-            .spawn(move || serve(listener, app, stopped))
-            .unwrap_or_else(|e| panic!("plane fake: cannot start its thread: {e}"));
         PlaneFake {
             addr,
             shared,
-            stop,
-            thread: Some(thread),
+            // Every answer is immediate: no grace period is needed.
+            _server: port.serve(app, None),
         }
     }
 
@@ -414,33 +401,4 @@ impl PlaneFake {
             .cloned()
             .collect()
     }
-}
-
-impl Drop for PlaneFake {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(thread) = self.thread.take() {
-            // A panic in the server thread has already been printed; do not panic in drop.
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The server thread: serves until told to stop. Every answer is immediate, so no grace
-/// period is needed.
-fn serve(listener: std::net::TcpListener, app: Router, mut stopped: watch::Receiver<bool>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("plane fake: cannot build its runtime: {e}"));
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .unwrap_or_else(|e| panic!("plane fake: cannot adopt its listener: {e}"));
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        });
-        if let Err(e) = server.await {
-            eprintln!("plane fake: server failed: {e}");
-        }
-    });
 }
