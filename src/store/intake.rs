@@ -2,13 +2,13 @@
 //! the same body from the same source within a window), tasks linked to tracker issues, and
 //! the head commit of each branch.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use orchestrator_actors::WorkItemId;
 use orchestrator_actors::ports::{
     BranchAt, Journaled, NewEvent, NewTask, Settlement, StoreError, TaskRecord, TrackerLink,
 };
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use rusqlite::{Connection, OptionalExtension};
 
 use super::replays::{self, RecentBodies};
