@@ -3,10 +3,11 @@
 //! (2-space indented, full-size unless `--compact`, each unique so none is a replay, built
 //! before the clock starts) for a registered repository whose commit resolves, through the
 //! store, to a branch — the whole intake path: body limit, HMAC over the raw body, JSON, the
-//! journal write with its replay check and the commit's branch and task, the nudge, the
-//! answer, and the outcome journaled after it. Two figures per server: throughput with many
-//! requests in flight (for the intake, counted until every delivery's outcome is written),
-//! and latency percentiles under an open-loop load of a fixed rate.
+//! journal write with its replay check, the commit's branch and task, the nudge and its
+//! outcome, then the answer. Two figures per server: throughput with many requests in flight
+//! (for the intake, counted until every delivery's outcome is written; the two servers' runs
+//! cut into slices taken in turns), and latency percentiles under an open-loop load of a
+//! fixed rate.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -155,7 +156,7 @@ struct Server {
     status: Option<String>,
 }
 
-/// Sends every delivery from `first` on with `in_flight` at a time; deliveries per second,
+/// Sends every delivery from `first` on with `in_flight` at a time; how long they took,
 /// counted until the last of them has been acted on, not merely answered — the work behind
 /// the answers must keep up too.
 async fn throughput(
@@ -165,7 +166,7 @@ async fn throughput(
     first: usize,
     count: usize,
     in_flight: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Duration> {
     // Built beforehand: the client's own work is no part of either server's figure.
     let deliveries: Vec<Delivery> = (first..first + count).map(make).collect();
     let started = Instant::now();
@@ -178,7 +179,36 @@ async fn throughput(
         r?;
     }
     drained(client, server).await?;
-    Ok(count as f64 / started.elapsed().as_secs_f64())
+    Ok(started.elapsed())
+}
+
+/// Slices each server's throughput run is cut into, taken in turns.
+const SLICES: usize = 10;
+
+/// Deliveries per second of each server (ceiling, intake), `args.deliveries` each. The runs
+/// are cut into [`SLICES`] slices taken in turns — ceiling, intake, intake, ceiling, … — so
+/// that both meet the same spells of load from the machine's other tenants, which otherwise
+/// decide a ratio more than either server does.
+async fn throughputs(
+    client: &reqwest::Client,
+    servers: [&Server; 2],
+    make: Make,
+    first: [usize; 2],
+    args: &BenchArgs,
+) -> anyhow::Result<[f64; 2]> {
+    let mut elapsed = [Duration::ZERO; 2];
+    let mut sent = [0; 2];
+    for slice in 0..SLICES {
+        let count = args.deliveries / SLICES + usize::from(slice < args.deliveries % SLICES);
+        let order = if slice % 2 == 0 { [0, 1] } else { [1, 0] };
+        for side in order {
+            let start = first[side] + sent[side];
+            elapsed[side] +=
+                throughput(client, servers[side], make, start, count, args.in_flight).await?;
+            sent[side] += count;
+        }
+    }
+    Ok([0, 1].map(|side| sent[side] as f64 / elapsed[side].as_secs_f64()))
 }
 
 /// Waits until the service has acted on every delivery it accepted.
@@ -264,11 +294,13 @@ fn figures(throughput: f64, mut latencies: Vec<Duration>) -> Figures {
     }
 }
 
-async fn measure_server(
-    server: &Server,
+/// The figures of one round: both servers' throughput (see [`throughputs`]), then each one's
+/// latency.
+async fn measure_round(
+    servers: [&Server; 2],
     args: &BenchArgs,
-    first: usize,
-) -> anyhow::Result<Figures> {
+    first: [usize; 2],
+) -> anyhow::Result<[Figures; 2]> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
@@ -278,28 +310,30 @@ async fn measure_server(
         full_delivery
     };
     // Warm-up: connections, caches, the store's statements.
-    throughput(&client, server, make, first, 200, 16).await?;
-    let rps = throughput(
-        &client,
-        server,
-        make,
-        first + 200,
-        args.deliveries,
-        args.in_flight,
-    )
-    .await?;
-    // The throughput run has been wholly acted on: the latency run starts with no backlog.
-    let latencies = at_rate(
-        &client,
-        &server.url,
-        make,
-        first + 200 + args.deliveries,
-        args.rate as usize * args.seconds as usize,
-        args.rate,
-    )
-    .await?;
-    drained(&client, server).await?;
-    Ok(figures(rps, latencies))
+    for side in 0..2 {
+        throughput(&client, servers[side], make, first[side], 200, 16).await?;
+    }
+    let first = first.map(|f| f + 200);
+    let rps = throughputs(&client, servers, make, first, args).await?;
+    let mut latencies = Vec::with_capacity(2);
+    for side in 0..2 {
+        // The throughput runs have been wholly acted on: the latency run starts with no
+        // backlog.
+        let latency = at_rate(
+            &client,
+            &servers[side].url,
+            make,
+            first[side] + args.deliveries,
+            args.rate as usize * args.seconds as usize,
+            args.rate,
+        )
+        .await?;
+        drained(&client, servers[side]).await?;
+        latencies.push(latency);
+    }
+    let [ceiling, intake]: [Vec<Duration>; 2] =
+        latencies.try_into().expect("one latency run per server");
+    Ok([figures(rps[0], ceiling), figures(rps[1], intake)])
 }
 
 /// Runs the measurement in `dir` and prints a Markdown table.
@@ -357,8 +391,8 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         // Each round sends deliveries no earlier round sent, so none is a replay.
         let first =
             round * 10 * (args.deliveries + args.rate as usize * args.seconds as usize + 200);
-        let ceiling = measure_server(&ceiling, args, first).await?;
-        let intake = measure_server(&intake, args, first + 1_000_000_000).await?;
+        let [ceiling, intake] =
+            measure_round([&ceiling, &intake], args, [first, first + 1_000_000_000]).await?;
         rounds.push((ceiling, intake));
     }
     shutdown.cancel();
