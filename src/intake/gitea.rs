@@ -4,7 +4,8 @@
 //! deploy stage finishes its task; reviews are reported on the task's card; pushes record
 //! the branch head.
 
-use orchestrator_actors::ports::{BranchAt, CommitRef};
+use orchestrator_actors::WorkItemId;
+use orchestrator_actors::ports::{ActInWrite, BranchAt, CommitRef};
 use orchestrator_actors::task::{HumanAction, TaskMsg};
 use ractor::{ActorRef, registry};
 use tracing::warn;
@@ -52,7 +53,10 @@ impl Intake {
                 state,
                 context,
             } => match self.pulls_at(&repo, &gitea_repo, &sha, branches).await {
-                Ok(found) => nudge(&repo, &sha, &state, &context, found),
+                Ok(found) => {
+                    let (task, outcome) = nudge(&repo, &sha, &state, &context, found);
+                    (task, Ok(outcome))
+                }
                 Err(e) => (None, Err(e)),
             },
             GiteaDelivery::Merged {
@@ -137,13 +141,10 @@ impl Intake {
         }
     }
 
-    /// Acts at once on a status whose commit the journal write found branches at (taking
-    /// them): that needs no I/O, only a message to the task. `None` when it needs more.
-    pub(super) fn act_on_status_now(
-        &self,
-        d: &GiteaDelivery,
-        branches: &mut Vec<BranchAt>,
-    ) -> Option<Acted> {
+    /// How to act on a status within the write that journals it, when its repository is
+    /// the registry's: once that write has found branches at its commit, the act needs no
+    /// I/O, only a message to the task. `None` for any other delivery.
+    pub(super) fn status_act(&self, d: &GiteaDelivery) -> Option<ActInWrite> {
         let GiteaDelivery::Status {
             repo,
             sha,
@@ -153,9 +154,12 @@ impl Intake {
         else {
             return None;
         };
-        let project = self.by_gitea.get(repo)?;
-        (!branches.is_empty())
-            .then(|| nudge(&project.repo, sha, state, context, std::mem::take(branches)))
+        let repo = self.by_gitea.get(repo)?.repo.clone();
+        let (sha, state, context) = (sha.clone(), state.clone(), context.clone());
+        Some(Box::new(move |branches: &mut Vec<BranchAt>| {
+            (!branches.is_empty())
+                .then(|| nudge(&repo, &sha, &state, &context, std::mem::take(branches)))
+        }))
     }
 
     /// The branches whose head is `sha`: those the store `found` there, else the heads of
@@ -206,7 +210,13 @@ impl Intake {
 /// Nudges the gate of the task on the one branch `found` at `sha` of `repo`; several
 /// candidates leave the status unresolved (logged), never guessed. The task concerned and
 /// the outcome, in words.
-fn nudge(repo: &str, sha: &str, state: &str, context: &str, mut found: Vec<BranchAt>) -> Acted {
+fn nudge(
+    repo: &str,
+    sha: &str,
+    state: &str,
+    context: &str,
+    mut found: Vec<BranchAt>,
+) -> (Option<WorkItemId>, String) {
     if found.len() > 1 {
         let branches: Vec<&str> = found.iter().map(|b| b.branch.as_str()).collect();
         warn!(%repo, %sha, ?branches, "a status names a commit several branches are at; left unresolved");
@@ -214,13 +224,11 @@ fn nudge(repo: &str, sha: &str, state: &str, context: &str, mut found: Vec<Branc
     let (Some(BranchAt { branch, task }), true) = (found.pop(), found.is_empty()) else {
         return (
             None,
-            Ok(format!(
-                "status {state} of {sha} left unresolved: no single branch is at it"
-            )),
+            format!("status {state} of {sha} left unresolved: no single branch is at it"),
         );
     };
     let Some(task) = task else {
-        return (None, Ok(format!("no task works on {branch}")));
+        return (None, format!("no task works on {branch}"));
     };
     let nudged = registry::where_is(task.actor_name())
         .map(ActorRef::<TaskMsg>::from)
@@ -233,5 +241,5 @@ fn nudge(repo: &str, sha: &str, state: &str, context: &str, mut found: Vec<Branc
             "task not running"
         }
     );
-    (Some(task), Ok(outcome))
+    (Some(task), outcome)
 }

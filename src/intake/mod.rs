@@ -217,10 +217,13 @@ impl Intake {
                 (&gitea.secret, "X-Gitea-Signature", "X-Gitea-Delivery")
             }
         };
-        if let Some(secret) = secret {
-            signature::verify(secret, sig_header, header(sig_header), body)
-                .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
-        }
+        let signature = match secret {
+            Some(secret) => Some(
+                signature::verify(secret, sig_header, header(sig_header), body)
+                    .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?,
+            ),
+            None => None,
+        };
         let json = match source {
             Source::Plane => serde_json::from_slice::<Value>(body),
             Source::Gitea => payload::gitea_fields(body),
@@ -263,17 +266,24 @@ impl Intake {
             delivery_id: header(delivery_header)
                 .filter(|d| !d.is_empty())
                 .map(str::to_string),
-            body_hash: signature::body_hash(body),
-            payload: String::from_utf8_lossy(body).into_owned(),
+            body_hash: signature.unwrap_or_else(|| signature::body_hash(body)),
+            payload: body.to_vec(),
             settled: ignored.as_ref().map(|why| format!("ignored: {why}")),
             commit,
         };
-        let (id, mut branches) = match self
+        // The commonest delivery of all — a status, one per CI step — is mostly acted on
+        // within the write that journals it, outcome and all.
+        let act = match &parsed {
+            Parsed::Gitea(d) if ignored.is_none() => self.status_act(d),
+            _ => None,
+        };
+        let (id, branches) = match self
             .journal
-            .journal_event(event, self.settings.dedup_window)
+            .journal_event(event, act, self.settings.dedup_window)
             .await
         {
-            Ok(Journaled::New { id, branches }) => (id, branches),
+            Ok(Journaled::New { acted: true, .. }) => return Ok(Reply::Accepted),
+            Ok(Journaled::New { id, branches, .. }) => (id, branches),
             Ok(Journaled::Duplicate) => return Ok(Reply::Duplicate),
             Err(e) => {
                 return Err(refuse(
@@ -286,13 +296,6 @@ impl Intake {
             return Ok(Reply::Ignored);
         }
         let acting = self.settler.acting();
-        if let Parsed::Gitea(d) = &parsed
-            // The commonest delivery of all — one per CI step — mostly needs no task of its own.
-            && let Some((task, outcome)) = self.act_on_status_now(d, &mut branches)
-        {
-            self.settler.settle(settlement(id, task, outcome), acting);
-            return Ok(Reply::Accepted);
-        }
         let me = Arc::clone(self);
         tokio::spawn(async move {
             let (task, outcome) = match parsed {

@@ -15,13 +15,15 @@ pub enum SignatureError {
     Mismatch(&'static str),
 }
 
-/// Checks `header_value` (of header `header`) against HMAC-SHA256(`secret`, `body`).
+/// Checks `header_value` (of header `header`) against HMAC-SHA256(`secret`, `body`); the
+/// signature, as lowercase hex, when it matches. Being a digest of the body, it doubles as the
+/// key of replay detection: the body is not hashed twice.
 pub fn verify(
     secret: &str,
     header: &'static str,
     header_value: Option<&str>,
     body: &[u8],
-) -> Result<(), SignatureError> {
+) -> Result<String, SignatureError> {
     let value = header_value
         .map(str::trim)
         .filter(|v| !v.is_empty())
@@ -32,8 +34,10 @@ pub fn verify(
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any size");
     mac.update(body);
-    mac.verify_slice(&expected)
-        .map_err(|_| SignatureError::Mismatch(header))
+    mac.clone()
+        .verify_slice(&expected)
+        .map_err(|_| SignatureError::Mismatch(header))?;
+    Ok(hex::encode(mac.finalize().into_bytes()))
 }
 
 /// The signature a sender with `secret` puts on `body` (lowercase hex).
@@ -44,7 +48,7 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Hex SHA-256 of `body`, the key of replay detection.
+/// Hex SHA-256 of `body`, the key of replay detection when deliveries are not signed.
 pub fn body_hash(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
@@ -64,10 +68,13 @@ mod tests {
             sig.chars()
                 .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
         );
-        assert_eq!(verify("plane_wh_s3cret", H, Some(&sig), body), Ok(()));
+        assert_eq!(
+            verify("plane_wh_s3cret", H, Some(&sig), body),
+            Ok(sig.clone())
+        );
         assert_eq!(
             verify("plane_wh_s3cret", H, Some(&sig.to_uppercase()), body),
-            Ok(()),
+            Ok(sig.clone()),
             "hex case does not matter"
         );
     }

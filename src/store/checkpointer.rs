@@ -198,10 +198,16 @@ mod tests {
                 .write(move |conn| {
                     for j in 0..10 {
                         conn.execute(
-                            "INSERT INTO events (source, kind, dedup_key, payload)
-                             VALUES ('test', 'bulk', ?1, zeroblob(4000))",
+                            "INSERT INTO events (source, kind, dedup_key) VALUES ('test', 'bulk', ?1)",
                             [format!("{i}-{j}")],
                         )
+                        .and_then(|_| {
+                            conn.execute(
+                                "INSERT INTO event_bodies (event_id, encoding, body)
+                                 VALUES (last_insert_rowid(), 'identity', zeroblob(4000))",
+                                [],
+                            )
+                        })
                         .map_err(backend("test"))?;
                     }
                     Ok(())

@@ -7,35 +7,45 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use orchestrator_actors::WorkItemId;
 use orchestrator_actors::ports::{
-    BranchAt, Journaled, NewEvent, NewTask, Settlement, StoreError, TaskRecord, TrackerLink,
+    ActInWrite, BranchAt, Journaled, NewEvent, NewTask, Settlement, StoreError, TaskRecord,
+    TrackerLink,
 };
 use rusqlite::{Connection, OptionalExtension};
 
+use super::bodies::{self, StoredBody};
 use super::replays::{self, RecentBodies};
 use super::tasks::{backend, insert_task, is_unique_violation};
 use super::{lock, writer::Undo};
 
-/// Journals `event` unless it is a replay within `window` (settled at once when its outcome
-/// is already known), and resolves the commit it names to its branches in the same
-/// transaction. Besides the answer, how to take the body's note out of the replay window
-/// should the write not be committed.
+/// Journals `event` with its `body` unless it is a replay within `window`, and resolves the
+/// commit it names to its branches in the same transaction; a new delivery is settled at once
+/// when its outcome is already known, or when `act` acts on it. Besides the answer, how to
+/// take the body's note out of the replay window should the write not be committed.
 pub(crate) fn journal_event(
     conn: &mut Connection,
     recent: &Arc<Mutex<RecentBodies>>,
     event: &NewEvent,
+    body: &StoredBody,
+    act: Option<ActInWrite>,
     window: Duration,
 ) -> Result<(Journaled, Option<Undo>), StoreError> {
     let now = SystemTime::now();
     let now_ms = unix_ms(now);
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    let body = replays::key(&event.source, &event.body_hash);
+    let seen = replays::key(&event.source, &event.body_hash);
     {
         let mut recent = lock(recent);
         recent.cover(conn, window_ms, now_ms)?;
-        if recent.seen_after(&body, now_ms.saturating_sub(window_ms)) {
+        if recent.seen_after(&seen, now_ms.saturating_sub(window_ms)) {
             return Ok((Journaled::Duplicate, None));
         }
     }
+    let failed = |e| {
+        backend(format!(
+            "journal a {} {} delivery",
+            event.source, event.kind
+        ))(e)
+    };
     // A delivery id is unique forever; without one, the body hash (plus the moment) keys it.
     let dedup_key = match &event.delivery_id {
         Some(id) => format!("{}:delivery:{id}", event.source),
@@ -46,10 +56,28 @@ pub(crate) fn journal_event(
             now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
         ),
     };
+    // Known to be new before anything acts on it.
+    let replayed = conn
+        .prepare_cached("SELECT 1 FROM events WHERE dedup_key = ?1")
+        .and_then(|mut stmt| stmt.exists([&dedup_key]))
+        .map_err(failed)?;
+    if replayed {
+        return Ok((Journaled::Duplicate, None));
+    }
+    let mut branches = match &event.commit {
+        Some(commit) => branches_at(conn, &commit.repo, &commit.sha)?,
+        None => Vec::new(),
+    };
+    let (task, outcome) = match (&event.settled, act) {
+        (Some(outcome), _) => (None, Some(outcome.clone())),
+        (None, Some(act)) => act(&mut branches).map_or((None, None), |(t, o)| (t, Some(o))),
+        (None, None) => (None, None),
+    };
+    let acted = event.settled.is_none() && outcome.is_some();
     let received_at = humantime::format_rfc3339_millis(now).to_string();
-    let inserted = conn
+    let id = conn
         .prepare_cached(
-            "INSERT INTO events (source, kind, dedup_key, body_hash, payload, outcome,
+            "INSERT INTO events (source, kind, dedup_key, body_hash, work_item_id, outcome,
                  received_at, processed_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?6 IS NULL THEN NULL ELSE ?7 END)
              RETURNING id",
@@ -61,29 +89,41 @@ pub(crate) fn journal_event(
                     &event.kind,
                     &dedup_key,
                     &event.body_hash,
-                    &event.payload,
-                    &event.settled,
+                    task.as_ref().map(WorkItemId::as_str),
+                    &outcome,
                     &received_at,
                 ),
                 |r| r.get::<_, i64>(0),
             )
-        });
-    let id = match inserted {
-        Ok(id) => id,
-        Err(e) if is_unique_violation(&e) => return Ok((Journaled::Duplicate, None)),
-        Err(e) => {
-            let what = format!("journal a {} {} delivery", event.source, event.kind);
-            return Err(backend(what)(e));
-        }
-    };
-    let branches = match &event.commit {
-        Some(commit) => branches_at(conn, &commit.repo, &commit.sha)?,
-        None => Vec::new(),
-    };
-    lock(recent).note(body.clone(), now_ms);
+        })
+        .map_err(failed)?;
+    conn.prepare_cached("INSERT INTO event_bodies (event_id, encoding, body) VALUES (?1, ?2, ?3)")
+        .and_then(|mut stmt| stmt.execute((id, body.encoding, &body.bytes)))
+        .map_err(failed)?;
+    lock(recent).note(seen.clone(), now_ms);
     let recent = Arc::clone(recent);
-    let undo: Undo = Box::new(move || lock(&recent).forget(&body, now_ms));
-    Ok((Journaled::New { id, branches }, Some(undo)))
+    let undo: Undo = Box::new(move || lock(&recent).forget(&seen, now_ms));
+    let journaled = Journaled::New {
+        id,
+        branches,
+        acted,
+    };
+    Ok((journaled, Some(undo)))
+}
+
+/// The raw body of event `id`, as it was received.
+pub(crate) fn event_body(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    let stored = conn
+        .query_row(
+            "SELECT encoding, body FROM event_bodies WHERE event_id = ?1",
+            [id],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )
+        .optional()
+        .map_err(backend(format!("read the body of event {id}")))?;
+    stored
+        .map(|(encoding, bytes)| bodies::decode(id, &encoding, bytes))
+        .transpose()
 }
 
 /// Milliseconds since the Unix epoch (negative before it).

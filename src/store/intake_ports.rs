@@ -7,22 +7,28 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orchestrator_actors::WorkItemId;
 use orchestrator_actors::ports::{
-    BranchHeads, EventJournal, Journaled, NewEvent, NewTask, Settlement, StoreError, TaskRecord,
-    TrackerLink, TrackerLinks,
+    ActInWrite, BranchHeads, EventJournal, Journaled, NewEvent, NewTask, Settlement, StoreError,
+    TaskRecord, TrackerLink, TrackerLinks,
 };
 
+use super::bodies::StoredBody;
 use super::{SqliteStore, intake};
 
 #[async_trait]
 impl EventJournal for SqliteStore {
     async fn journal_event(
         &self,
-        event: NewEvent,
+        mut event: NewEvent,
+        act: Option<ActInWrite>,
         window: Duration,
     ) -> Result<Journaled, StoreError> {
+        // Compressed here, off the one writer thread.
+        let body = StoredBody::encode(&std::mem::take(&mut event.payload));
         let recent = Arc::clone(&self.recent);
-        self.write_undoable(move |conn| intake::journal_event(conn, &recent, &event, window))
-            .await
+        self.write_undoable(move |conn| {
+            intake::journal_event(conn, &recent, &event, &body, act, window)
+        })
+        .await
     }
 
     async fn settle_events(&self, settled: Vec<Settlement>) -> Result<(), StoreError> {
@@ -31,6 +37,10 @@ impl EventJournal for SqliteStore {
         }
         self.write(move |conn| intake::settle_events(conn, &settled))
             .await
+    }
+
+    async fn event_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(move |conn| intake::event_body(conn, id)).await
     }
 }
 
@@ -87,6 +97,8 @@ impl BranchHeads for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
     use orchestrator_actors::ports::{BranchAt, CommitRef, Store};
 
@@ -102,7 +114,7 @@ mod tests {
             kind: "status".into(),
             delivery_id: delivery.map(str::to_string),
             body_hash: format!("hash-of-{body}"),
-            payload: body.into(),
+            payload: body.as_bytes().to_vec(),
             settled: None,
             commit: None,
         }
@@ -118,14 +130,14 @@ mod tests {
         let w = Duration::from_secs(600);
         assert!(is_new(
             &store
-                .journal_event(event(Some("d1"), "a"), w)
+                .journal_event(event(Some("d1"), "a"), None, w)
                 .await
                 .unwrap()
         ));
         // The same delivery id with another body: a replay of the delivery.
         assert_eq!(
             store
-                .journal_event(event(Some("d1"), "b"), w)
+                .journal_event(event(Some("d1"), "b"), None, w)
                 .await
                 .unwrap(),
             Journaled::Duplicate
@@ -133,7 +145,7 @@ mod tests {
         // A fresh delivery id with the same body (Plane's retries): a replay of the body.
         assert_eq!(
             store
-                .journal_event(event(Some("d2"), "a"), w)
+                .journal_event(event(Some("d2"), "a"), None, w)
                 .await
                 .unwrap(),
             Journaled::Duplicate
@@ -141,7 +153,7 @@ mod tests {
         // Outside the window the same body is news again.
         assert!(is_new(
             &store
-                .journal_event(event(None, "a"), Duration::ZERO)
+                .journal_event(event(None, "a"), None, Duration::ZERO)
                 .await
                 .unwrap()
         ));
@@ -153,18 +165,25 @@ mod tests {
         let path = dir.path().join("o.db");
         let w = Duration::from_secs(600);
         let store = SqliteStore::open(&path).await.unwrap();
-        for body in ["a", "b"] {
+        for body in ["old", "a", "back", "b"] {
             assert!(is_new(
-                &store.journal_event(event(None, body), w).await.unwrap()
+                &store
+                    .journal_event(event(None, body), None, w)
+                    .await
+                    .unwrap()
             ));
         }
-        // One delivered long ago is out of any window that follows.
+        // One delivered long ago is out of any window that follows; one journaled after the
+        // clock was set back half an hour is out of this one, and no end to the window
+        // either: what came in before it is still read.
         store
             .write(|conn| {
-                conn.execute(
+                conn.execute_batch(
                     "UPDATE events SET received_at = '2020-01-01T00:00:00.000Z'
-                     WHERE payload = 'b'",
-                    [],
+                     WHERE body_hash = 'hash-of-old';
+                     UPDATE events
+                     SET received_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-30 minutes')
+                     WHERE body_hash = 'hash-of-back';",
                 )
                 .map_err(crate::store::tasks::backend("test"))
             })
@@ -172,16 +191,19 @@ mod tests {
             .unwrap();
         store.close().await;
         let store = SqliteStore::open(&path).await.unwrap();
-        assert_eq!(
-            store.journal_event(event(None, "a"), w).await.unwrap(),
-            Journaled::Duplicate
-        );
-        assert!(is_new(
-            &store.journal_event(event(None, "b"), w).await.unwrap()
-        ));
-        assert!(is_new(
-            &store.journal_event(event(None, "c"), w).await.unwrap()
-        ));
+        for (body, new) in [
+            ("a", false),
+            ("b", false),
+            ("back", true),
+            ("old", true),
+            ("c", true),
+        ] {
+            let answer = store
+                .journal_event(event(None, body), None, w)
+                .await
+                .unwrap();
+            assert_eq!(is_new(&answer), new, "{body}");
+        }
         store.close().await;
     }
 
@@ -191,7 +213,7 @@ mod tests {
         let store = Arc::new(store);
         let w = Duration::from_secs(600);
         let release = crate::store::test_support::hold_writer(&store).await;
-        let mut first = std::pin::pin!(store.journal_event(event(None, "a"), w));
+        let mut first = std::pin::pin!(store.journal_event(event(None, "a"), None, w));
         // A batch-mate that fails at COMMIT, failing the batch.
         let mut dangling = std::pin::pin!(store.write(crate::store::test_support::fails_at_commit));
         assert!(futures::poll!(&mut first).is_pending());
@@ -201,12 +223,51 @@ mod tests {
         assert!(first.is_err() && dangling.is_err());
         // The sender retries the delivery it was refused.
         assert!(is_new(
-            &store.journal_event(event(None, "a"), w).await.unwrap()
+            &store
+                .journal_event(event(None, "a"), None, w)
+                .await
+                .unwrap()
         ));
         assert_eq!(
-            store.journal_event(event(None, "a"), w).await.unwrap(),
+            store
+                .journal_event(event(None, "a"), None, w)
+                .await
+                .unwrap(),
             Journaled::Duplicate
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_is_kept_byte_for_byte() {
+        let (_dir, store) = store().await;
+        let w = Duration::from_secs(600);
+        let indented = format!(
+            "{{\n  \"sender\": {{\n    \"login\": \"ci\"\n  }},{}\n}}",
+            "\n  \"x\": 1,".repeat(200)
+        );
+        let mut ids = Vec::new();
+        // Compressed, kept as it came, and not even UTF-8.
+        for raw in [
+            indented.into_bytes(),
+            b"{}".to_vec(),
+            vec![0xff, 0xfe, b'{'],
+        ] {
+            let mut event = event(None, "");
+            event.body_hash = signature_of(&raw);
+            event.payload = raw.clone();
+            match store.journal_event(event, None, w).await.unwrap() {
+                Journaled::New { id, .. } => ids.push((id, raw)),
+                Journaled::Duplicate => panic!("a new body"),
+            }
+        }
+        for (id, raw) in ids {
+            assert_eq!(store.event_body(id).await.unwrap(), Some(raw));
+        }
+        assert_eq!(store.event_body(999).await.unwrap(), None);
+    }
+
+    fn signature_of(raw: &[u8]) -> String {
+        crate::intake::signature::body_hash(raw)
     }
 
     #[tokio::test]
@@ -215,7 +276,11 @@ mod tests {
         let w = Duration::from_secs(600);
         let mut ids = Vec::new();
         for body in ["a", "b"] {
-            match store.journal_event(event(None, body), w).await.unwrap() {
+            match store
+                .journal_event(event(None, body), None, w)
+                .await
+                .unwrap()
+            {
                 Journaled::New { id, .. } => ids.push(id),
                 Journaled::Duplicate => panic!("{body} is new"),
             }
@@ -347,7 +412,11 @@ mod tests {
                 }),
                 ..event(None, &format!("{repo}@{sha}"))
             };
-            match store.journal_event(status, Duration::ZERO).await.unwrap() {
+            match store
+                .journal_event(status, None, Duration::ZERO)
+                .await
+                .unwrap()
+            {
                 Journaled::New { branches, .. } => branches,
                 Journaled::Duplicate => panic!("outside any window"),
             }
@@ -403,5 +472,111 @@ mod tests {
                 task: Some(WorkItemId::parse("A-3").unwrap())
             }]
         );
+    }
+
+    #[tokio::test]
+    async fn a_delivery_acted_on_in_its_write_is_journaled_settled() {
+        let (_dir, store) = store().await;
+        let w = Duration::from_secs(600);
+        store
+            .record_branch_head("acme/app", "feature/A-1", "abc")
+            .await
+            .unwrap();
+        let status = |delivery: &str, body: &str| NewEvent {
+            commit: Some(CommitRef {
+                repo: "acme/app".into(),
+                sha: "abc".into(),
+            }),
+            ..event(Some(delivery), body)
+        };
+        let (runs, seen) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(Vec::new())));
+        let act = |outcome: Option<&'static str>| -> Option<ActInWrite> {
+            let (runs, seen) = (Arc::clone(&runs), Arc::clone(&seen));
+            Some(Box::new(move |branches: &mut Vec<BranchAt>| {
+                *runs.lock().unwrap() += 1;
+                seen.lock().unwrap().extend(branches.iter().cloned());
+                if outcome.is_some() {
+                    branches.clear();
+                }
+                outcome.map(|o| (Some(WorkItemId::parse("A-1").unwrap()), o.to_string()))
+            }))
+        };
+        let first = store
+            .journal_event(status("d1", "a"), act(Some("gate re-checked")), w)
+            .await
+            .unwrap();
+        let Journaled::New {
+            id,
+            branches,
+            acted: true,
+        } = first
+        else {
+            panic!("acted on: {first:?}");
+        };
+        assert!(branches.is_empty(), "the act took them");
+        assert_eq!(seen.lock().unwrap()[0].branch, "feature/A-1");
+        // Declining leaves the branches for acting after the write, and nothing settled.
+        let second = store
+            .journal_event(status("d2", "b"), act(None), w)
+            .await
+            .unwrap();
+        let Journaled::New {
+            id: later,
+            branches,
+            acted: false,
+        } = second
+        else {
+            panic!("not acted on: {second:?}");
+        };
+        assert_eq!(branches.len(), 1);
+        // A replay — of the delivery, or of the body — and a settled delivery: never acted on.
+        for replay in [status("d1", "c"), status("d3", "a")] {
+            let answer = store
+                .journal_event(replay, act(Some("again")), w)
+                .await
+                .unwrap();
+            assert_eq!(answer, Journaled::Duplicate);
+        }
+        let ignored = NewEvent {
+            settled: Some("ignored: not ours".into()),
+            ..status("d4", "d")
+        };
+        let answer = store
+            .journal_event(ignored, act(Some("acted")), w)
+            .await
+            .unwrap();
+        assert!(matches!(answer, Journaled::New { acted: false, .. }));
+        assert_eq!(*runs.lock().unwrap(), 2);
+        let rows = store
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT id, work_item_id, outcome, processed_at IS NOT NULL
+                         FROM events ORDER BY id",
+                    )
+                    .unwrap();
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                            r.get::<_, bool>(3)?,
+                        ))
+                    })
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
+                Ok(rows)
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            rows[0],
+            (id, Some("A-1".into()), Some("gate re-checked".into()), true)
+        );
+        assert_eq!(rows[1], (later, None, None, false));
+        assert_eq!(rows[2].2.as_deref(), Some("ignored: not ours"));
     }
 }

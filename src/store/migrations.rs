@@ -26,6 +26,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "replay-window",
         include_str!("migrations/0006_replay_window.sql"),
     ),
+    (
+        7,
+        "event-bodies",
+        include_str!("migrations/0007_event_bodies.sql"),
+    ),
 ];
 
 /// What opening did to the schema.
@@ -195,17 +200,20 @@ mod tests {
             let conn = Connection::open(&path).unwrap();
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at)
-                 VALUES (7, 'future', '2030-01-01T00:00:00.000Z')",
+                 VALUES (99, 'future', '2030-01-01T00:00:00.000Z')",
                 [],
             )
             .unwrap();
         }
         let err = SqliteStore::open(&path).await.unwrap_err();
-        assert!(matches!(err, OpenError::TooNew { found: 7, .. }), "{err:?}");
+        assert!(
+            matches!(err, OpenError::TooNew { found: 99, .. }),
+            "{err:?}"
+        );
         assert_eq!(
             err.to_string(),
             format!(
-                "database {} has schema version 7, newer than this build supports ({})",
+                "database {} has schema version 99, newer than this build supports ({})",
                 path.display(),
                 supported_version()
             )
@@ -234,6 +242,60 @@ mod tests {
             .unwrap();
         assert_eq!(tasks_tables, 0, "the failed migration was rolled back");
         assert_eq!(current_version(&conn).unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn bodies_journaled_before_0007_are_kept_byte_for_byte() {
+        use orchestrator_actors::ports::EventJournal;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orchestrator.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (
+                     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+            )
+            .unwrap();
+            for &(version, name, sql) in MIGRATIONS.iter().take_while(|m| m.0 < 7) {
+                conn.execute_batch(sql).unwrap();
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?1, ?2, '2026-11-01T00:00:00.000Z')",
+                    (version, name),
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO events (id, source, kind, dedup_key, payload)
+                 VALUES (5, 'plane', 'issue.updated', 'plane:delivery:d5', '{\"é\": 1}')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(
+            store.migration_report().applied,
+            [(7, "event-bodies".to_string())]
+        );
+        assert_eq!(
+            store.event_body(5).await.unwrap().as_deref(),
+            Some("{\"é\": 1}".as_bytes())
+        );
+        assert_eq!(store.event_body(6).await.unwrap(), None);
+        let payload_columns: i64 = store
+            .read(|conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'payload'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap())
+            })
+            .await
+            .unwrap();
+        assert_eq!(payload_columns, 0);
+        store.close().await;
     }
 
     /// Runs one statement on the writer, returning SQLite's message on failure.

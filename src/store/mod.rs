@@ -2,6 +2,7 @@
 //! read-only connections, over a WAL database that is migrated on open. All of the service's
 //! SQL lives under this module.
 
+mod bodies;
 mod cards;
 mod checkpointer;
 mod connection;

@@ -6,19 +6,22 @@
 //!
 //! Only the writer thread journals deliveries, and it alone touches the window; the journal
 //! table stays the truth: the window is loaded from it on first use (the rows of the longest
-//! window asked for, through the index on `received_at`), and a note made by a write whose
-//! batch then fails to commit is taken back.
+//! window asked for, read newest first by id), and a note made by a write whose batch then
+//! fails to commit is taken back.
 //!
 //! Memory is one entry (some 150 bytes) per delivery of the longest window: at the default
 //! 600 s, a steady 10 deliveries a second keep 6,000.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, UNIX_EPOCH};
 
 use orchestrator_actors::ports::StoreError;
 use rusqlite::Connection;
 
 use super::tasks::backend;
+
+/// How far (ms) the clock may have been set back while the journal was written and the
+/// window still be loaded whole.
+const CLOCK_SLACK_MS: i64 = 3_600_000;
 
 /// Bodies journaled lately.
 #[derive(Debug, Default)]
@@ -50,36 +53,38 @@ impl RecentBodies {
             return Ok(());
         }
         let cutoff = now_ms.saturating_sub(window_ms);
-        let since = humantime::format_rfc3339_millis(
-            UNIX_EPOCH + Duration::from_millis(u64::try_from(cutoff).unwrap_or(0)),
-        )
-        .to_string();
+        // Newest first by id, which is the order of arrival: no index on the time is kept
+        // up for this one read at startup. The clock may have been set back a little since
+        // some of these rows were written, so the read goes on a while past the cutoff.
+        let stop = cutoff.saturating_sub(CLOCK_SLACK_MS);
         let what = "load the replay window";
         let mut stmt = conn
             .prepare(
                 "SELECT source, body_hash,
                         CAST(round((julianday(received_at) - 2440587.5) * 86400000.0) AS INTEGER)
-                 FROM events WHERE received_at >= ?1 AND body_hash IS NOT NULL
-                 ORDER BY received_at, id",
+                 FROM events ORDER BY id DESC",
             )
             .map_err(backend(what))?;
-        let rows = stmt
-            .query_map([since], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })
-            .map_err(backend(what))?;
-        let mut oldest_first = Vec::new();
-        for row in rows {
-            let (source, hash, at) = row.map_err(backend(what))?;
-            oldest_first.push((at, key(&source, &hash)));
+        let mut rows = stmt.query([]).map_err(backend(what))?;
+        let mut notes = Vec::new();
+        while let Some(row) = rows.next().map_err(backend(what))? {
+            let at: i64 = row.get(2).map_err(backend(what))?;
+            if at < stop {
+                break;
+            }
+            let (source, hash): (String, Option<String>) = (
+                row.get(0).map_err(backend(what))?,
+                row.get(1).map_err(backend(what))?,
+            );
+            if let Some(hash) = hash.filter(|_| at >= cutoff) {
+                notes.push((at, key(&source, &hash)));
+            }
         }
+        // Noted oldest first, as they came in.
+        notes.sort_by_key(|(at, _)| *at);
         self.last.clear();
         self.order.clear();
-        for (at, key) in oldest_first {
+        for (at, key) in notes {
             self.note(key, at);
         }
         self.span_ms = Some(window_ms);

@@ -17,10 +17,11 @@ pub struct NewEvent {
     pub kind: String,
     /// The sender's delivery id, when it gave one.
     pub delivery_id: Option<String>,
-    /// Hex SHA-256 of the raw body.
+    /// Hex digest of the raw body, the key of its replays: its HMAC-SHA256 under the
+    /// source's webhook secret when deliveries are signed, else its SHA-256.
     pub body_hash: String,
     /// The raw body as received.
-    pub payload: String,
+    pub payload: Vec<u8>,
     /// Its outcome when it is known before it is journaled (a delivery nobody acts on), so
     /// that it is settled in the same write.
     pub settled: Option<String>,
@@ -47,12 +48,23 @@ pub enum Journaled {
         /// Its id in the journal.
         id: i64,
         /// The branches whose recorded head is the delivery's [`NewEvent::commit`], each
-        /// with the newest task working on it, by name; empty without a commit.
+        /// with the newest task working on it, by name; empty without a commit (and as the
+        /// [`ActInWrite`] left them).
         branches: Vec<BranchAt>,
+        /// Whether the [`ActInWrite`] acted, its outcome journaled with the delivery.
+        acted: bool,
     },
     /// The same delivery id was seen before, or the same body within the window.
     Duplicate,
 }
+
+/// Acting on a delivery inside the write that journals it, given the branches that write
+/// found at its commit (taking what it uses): the task concerned and the outcome in words, or
+/// `None` to act after the write instead. It runs on the store's one writer thread before the
+/// commit, so it must not block — a message to an actor at most — and must be harmless should
+/// that commit fail. It runs only for a delivery that is new and not already settled.
+pub type ActInWrite =
+    Box<dyn FnOnce(&mut Vec<BranchAt>) -> Option<(Option<WorkItemId>, String)> + Send>;
 
 /// What became of a journaled delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,15 +83,20 @@ pub struct Settlement {
 #[async_trait]
 pub trait EventJournal: Send + Sync + 'static {
     /// Journals `event` unless it repeats an earlier delivery: the same delivery id ever, or
-    /// the same body from the same source within `window`.
+    /// the same body from the same source within `window`; a new delivery is acted on by
+    /// `act`, when given, in the same write.
     async fn journal_event(
         &self,
         event: NewEvent,
+        act: Option<ActInWrite>,
         window: Duration,
     ) -> Result<Journaled, StoreError>;
 
     /// Records what became of journaled deliveries, all in one write.
     async fn settle_events(&self, settled: Vec<Settlement>) -> Result<(), StoreError>;
+
+    /// The raw body of journaled event `id`, byte for byte as it was received.
+    async fn event_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// Where a task came from on a tracker.
