@@ -302,22 +302,52 @@ mod tests {
             ])
             .await
             .unwrap();
-        let rows = store
+        let settled = |task: Option<&str>, outcome: &str, error: Option<&str>| Row {
+            task: task.map(str::to_string),
+            outcome: Some(outcome.to_string()),
+            error: error.map(str::to_string),
+            processed: true,
+        };
+        assert_eq!(
+            journal(&store).await,
+            vec![
+                (ids[0], settled(Some("ACME-1"), "gate re-checked", None)),
+                (
+                    ids[1],
+                    settled(None, "failed", Some("task ACME-2 did not answer in time"))
+                ),
+            ]
+        );
+    }
+
+    /// A journaled delivery, as far as its outcome goes.
+    #[derive(Debug, PartialEq)]
+    struct Row {
+        task: Option<String>,
+        outcome: Option<String>,
+        error: Option<String>,
+        processed: bool,
+    }
+
+    /// Every journaled delivery, by id.
+    async fn journal(store: &SqliteStore) -> Vec<(i64, Row)> {
+        store
             .read(|conn| {
                 let mut stmt = conn
                     .prepare(
-                        "SELECT work_item_id, outcome, error, processed_at IS NOT NULL
+                        "SELECT id, work_item_id, outcome, error, processed_at IS NOT NULL
                          FROM events ORDER BY id",
                     )
                     .unwrap();
                 let rows = stmt
                     .query_map([], |r| {
-                        Ok((
-                            r.get::<_, Option<String>>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                            r.get::<_, bool>(3)?,
-                        ))
+                        let row = Row {
+                            task: r.get(1)?,
+                            outcome: r.get(2)?,
+                            error: r.get(3)?,
+                            processed: r.get(4)?,
+                        };
+                        Ok((r.get(0)?, row))
                     })
                     .unwrap()
                     .collect::<Result<Vec<_>, _>>()
@@ -325,24 +355,7 @@ mod tests {
                 Ok(rows)
             })
             .await
-            .unwrap();
-        assert_eq!(
-            rows,
-            vec![
-                (
-                    Some("ACME-1".to_string()),
-                    "gate re-checked".to_string(),
-                    None,
-                    true
-                ),
-                (
-                    None,
-                    "failed".to_string(),
-                    Some("task ACME-2 did not answer in time".to_string()),
-                    true
-                ),
-            ]
-        );
+            .unwrap()
     }
 
     #[tokio::test]
@@ -547,36 +560,22 @@ mod tests {
             .unwrap();
         assert!(matches!(answer, Journaled::New { acted: false, .. }));
         assert_eq!(*runs.lock().unwrap(), 2);
-        let rows = store
-            .read(move |conn| {
-                let mut stmt = conn
-                    .prepare(
-                        "SELECT id, work_item_id, outcome, processed_at IS NOT NULL
-                         FROM events ORDER BY id",
-                    )
-                    .unwrap();
-                let rows = stmt
-                    .query_map([], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, Option<String>>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                            r.get::<_, bool>(3)?,
-                        ))
-                    })
-                    .unwrap()
-                    .collect::<Result<Vec<_>, _>>()
-                    .unwrap();
-                Ok(rows)
-            })
-            .await
-            .unwrap();
+        let rows = journal(&store).await;
         assert_eq!(rows.len(), 3);
-        assert_eq!(
-            rows[0],
-            (id, Some("A-1".into()), Some("gate re-checked".into()), true)
-        );
-        assert_eq!(rows[1], (later, None, None, false));
-        assert_eq!(rows[2].2.as_deref(), Some("ignored: not ours"));
+        let acted = Row {
+            task: Some("A-1".into()),
+            outcome: Some("gate re-checked".into()),
+            error: None,
+            processed: true,
+        };
+        assert_eq!(rows[0], (id, acted));
+        let unsettled = Row {
+            task: None,
+            outcome: None,
+            error: None,
+            processed: false,
+        };
+        assert_eq!(rows[1], (later, unsettled));
+        assert_eq!(rows[2].1.outcome.as_deref(), Some("ignored: not ours"));
     }
 }
