@@ -1,6 +1,6 @@
 -- 0007: a delivery's raw body moves to a table of its own, compressed. In `events` a 4 KiB
 -- body spilled every row onto an overflow page, and settling the outcome rewrote it all;
--- now the outcome updates a row of some 200 bytes, and a body takes a third of a page.
+-- now the outcome updates a row of some 200 bytes, and a 4 KiB body takes under half a page.
 CREATE TABLE event_bodies (
     event_id  INTEGER PRIMARY KEY REFERENCES events (id),
     encoding  TEXT NOT NULL,                -- identity | lz4 (block, u32 LE size first)
