@@ -309,8 +309,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
-    use std::pin::pin;
-
+    use crate::store::SqliteStore;
     use crate::store::tasks::backend;
     use crate::store::test_support::{
         fails_at_commit, hold_writer, new_task, temp_store, work_item,
@@ -369,52 +368,75 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_failing_write_changes_nothing_while_its_batch_mates_commit() {
-        let (_dir, store) = temp_store().await;
-        let store = Arc::new(store);
-        let release = hold_writer(&store).await;
-        let mut first = pin!(store.write(insert_then("T-1", Ok(()))));
-        let mut failing = pin!(store.write(insert_then(
-            "T-2",
-            Err(StoreError::Backend("refused after writing".into()))
-        )));
-        let mut last = pin!(store.write(insert_then("T-3", Ok(()))));
-        // One poll queues each write behind the held one: the three run as one batch.
-        assert!(poll!(&mut first).is_pending());
-        assert!(poll!(&mut failing).is_pending());
-        assert!(poll!(&mut last).is_pending());
+    /// A write as [`one_batch`] takes it.
+    type Write =
+        Box<dyn FnOnce(&mut rusqlite::Connection) -> Result<(), StoreError> + Send + 'static>;
+
+    /// Runs `writes` as one batch: each is queued behind a held write before any of them runs.
+    async fn one_batch(
+        store: &Arc<SqliteStore>,
+        writes: Vec<Write>,
+    ) -> Vec<Result<(), StoreError>> {
+        let release = hold_writer(store).await;
+        let mut queued: Vec<_> = writes
+            .into_iter()
+            .map(|write| Box::pin(store.write(write)))
+            .collect();
+        for write in &mut queued {
+            assert!(poll!(write.as_mut()).is_pending());
+        }
         release.send(()).unwrap();
-        let (first, failing, last) = tokio::join!(first, failing, last);
-        first.unwrap();
-        last.unwrap();
-        assert_eq!(
-            failing.unwrap_err(),
-            StoreError::Backend("refused after writing".into())
-        );
-        let ids: BTreeSet<_> = store
+        futures::future::join_all(queued).await
+    }
+
+    /// The ids of every task in the store, sorted.
+    async fn task_ids(store: &SqliteStore) -> Vec<String> {
+        let mut ids: Vec<_> = store
             .list_tasks()
             .await
             .unwrap()
             .iter()
             .map(|t| t.work_item_id.to_string())
             .collect();
-        assert_eq!(ids, BTreeSet::from(["T-1".to_string(), "T-3".to_string()]));
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_changes_nothing_while_its_batch_mates_commit() {
+        let (_dir, store) = temp_store().await;
+        let store = Arc::new(store);
+        let refused = || Err(StoreError::Backend("refused after writing".into()));
+        let outcomes = one_batch(
+            &store,
+            vec![
+                Box::new(insert_then("T-1", Ok(()))),
+                Box::new(insert_then("T-2", refused())),
+                Box::new(insert_then("T-3", Ok(()))),
+            ],
+        )
+        .await;
+        let [first, failing, last]: [_; 3] = outcomes.try_into().unwrap();
+        first.unwrap();
+        last.unwrap();
+        assert_eq!(failing, refused());
+        assert_eq!(task_ids(&store).await, ["T-1", "T-3"]);
     }
 
     #[tokio::test]
     async fn a_failed_commit_fails_every_write_of_the_batch() {
         let (_dir, store) = temp_store().await;
         let store = Arc::new(store);
-        let release = hold_writer(&store).await;
-        let mut good = pin!(store.write(insert_then("T-1", Ok(()))));
         // A dangling link passes its savepoint but fails the deferred check at COMMIT.
-        let mut dangling = pin!(store.write(fails_at_commit));
-        assert!(poll!(&mut good).is_pending());
-        assert!(poll!(&mut dangling).is_pending());
-        release.send(()).unwrap();
-        let (good, dangling) = tokio::join!(good, dangling);
-        for outcome in [good, dangling] {
+        let outcomes = one_batch(
+            &store,
+            vec![
+                Box::new(insert_then("T-1", Ok(()))),
+                Box::new(fails_at_commit),
+            ],
+        )
+        .await;
+        for outcome in outcomes {
             let err = outcome.unwrap_err().to_string();
             assert!(
                 err.contains("commit writes") && err.contains("FOREIGN KEY"),
@@ -431,29 +453,22 @@ mod tests {
     async fn when_the_transaction_ends_inside_a_write_its_batch_is_not_reported_saved() {
         let (_dir, store) = temp_store().await;
         let store = Arc::new(store);
-        let release = hold_writer(&store).await;
-        let mut before = pin!(store.write(insert_then("T-1", Ok(()))));
-        let mut breaker =
-            pin!(store.write(|conn| { conn.execute_batch("ROLLBACK").map_err(backend("test")) }));
-        let mut after = pin!(store.write(insert_then("T-3", Ok(()))));
-        assert!(poll!(&mut before).is_pending());
-        assert!(poll!(&mut breaker).is_pending());
-        assert!(poll!(&mut after).is_pending());
-        release.send(()).unwrap();
-        let (before, breaker, after) = tokio::join!(before, breaker, after);
+        let outcomes = one_batch(
+            &store,
+            vec![
+                Box::new(insert_then("T-1", Ok(()))),
+                Box::new(|conn| conn.execute_batch("ROLLBACK").map_err(backend("test"))),
+                Box::new(insert_then("T-3", Ok(()))),
+            ],
+        )
+        .await;
+        let [before, breaker, after]: [_; 3] = outcomes.try_into().unwrap();
         let err = before.unwrap_err().to_string();
         assert!(err.contains("may not have been saved"), "{err}");
         assert!(breaker.is_err());
         // The writes after it get a transaction of their own.
         after.unwrap();
-        let ids: Vec<_> = store
-            .list_tasks()
-            .await
-            .unwrap()
-            .iter()
-            .map(|t| t.work_item_id.to_string())
-            .collect();
-        assert_eq!(ids, ["T-3"]);
+        assert_eq!(task_ids(&store).await, ["T-3"]);
     }
 
     #[tokio::test]
