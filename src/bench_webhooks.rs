@@ -50,11 +50,28 @@ fn user(id: u64, login: &str) -> serde_json::Value {
     })
 }
 
+/// The CI step status `n` is of: one of three.
+fn context(n: usize) -> &'static str {
+    ["ci/build", "ci/test", "ci/lint"][n % 3]
+}
+
+/// The state status `n` reports: each step goes pending, then succeeds.
+fn state(n: usize) -> &'static str {
+    ["pending", "success"][n / 3 % 2]
+}
+
+/// When status `n` was posted: a second after the one before it.
+fn at(n: usize) -> String {
+    let start = std::time::UNIX_EPOCH + Duration::from_secs(1_795_341_600); // 2026-11-22T10:00Z
+    humantime::format_rfc3339_seconds(start + Duration::from_secs(n as u64)).to_string()
+}
+
 /// Makes the `n`-th delivery of a run.
 type Make = fn(usize) -> Delivery;
 
 /// The `n`-th status delivery: Gitea's 2-space indented `CommitStatusPayload`, with the full
-/// repository, sender and commit objects a real delivery carries (some 4 KiB).
+/// repository, sender and commit objects a real delivery carries (some 4 KiB). Like the
+/// statuses of a real commit, they differ in step, state, build number, link and times.
 fn full_delivery(n: usize) -> Delivery {
     let mut repository = json!({
         "id": 1, "owner": user(1, "acme"), "name": "app", "full_name": "acme/app",
@@ -96,16 +113,16 @@ fn full_delivery(n: usize) -> Delivery {
             "author": signature, "committer": signature, "verification": null,
             "timestamp": "2026-11-22T09:58:30Z", "added": [], "removed": [], "modified": []
         },
-        "context": "ci/build",
-        "created_at": "2026-11-22T10:00:00Z",
+        "context": context(n),
+        "created_at": at(n),
         "description": format!("build #{n}"),
         "id": n,
         "repository": repository,
         "sender": user(2, "ci"),
         "sha": SHA,
-        "state": "pending",
+        "state": state(n),
         "target_url": format!("http://ci/builds/{n}"),
-        "updated_at": "2026-11-22T10:00:00Z"
+        "updated_at": at(n)
     });
     signed(n, &payload)
 }
@@ -115,16 +132,16 @@ fn full_delivery(n: usize) -> Delivery {
 fn compact_delivery(n: usize) -> Delivery {
     let payload = json!({
         "commit": {"id": SHA, "message": "wip", "url": "http://gitea/acme/app/commit/x"},
-        "context": "ci/build",
-        "created_at": "2026-11-22T10:00:00Z",
+        "context": context(n),
+        "created_at": at(n),
         "description": format!("build #{n}"),
         "id": n,
         "repository": {"id": 1, "full_name": "acme/app", "name": "app"},
         "sender": {"id": 2, "login": "ci"},
         "sha": SHA,
-        "state": "pending",
+        "state": state(n),
         "target_url": format!("http://ci/builds/{n}"),
-        "updated_at": "2026-11-22T10:00:00Z"
+        "updated_at": at(n)
     });
     signed(n, &payload)
 }
@@ -496,6 +513,22 @@ mod tests {
         }
         assert_ne!(full_delivery(8).body, full.body);
         assert_ne!(full_delivery(8).id, full.id);
+    }
+
+    #[test]
+    fn statuses_go_through_the_steps_of_a_commit_a_second_apart() {
+        let fields = |n: usize| {
+            let body: serde_json::Value = serde_json::from_slice(&full_delivery(n).body).unwrap();
+            [&body["context"], &body["state"], &body["created_at"]].map(|v| v.to_string())
+        };
+        assert_eq!(
+            fields(0),
+            ["\"ci/build\"", "\"pending\"", "\"2026-11-22T10:00:00Z\""]
+        );
+        assert_eq!(
+            fields(4),
+            ["\"ci/test\"", "\"success\"", "\"2026-11-22T10:00:04Z\""]
+        );
     }
 
     #[test]

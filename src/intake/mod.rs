@@ -224,11 +224,7 @@ impl Intake {
             ),
             None => None,
         };
-        let json = match source {
-            Source::Plane => serde_json::from_slice::<Value>(body),
-            Source::Gitea => payload::gitea_fields(body),
-        }
-        .map_err(|e| {
+        let not_json = |e: serde_json::Error| {
             if e.is_syntax() || e.is_eof() {
                 refuse(
                     StatusCode::BAD_REQUEST,
@@ -237,14 +233,18 @@ impl Intake {
             } else {
                 refuse(StatusCode::BAD_REQUEST, format!("unexpected payload: {e}"))
             }
-        })?;
+        };
         let parsed = match source {
-            Source::Plane => payload::plane(&json).map(Parsed::Plane),
+            Source::Plane => {
+                let json = serde_json::from_slice::<Value>(body).map_err(not_json)?;
+                payload::plane(&json).map(Parsed::Plane)
+            }
             Source::Gitea => {
+                let fields = payload::gitea_fields(body).map_err(not_json)?;
                 let event = header("X-Gitea-Event").ok_or_else(|| {
                     refuse(StatusCode::BAD_REQUEST, "missing X-Gitea-Event header")
                 })?;
-                payload::gitea(event, &json).map(Parsed::Gitea)
+                payload::gitea(event, &fields).map(Parsed::Gitea)
             }
         }
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("unexpected payload: {e}")))?;
@@ -260,6 +260,12 @@ impl Intake {
             Parsed::Gitea(d) if ignored.is_none() => self.gitea_commit(d),
             _ => None,
         };
+        // Registry projects only: each scope gets a compression dictionary in the journal.
+        let scope = match &parsed {
+            Parsed::Plane(d) => d.project().filter(|p| self.by_plane.contains_key(*p)),
+            Parsed::Gitea(d) => d.repo().filter(|r| self.by_gitea.contains_key(*r)),
+        }
+        .map(str::to_string);
         let event = NewEvent {
             source: source.as_str().into(),
             kind,
@@ -268,6 +274,7 @@ impl Intake {
                 .map(str::to_string),
             body_hash: signature.unwrap_or_else(|| signature::body_hash(body)),
             payload: body.to_vec(),
+            scope,
             settled: ignored.as_ref().map(|why| format!("ignored: {why}")),
             commit,
         };

@@ -12,23 +12,30 @@ use orchestrator_actors::ports::{
 };
 use rusqlite::{Connection, OptionalExtension};
 
-use super::bodies::{self, StoredBody};
+use super::bodies::{self, Dictionary, StoredBody};
+use super::dictionaries::{self, Family, Offer};
 use super::replays::{self, RecentBodies};
 use super::tasks::{backend, insert_task, is_unique_violation};
 use super::{lock, writer::Undo};
 
+/// What journaling a delivery came to, and the dictionary of its family when its body was
+/// offered as one (see [`dictionaries`]).
+pub(crate) type JournalWrite = (Journaled, Option<(Family, Dictionary)>);
+
 /// Journals `event` with its `body` unless it is a replay within `window`, and resolves the
 /// commit it names to its branches in the same transaction; a new delivery is settled at once
-/// when its outcome is already known, or when `act` acts on it. Besides the answer, how to
-/// take the body's note out of the replay window should the write not be committed.
+/// when its outcome is already known, or when `act` acts on it, and its body is taken up on
+/// its `offer` to be its family's dictionary. Besides the answer, how to take the body's note
+/// out of the replay window should the write not be committed.
 pub(crate) fn journal_event(
     conn: &mut Connection,
     recent: &Arc<Mutex<RecentBodies>>,
     event: &NewEvent,
     body: &StoredBody,
+    offer: Option<Offer>,
     act: Option<ActInWrite>,
     window: Duration,
-) -> Result<(Journaled, Option<Undo>), StoreError> {
+) -> Result<(JournalWrite, Option<Undo>), StoreError> {
     let now = SystemTime::now();
     let now_ms = unix_ms(now);
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
@@ -37,7 +44,7 @@ pub(crate) fn journal_event(
         let mut recent = lock(recent);
         recent.cover(conn, window_ms, now_ms)?;
         if recent.seen_after(&seen, now_ms.saturating_sub(window_ms)) {
-            return Ok((Journaled::Duplicate, None));
+            return Ok(((Journaled::Duplicate, None), None));
         }
     }
     let failed = |e| {
@@ -62,7 +69,7 @@ pub(crate) fn journal_event(
         .and_then(|mut stmt| stmt.exists([&dedup_key]))
         .map_err(failed)?;
     if replayed {
-        return Ok((Journaled::Duplicate, None));
+        return Ok(((Journaled::Duplicate, None), None));
     }
     let mut branches = match &event.commit {
         Some(commit) => branches_at(conn, &commit.repo, &commit.sha)?,
@@ -75,31 +82,35 @@ pub(crate) fn journal_event(
     };
     let acted = event.settled.is_none() && outcome.is_some();
     let received_at = humantime::format_rfc3339_millis(now).to_string();
-    let id = conn
-        .prepare_cached(
-            "INSERT INTO events (source, kind, dedup_key, body_hash, work_item_id, outcome,
-                 received_at, processed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?6 IS NULL THEN NULL ELSE ?7 END)
-             RETURNING id",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row(
-                (
-                    &event.source,
-                    &event.kind,
-                    &dedup_key,
-                    &event.body_hash,
-                    task.as_ref().map(WorkItemId::as_str),
-                    &outcome,
-                    &received_at,
-                ),
-                |r| r.get::<_, i64>(0),
-            )
-        })
-        .map_err(failed)?;
-    conn.prepare_cached("INSERT INTO event_bodies (event_id, encoding, body) VALUES (?1, ?2, ?3)")
-        .and_then(|mut stmt| stmt.execute((id, body.encoding, &body.bytes)))
-        .map_err(failed)?;
+    // The new row's id from the connection rather than by RETURNING, which buffers its
+    // output rows apart before handing back the first: this runs for every delivery.
+    conn.prepare_cached(
+        "INSERT INTO events (source, kind, dedup_key, body_hash, work_item_id, outcome,
+             received_at, processed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?6 IS NULL THEN NULL ELSE ?7 END)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute((
+            &event.source,
+            &event.kind,
+            &dedup_key,
+            &event.body_hash,
+            task.as_ref().map(WorkItemId::as_str),
+            &outcome,
+            &received_at,
+        ))
+    })
+    .map_err(failed)?;
+    let id = conn.last_insert_rowid();
+    conn.prepare_cached(
+        "INSERT INTO event_bodies (event_id, encoding, body, dictionary_id)
+         VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut stmt| stmt.execute((id, body.encoding, &body.bytes, body.dictionary)))
+    .map_err(failed)?;
+    let dictionary = offer
+        .map(|offer| dictionaries::take_offer(conn, offer, now))
+        .transpose()?;
     lock(recent).note(seen.clone(), now_ms);
     let recent = Arc::clone(recent);
     let undo: Undo = Box::new(move || lock(&recent).forget(&seen, now_ms));
@@ -108,26 +119,36 @@ pub(crate) fn journal_event(
         branches,
         acted,
     };
-    Ok((journaled, Some(undo)))
+    Ok(((journaled, dictionary), Some(undo)))
 }
 
 /// The raw body of event `id`, as it was received.
 pub(crate) fn event_body(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
     let stored = conn
         .query_row(
-            "SELECT encoding, body FROM event_bodies WHERE event_id = ?1",
+            "SELECT b.encoding, b.body, d.body FROM event_bodies AS b
+             LEFT JOIN body_dictionaries AS d ON d.id = b.dictionary_id
+             WHERE b.event_id = ?1",
             [id],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Option<Vec<u8>>>(2)?,
+                ))
+            },
         )
         .optional()
         .map_err(backend(format!("read the body of event {id}")))?;
     stored
-        .map(|(encoding, bytes)| bodies::decode(id, &encoding, bytes))
+        .map(|(encoding, bytes, dictionary)| {
+            bodies::decode(id, &encoding, bytes, dictionary.as_deref())
+        })
         .transpose()
 }
 
 /// Milliseconds since the Unix epoch (negative before it).
-fn unix_ms(at: SystemTime) -> i64 {
+pub(crate) fn unix_ms(at: SystemTime) -> i64 {
     match at.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
         Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),

@@ -2,7 +2,7 @@
 //! store: writes on the writer thread, reads on the pool.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use orchestrator_actors::WorkItemId;
@@ -11,7 +11,7 @@ use orchestrator_actors::ports::{
     TaskRecord, TrackerLink, TrackerLinks,
 };
 
-use super::bodies::StoredBody;
+use super::dictionaries::Family;
 use super::{SqliteStore, intake};
 
 #[async_trait]
@@ -23,12 +23,21 @@ impl EventJournal for SqliteStore {
         window: Duration,
     ) -> Result<Journaled, StoreError> {
         // Compressed here, off the one writer thread.
-        let body = StoredBody::encode(&std::mem::take(&mut event.payload));
+        let family = Family::of(&event);
+        let now_ms = intake::unix_ms(SystemTime::now());
+        let (body, offer) =
+            self.dictionaries
+                .encode(family, std::mem::take(&mut event.payload), now_ms);
         let recent = Arc::clone(&self.recent);
-        self.write_undoable(move |conn| {
-            intake::journal_event(conn, &recent, &event, &body, act, window)
-        })
-        .await
+        let (journaled, dictionary) = self
+            .write_undoable(move |conn| {
+                intake::journal_event(conn, &recent, &event, &body, offer, act, window)
+            })
+            .await?;
+        if let Some((family, dictionary)) = dictionary {
+            self.dictionaries.publish(family, dictionary);
+        }
+        Ok(journaled)
     }
 
     async fn settle_events(&self, settled: Vec<Settlement>) -> Result<(), StoreError> {
@@ -115,6 +124,7 @@ mod tests {
             delivery_id: delivery.map(str::to_string),
             body_hash: format!("hash-of-{body}"),
             payload: body.as_bytes().to_vec(),
+            scope: None,
             settled: None,
             commit: None,
         }
@@ -331,31 +341,18 @@ mod tests {
 
     /// Every journaled delivery, by id.
     async fn journal(store: &SqliteStore) -> Vec<(i64, Row)> {
-        store
-            .read(|conn| {
-                let mut stmt = conn
-                    .prepare(
-                        "SELECT id, work_item_id, outcome, error, processed_at IS NOT NULL
-                         FROM events ORDER BY id",
-                    )
-                    .unwrap();
-                let rows = stmt
-                    .query_map([], |r| {
-                        let row = Row {
-                            task: r.get(1)?,
-                            outcome: r.get(2)?,
-                            error: r.get(3)?,
-                            processed: r.get(4)?,
-                        };
-                        Ok((r.get(0)?, row))
-                    })
-                    .unwrap()
-                    .collect::<Result<Vec<_>, _>>()
-                    .unwrap();
-                Ok(rows)
-            })
-            .await
-            .unwrap()
+        let sql = "SELECT id, work_item_id, outcome, error, processed_at IS NOT NULL
+                   FROM events ORDER BY id";
+        crate::store::test_support::select(store, sql, |r| {
+            let row = Row {
+                task: r.get(1)?,
+                outcome: r.get(2)?,
+                error: r.get(3)?,
+                processed: r.get(4)?,
+            };
+            Ok((r.get(0)?, row))
+        })
+        .await
     }
 
     #[tokio::test]

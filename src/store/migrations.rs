@@ -31,6 +31,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "event-bodies",
         include_str!("migrations/0007_event_bodies.sql"),
     ),
+    (
+        8,
+        "body-dictionaries",
+        include_str!("migrations/0008_body_dictionaries.sql"),
+    ),
 ];
 
 /// What opening did to the schema.
@@ -275,7 +280,10 @@ mod tests {
         let store = SqliteStore::open(&path).await.unwrap();
         assert_eq!(
             store.migration_report().applied,
-            [(7, "event-bodies".to_string())]
+            [
+                (7, "event-bodies".to_string()),
+                (8, "body-dictionaries".to_string())
+            ]
         );
         assert_eq!(
             store.event_body(5).await.unwrap().as_deref(),

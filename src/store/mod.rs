@@ -6,6 +6,7 @@ mod bodies;
 mod cards;
 mod checkpointer;
 mod connection;
+mod dictionaries;
 mod intake;
 mod intake_ports;
 mod jobs;
@@ -60,6 +61,8 @@ pub struct SqliteStore {
     readers: Readers,
     /// The delivery journal's replay window; used on the writer thread only.
     recent: Arc<Mutex<replays::RecentBodies>>,
+    /// The compression dictionaries of delivery bodies, as committed.
+    dictionaries: dictionaries::Dictionaries,
     /// Makes a second, concurrent `close` wait until the first has finished.
     closing: tokio::sync::Mutex<()>,
 }
@@ -95,6 +98,7 @@ impl SqliteStore {
             writer,
             readers,
             recent: Arc::default(),
+            dictionaries: dictionaries::Dictionaries::default(),
             closing: tokio::sync::Mutex::new(()),
         })
     }
@@ -360,6 +364,22 @@ pub(crate) mod test_support {
             .await
             .unwrap();
         (dir, store)
+    }
+
+    /// Every row `sql` selects, read on a reader connection and mapped by `row`.
+    pub(crate) async fn select<T: Send + 'static>(
+        store: &SqliteStore,
+        sql: &'static str,
+        row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Vec<T> {
+        store
+            .read(move |conn| {
+                let mut stmt = conn.prepare(sql).unwrap();
+                let rows = stmt.query_map([], row).unwrap();
+                Ok(rows.collect::<Result<Vec<_>, _>>().unwrap())
+            })
+            .await
+            .unwrap()
     }
 
     /// A valid id.

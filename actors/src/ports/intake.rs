@@ -22,6 +22,11 @@ pub struct NewEvent {
     pub body_hash: String,
     /// The raw body as received.
     pub payload: Vec<u8>,
+    /// The repository or project it concerns, when it names one the registry knows.
+    /// Deliveries of one source, kind and scope are near copies of one another (a Gitea
+    /// `status` repeats the whole repository), so the journal keeps their bodies compressed
+    /// against an earlier one of theirs.
+    pub scope: Option<String>,
     /// Its outcome when it is known before it is journaled (a delivery nobody acts on), so
     /// that it is settled in the same write.
     pub settled: Option<String>,
