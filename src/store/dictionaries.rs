@@ -22,8 +22,9 @@ use super::tasks::backend;
 /// How old (ms) a dictionary must be before a body that outgrew it replaces it.
 const REFRESH_MS: i64 = 3_600_000;
 
-/// Most families cached; a family beyond them has its bodies compressed alone.
-const MAX_FAMILIES: usize = 4_096;
+/// Most bytes of dictionaries cached; a family that finds the cache full has its bodies
+/// compressed alone (a few hundred families of 64 KiB bodies; thousands of 4 KiB ones).
+const MAX_CACHED_BYTES: usize = 32 << 20;
 
 /// Deliveries alike enough to share a dictionary.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -57,7 +58,14 @@ pub(crate) struct Offer {
 
 /// Families' dictionaries, as committed.
 #[derive(Debug, Default)]
-pub(crate) struct Dictionaries(Mutex<HashMap<Family, Arc<Dictionary>>>);
+pub(crate) struct Dictionaries(Mutex<Cache>);
+
+/// The dictionaries cached, and their bytes in all.
+#[derive(Debug, Default)]
+struct Cache {
+    by_family: HashMap<Family, Arc<Dictionary>>,
+    bytes: usize,
+}
 
 impl Dictionaries {
     /// Encodes `raw`, a body of `family`, against the family's dictionary; and, when the
@@ -72,9 +80,10 @@ impl Dictionaries {
         let Some(family) = family else {
             return (StoredBody::encode(&raw, None), None);
         };
-        let (dictionary, cached) = {
+        let (dictionary, full) = {
             let cache = lock(&self.0);
-            (cache.get(&family).cloned(), cache.len())
+            let dictionary = cache.by_family.get(&family).cloned();
+            (dictionary, cache.bytes + raw.len() > MAX_CACHED_BYTES)
         };
         let body = StoredBody::encode(&raw, dictionary.as_deref());
         // Kept against it (or as it came) in over a quarter of its size: the family's
@@ -82,8 +91,7 @@ impl Dictionaries {
         let replaces = dictionary.as_ref().is_some_and(|d| {
             body.bytes.len() > raw.len() / 4 && now_ms.saturating_sub(d.created_ms) >= REFRESH_MS
         });
-        let offered = (dictionary.is_none() && cached < MAX_FAMILIES || replaces)
-            && raw.len() <= MAX_DICTIONARY;
+        let offered = (dictionary.is_none() || replaces) && !full && raw.len() <= MAX_DICTIONARY;
         let offer = offered.then_some(Offer {
             family,
             raw,
@@ -95,8 +103,15 @@ impl Dictionaries {
     /// Caches `dictionary` as its family's, unless a newer one is cached already.
     pub(crate) fn publish(&self, family: Family, dictionary: Dictionary) {
         let mut cache = lock(&self.0);
-        if cache.get(&family).is_none_or(|d| d.id < dictionary.id) {
-            cache.insert(family, Arc::new(dictionary));
+        if cache
+            .by_family
+            .get(&family)
+            .is_none_or(|d| d.id < dictionary.id)
+        {
+            cache.bytes += dictionary.bytes.len();
+            if let Some(old) = cache.by_family.insert(family, Arc::new(dictionary)) {
+                cache.bytes -= old.bytes.len();
+            }
         }
     }
 }
@@ -192,6 +207,7 @@ mod tests {
 
     use orchestrator_actors::ports::{EventJournal, Journaled, NewEvent};
 
+    use super::{Dictionaries, Dictionary, Family, MAX_CACHED_BYTES, MAX_DICTIONARY};
     use crate::store::SqliteStore;
     use crate::store::test_support::{fails_at_commit, hold_writer, select};
 
@@ -379,6 +395,31 @@ mod tests {
         assert_eq!((encoding.as_str(), dictionary), ("lz4-dict", Some(2)));
         all_come_back(&store, &journaled).await;
         store.close().await;
+    }
+
+    #[test]
+    fn only_a_family_without_a_dictionary_offers_its_body_while_the_cache_has_room() {
+        let dictionaries = Dictionaries::default();
+        let family = |scope: &str| Family::of(&status(Some(scope), 0));
+        let body = |n| status(Some("acme/app"), n).payload;
+        let (_, offer) = dictionaries.encode(family("acme/app"), body(1), 0);
+        assert!(!offer.expect("none cached yet").replaces);
+        // No family, or a body LZ4 could not reach the end of: no offer.
+        assert!(dictionaries.encode(None, body(1), 0).1.is_none());
+        let huge = vec![b' '; MAX_DICTIONARY + 1];
+        assert!(dictionaries.encode(family("acme/app"), huge, 0).1.is_none());
+        // A family with a dictionary compresses against it; once the cache is full, a new
+        // family is compressed alone and offers nothing.
+        let filling = Dictionary {
+            id: 1,
+            bytes: vec![b' '; MAX_CACHED_BYTES - 100],
+            created_ms: 0,
+        };
+        dictionaries.publish(family("acme/app").unwrap(), filling);
+        let (stored, offer) = dictionaries.encode(family("acme/app"), body(2), 0);
+        assert_eq!((stored.dictionary, offer.is_none()), (Some(1), true));
+        let (stored, offer) = dictionaries.encode(family("acme/web"), body(2), 0);
+        assert_eq!((stored.dictionary, offer.is_none()), (None, true));
     }
 
     #[tokio::test]
