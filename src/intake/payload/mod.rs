@@ -1,6 +1,7 @@
-//! Reading webhook bodies into the few facts the intake acts on. Pure: the HTTP layer has
-//! already checked the signature and that the body is JSON; a body whose shape is wrong for
-//! its event is an error naming the missing field.
+//! Reading webhook bodies into the few facts the intake acts on. Pure: the intake has
+//! already checked the signature; a body that is not JSON is a `serde_json` error (Gitea's
+//! is parsed here, into just the fields read), and one whose shape is wrong for its event an
+//! error naming the missing field.
 
 mod gitea;
 mod plane;
