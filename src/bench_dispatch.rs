@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
-use orchestrator_actors::dispatch::{DISPATCH, Dispatch, DispatchDeps, DispatchMsg};
+use orchestrator_actors::dispatch::{DISPATCH, Dispatch, DispatchDeps};
 use orchestrator_actors::gates::GateOutcome;
 use orchestrator_actors::ports::{JobStore, NewJob, NewTask, Store, TaskRecord};
 use orchestrator_actors::resilience::RetryPolicy;
@@ -116,8 +116,11 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         tick: Duration::from_secs(2),
         processes: Arc::new(OsProcesses::new()),
         retry: RetryPolicy::default(),
+        max_attempts: 3,
         breaker_threshold: 1_000,
         breaker_cooldown: Duration::from_secs(1),
+        infra_retries: 0,
+        infra_retry_delay: Duration::from_secs(1),
     });
     let (dispatch, handle) = Actor::spawn(Some(DISPATCH.to_string()), Dispatch::new(deps), ())
         .await
@@ -137,15 +140,15 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
             })
             .await?;
         let queued = Instant::now();
-        store
-            .enqueue_job(NewJob {
-                work_item_id: id.clone(),
-                stage: Stage::Analysis,
-                role: "analyst".into(),
-                task_text: "noop".into(),
-            })
-            .await?;
-        dispatch.cast(DispatchMsg::Wake)?;
+        // Through the dispatcher, the queue's only writer, as a task actor does.
+        orchestrator_actors::dispatch::enqueue(NewJob {
+            work_item_id: id.clone(),
+            stage: Stage::Analysis,
+            role: "analyst".into(),
+            task_text: "noop".into(),
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let spawned = loop {
             if let Some(at) = started.lock().expect("poisoned").get(&id).copied() {

@@ -84,9 +84,17 @@ pub struct Config {
     pub reaper_grace_ticks: u32,
     /// Budget of one CI run of a project's test command (`ORCH_CI_TIMEOUT_S`).
     pub ci_timeout: Duration,
-    /// Pause before re-checking a gate or merge that hit infrastructure trouble
-    /// (`ORCH_RETRY_DELAY_S`).
+    /// Pause before re-checking a gate or merge that hit infrastructure trouble, or before a
+    /// run prepares or publishes again (`ORCH_RETRY_DELAY_S`).
     pub retry_delay: Duration,
+    /// Deferred evaluations of one gate in a row before the task is blocked
+    /// (`ORCH_GATE_DEFER_MAX`).
+    pub gate_defer_max: u32,
+    /// Failed merges in a row before the task is blocked (`ORCH_MERGE_RETRY_MAX`).
+    pub merge_retry_max: u32,
+    /// Retries of a run's worktree preparation or publishing before the task is blocked
+    /// (`ORCH_INFRA_RETRY_MAX`).
+    pub infra_retry_max: u32,
     /// Plane, Gitea and the webhook intake (`ORCH_PLANE_*`, `ORCH_GITEA_*`, …).
     pub integrations: Integrations,
     /// The Telegram bot posting tracker cards; `None` logs them instead
@@ -184,6 +192,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("ORCH_REAPER_GRACE_TICKS", "4"),
     ("ORCH_CI_TIMEOUT_S", "1800"),
     ("ORCH_RETRY_DELAY_S", "30"),
+    ("ORCH_GATE_DEFER_MAX", "20"),
+    ("ORCH_MERGE_RETRY_MAX", "5"),
+    ("ORCH_INFRA_RETRY_MAX", "5"),
     ("ORCH_PLANE_API_URL", ""),
     ("ORCH_PLANE_API_TOKEN", ""),
     ("ORCH_PLANE_WORKSPACE_SLUG", ""),
@@ -377,6 +388,9 @@ impl Config {
             reaper_grace_ticks: number(get("ORCH_REAPER_GRACE_TICKS"), 1, 1_000)? as u32,
             ci_timeout: Duration::from_secs(number(get("ORCH_CI_TIMEOUT_S"), 1, 86_400)?),
             retry_delay: Duration::from_secs(number(get("ORCH_RETRY_DELAY_S"), 1, 3_600)?),
+            gate_defer_max: number(get("ORCH_GATE_DEFER_MAX"), 0, 10_000)? as u32,
+            merge_retry_max: number(get("ORCH_MERGE_RETRY_MAX"), 0, 10_000)? as u32,
+            infra_retry_max: number(get("ORCH_INFRA_RETRY_MAX"), 0, 10_000)? as u32,
             integrations,
             telegram_bot_token,
             telegram_chat_id,

@@ -163,6 +163,7 @@ impl Forge for LocalForge {
         self.projects.get(repo).map(|p| ProjectRules {
             has_staging: p.staging,
             confirm_deploy: p.confirm_deploy,
+            ..ProjectRules::default()
         })
     }
 

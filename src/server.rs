@@ -12,7 +12,7 @@ use orchestrator_actors::ports::{CardStore, JobStore, Notifier, PullRequestStore
 use orchestrator_actors::reaper::ReaperDeps;
 use orchestrator_actors::restart::RestartPolicy;
 use orchestrator_actors::task::TaskDeps;
-use orchestrator_actors::task_machine::MAX_STAGE_ATTEMPTS;
+use orchestrator_actors::task_machine::{InfraLimits, MAX_STAGE_ATTEMPTS};
 use orchestrator_actors::tracker::TrackerDeps;
 use orchestrator_actors::tree::{self, TreeConfig};
 use orchestrator_actors::workbench::{Forge, ProcessControl};
@@ -135,6 +135,10 @@ pub async fn run_on(
         forge: forge.clone(),
         board: integrations.board.clone(),
         retry_delay: config.retry_delay,
+        limits: InfraLimits {
+            gate_deferrals: config.gate_defer_max,
+            merge_retries: config.merge_retry_max,
+        },
     });
     let notifier: Arc<dyn Notifier> = match (&config.telegram_bot_token, &config.telegram_chat_id) {
         (Some(token), Some(chat)) => {
@@ -167,8 +171,11 @@ pub async fn run_on(
             tick: DISPATCH_TICK,
             processes: processes.clone(),
             retry: config.retry.clone(),
+            max_attempts: MAX_STAGE_ATTEMPTS,
             breaker_threshold: config.breaker_threshold,
             breaker_cooldown: config.breaker_cooldown,
+            infra_retries: config.infra_retry_max,
+            infra_retry_delay: config.retry_delay,
         }),
         reaper: Arc::new(ReaperDeps {
             jobs: jobs.clone(),

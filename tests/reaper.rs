@@ -1,17 +1,21 @@
 //! The job reaper against a real SQLite queue and real processes: an orphaned job is
 //! requeued after the grace ticks (its attempt counted, no run traces left), a job whose
 //! run journaled an outcome is finalized from it, a run past the backstop has its process
-//! group killed and is failed, and another boot's jobs are left to the startup sweep.
+//! group killed and is failed, and another boot's jobs are left to the startup sweep. The
+//! reaper only reports; `dispatch`, the queue's only writer, carries its verdicts out, so
+//! each test runs one (registered by its fixed name, hence one test at a time).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator::agent::process::{OsProcesses, start_ticks};
 use orchestrator::store::SqliteStore;
+use orchestrator_actors::dispatch::{DISPATCH, Dispatch, DispatchDeps, DispatchMsg};
 use orchestrator_actors::ports::{
     JobStatus, JobStore, NewJob, NewRun, NewTask, ProcessId, RunFinish, Store,
 };
 use orchestrator_actors::reaper::{Reaper, ReaperDeps};
+use orchestrator_actors::resilience::RetryPolicy;
 use orchestrator_actors::{Stage, WorkItemId};
 use ractor::Actor;
 
@@ -79,6 +83,50 @@ async fn start_reaper(
     actor
 }
 
+/// One test at a time: the dispatcher's name is process-wide.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A dispatcher that claims nothing (so requeued jobs stay queued for the assertions), up
+/// and past its startup sweep.
+async fn start_dispatch(store: Arc<SqliteStore>) -> ractor::ActorRef<DispatchMsg> {
+    let deps = DispatchDeps {
+        store: store.clone(),
+        jobs: store,
+        forge: Arc::new(orchestrator_actors::fakes::NoForge),
+        runner: Arc::new(orchestrator_actors::fakes::NoRunner),
+        max_concurrency: 0,
+        boot_id: BOOT.into(),
+        tick: Duration::from_secs(60),
+        processes: Arc::new(OsProcesses::new()),
+        retry: RetryPolicy::default(),
+        max_attempts: 3,
+        breaker_threshold: 3,
+        breaker_cooldown: Duration::from_secs(60),
+        infra_retries: 0,
+        infra_retry_delay: Duration::from_secs(1),
+    };
+    let (actor, _) = Actor::spawn(
+        Some(DISPATCH.to_string()),
+        Dispatch::new(Arc::new(deps)),
+        (),
+    )
+    .await
+    .unwrap();
+    until("the dispatcher's startup sweep", || {
+        let actor = actor.clone();
+        async move {
+            let d = actor
+                .call(DispatchMsg::Describe, Some(Duration::from_secs(5)))
+                .await
+                .unwrap()
+                .unwrap();
+            d.details["recovered"] == true
+        }
+    })
+    .await;
+    actor
+}
+
 async fn status_of(store: &SqliteStore, id: &str) -> (JobStatus, u32) {
     let job = store
         .last_job(&WorkItemId::parse(id).unwrap())
@@ -105,8 +153,11 @@ where
 
 #[tokio::test]
 async fn orphans_are_requeued_outcomes_finalized_and_other_boots_left_alone() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path()).await;
+    // Up before the jobs exist, so its startup sweep leaves the other boot's job alone.
+    let dispatch = start_dispatch(store.clone()).await;
     let (_orphan, _) = running_job(&store, "R-1", BOOT).await;
     let (_done, done_run) = running_job(&store, "R-2", BOOT).await;
     store
@@ -138,12 +189,15 @@ async fn orphans_are_requeued_outcomes_finalized_and_other_boots_left_alone() {
     // Another boot's job is not the reaper's business.
     assert_eq!(status_of(&store, "R-3").await.0, JobStatus::Running);
     reaper.stop(None);
+    dispatch.stop_and_wait(None, None).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_run_past_the_backstop_is_killed_with_its_group_and_failed() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path()).await;
+    let dispatch = start_dispatch(store.clone()).await;
     let (job, run_id) = running_job(&store, "B-1", BOOT).await;
     let mut agent = tokio::process::Command::new("sh")
         .args(["-c", "trap '' TERM; sleep 300 & sleep 300"])
@@ -196,4 +250,5 @@ async fn a_run_past_the_backstop_is_killed_with_its_group_and_failed() {
         .unwrap();
     assert_eq!(last.status, JobStatus::Failed);
     reaper.stop(None);
+    dispatch.stop_and_wait(None, None).await.unwrap();
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use orchestrator::store::SqliteStore;
 use orchestrator::telegram::TelegramNotifier;
-use orchestrator_actors::memory_cards::MemoryCards;
-use orchestrator_actors::memory_jobs::MemoryJobs;
-use orchestrator_actors::memory_store::MemoryStore;
+use orchestrator_actors::fakes::MemoryCards;
+use orchestrator_actors::fakes::MemoryJobs;
+use orchestrator_actors::fakes::MemoryStore;
 use orchestrator_actors::ports::{
     Alert, AlertKind, Card, CardState, CardStore, CardTotals, JobStore, MessageId, NewTask,
     Notifier, NotifyError, Phase, Store, TaskUpdate,

@@ -1,27 +1,41 @@
-//! `dispatch` — the job queue's only consumer. It claims queued jobs FIFO under
-//! `max_concurrency` (the store skips paused tasks and allows one active job per task) and
-//! starts one `run:<job>` actor per claimed job as its own supervised child. A tick catches
-//! anything a missed wake-up left behind. At start, before its first claim, it kills what a
-//! previous boot left running (by process group, identified by pid and start time) and
-//! requeues those jobs. A circuit [`Breaker`] stops claims after too many transient failures
-//! in a row; a queue parked on a usage limit is skipped by the store's claim.
+//! `dispatch` — the job queue's owner and **only writer** of jobs and agent runs. Task actors
+//! *ask* it to enqueue or cancel; run actors and the reaper *report* to it (a run's start,
+//! its process, its end; a crash arrives as a supervision event; the reaper's verdicts as
+//! messages). What becomes of a job is decided by the pure [`job_machine::decide`]; this
+//! actor writes the decision, in the order it decides, and tells the task when a job ended.
+//!
+//! It claims queued jobs FIFO under `max_concurrency` (the store skips paused tasks and allows
+//! one active job per task) and starts one `run:<job>` actor per claimed job as its own
+//! supervised child. A tick catches anything a missed wake-up left behind. At start, before
+//! its first claim, it kills what a previous boot left running (by process group, identified
+//! by pid and start time) in work it owns, then requeues those jobs. A circuit [`Breaker`]
+//! stops claims after too many transient failures in a row; a queue parked on a usage limit
+//! is skipped by the store's claim.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde_json::json;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{error, info, warn};
 
+use crate::WorkItemId;
 use crate::describe::{Describe, Description};
-use crate::ports::{Job, JobStore, Store};
+use crate::job_machine::{self, BreakerNote, JobChange, JobEvent, JobOutcome, JobRules, RunEnd};
+use crate::ports::{Job, JobStore, NewJob, NewRun, ProcessId, Store, StoreError};
+use crate::reaper::Verdict;
 use crate::resilience::{Breaker, RetryPolicy};
-use crate::run::{RunActor, end_job, run_name};
+use crate::run::{RunActor, run_name};
+use crate::task::TaskMsg;
 use crate::workbench::{AgentRunner, Forge, ProcessControl};
 
 /// Registered name of the dispatcher.
 pub const DISPATCH: &str = "dispatch";
+
+/// How long a task waits for the dispatcher to enqueue or cancel its job.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the dispatcher and its run actors work with.
 pub struct DispatchDeps {
@@ -39,14 +53,22 @@ pub struct DispatchDeps {
     pub boot_id: String,
     /// Interval of the safety-net claim.
     pub tick: Duration,
-    /// Agent processes as the OS sees them (the startup sweep).
+    /// Agent processes as the OS sees them (the startup sweep, a crashed run's agent).
     pub processes: Arc<dyn ProcessControl>,
     /// What happens to a failed run's job.
     pub retry: RetryPolicy,
+    /// Claims a job gets before a lost or crashed run fails it.
+    pub max_attempts: u32,
     /// Transient failures in a row that stop claims (`ORCH_BREAKER_THRESHOLD`).
     pub breaker_threshold: u32,
     /// How long claims stay stopped (`ORCH_BREAKER_COOLDOWN_S`).
     pub breaker_cooldown: Duration,
+    /// Retries of a run's infrastructure steps (preparing the worktree, journaling the start,
+    /// publishing) before the run reports an infrastructure failure
+    /// (`ORCH_INFRA_RETRY_MAX`).
+    pub infra_retries: u32,
+    /// Pause between those retries (`ORCH_RETRY_DELAY_S`).
+    pub infra_retry_delay: Duration,
 }
 
 /// The dispatcher actor.
@@ -59,20 +81,53 @@ impl Dispatch {
     pub fn new(deps: Arc<DispatchDeps>) -> Self {
         Self { deps }
     }
+
+    fn rules(&self) -> JobRules {
+        JobRules {
+            retry: self.deps.retry.clone(),
+            max_attempts: self.deps.max_attempts,
+        }
+    }
+}
+
+/// One claimed job and its run actor.
+struct Slot {
+    /// The job as claimed.
+    job: Job,
+    /// Its agent's process, once reported.
+    process: Option<ProcessId>,
+    /// Its run's start is journaled.
+    started: bool,
+    /// Its end is decided (reported, crashed or reaped); the slot is freed once the run
+    /// actor is gone.
+    ended: bool,
+}
+
+/// Counters of what the dispatcher decided, for `GET /actors`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct DispatchCounters {
+    /// Jobs claimed since start.
+    pub claimed: u64,
+    /// Jobs ended (succeeded or failed).
+    pub ended: u64,
+    /// Jobs put back in the queue.
+    pub requeued: u64,
+    /// Run actors that crashed before reporting.
+    pub crashed: u64,
 }
 
 /// The dispatcher's bookkeeping.
 pub struct DispatchState {
-    /// Running jobs by id, with their task.
-    running: BTreeMap<i64, Job>,
-    /// A claim is in flight; wake-ups meanwhile only set `again`.
-    claiming: bool,
-    /// Claim again when the current claim returns.
-    again: bool,
-    /// Jobs claimed since start.
-    claimed_total: u64,
+    /// Claimed jobs by id, until their run actor is gone.
+    running: BTreeMap<i64, Slot>,
+    /// What it did.
+    counters: DispatchCounters,
     /// The previous boot's leftovers are dealt with; claims may start.
     recovered: bool,
+    /// The startup sweep, while it kills a previous boot's agents.
+    recovering: Option<AbortOnDropHandle<()>>,
+    /// Kills of crashed runs' agents, by job; the job is settled once its agent is gone.
+    kills: BTreeMap<i64, AbortOnDropHandle<()>>,
     /// Stops claims after a streak of transient failures.
     breaker: Breaker,
 }
@@ -81,17 +136,49 @@ pub struct DispatchState {
 pub enum DispatchMsg {
     /// Task actors, the tick, run ends: look at the queue.
     Wake,
-    /// Self, from the spawned claim: these jobs are now running and need run actors.
-    Claimed(Result<Vec<Job>, String>),
+    /// A task actor: enqueue this job; replies with its id (an error names why not).
+    /// `None` when the task already has an active job.
+    Enqueue(NewJob, RpcReplyPort<Result<Option<i64>, String>>),
+    /// A task actor: withdraw the task's queued job; replies with how many were withdrawn.
+    CancelQueued(WorkItemId, RpcReplyPort<Result<u32, String>>),
+    /// A run actor, before it spawns its agent: journal the run's start.
+    RunStarting(NewRun, RpcReplyPort<Result<(), String>>),
+    /// A run actor: its agent process exists; journal it.
+    RunSpawned {
+        /// The job.
+        job_id: i64,
+        /// The run.
+        run_id: String,
+        /// The agent's process.
+        process: ProcessId,
+    },
+    /// A run actor: how its run ended.
+    RunEnded {
+        /// The job as the run knew it.
+        job: Job,
+        /// The run.
+        run_id: String,
+        /// How it ended.
+        end: RunEnd,
+    },
+    /// The reaper: its verdict on a running job (whatever it had to kill is killed).
+    Reaped {
+        /// The job as the reaper read it.
+        job: Job,
+        /// The verdict.
+        verdict: Verdict,
+    },
+    /// Self, from the owned startup sweep: a previous boot's agents are killed.
+    Recovered(Result<(), String>),
+    /// Self, from an owned kill: the agent of a crashed run is gone; settle its job.
+    CrashedRunKilled {
+        /// The job.
+        job_id: i64,
+        /// The crash.
+        error: String,
+    },
     /// Anyone: reply with running jobs and counters.
     Describe(RpcReplyPort<Description>),
-    /// Self, from the spawned startup sweep.
-    Recovered(Result<u32, String>),
-    /// A run actor: its run ended (transiently failed or not), for the breaker.
-    RunEnded {
-        /// The run failed transiently and its job went back to the queue.
-        transient: bool,
-    },
 }
 
 impl Describe for DispatchMsg {
@@ -101,18 +188,10 @@ impl Describe for DispatchMsg {
     }
 }
 
-/// Marks a job failed and tells its task, for a run that could not even start.
-fn fail_job(deps: Arc<DispatchDeps>, job: Job, reason: String) {
-    tokio::spawn(async move {
-        let run_id = job.run_id.clone().unwrap_or_default();
-        end_job(deps.jobs.as_ref(), &job, &run_id, false, reason).await;
-    });
-}
-
 /// Kills every agent process a previous boot left running (by process group, and only if
-/// the pid still belongs to the process that was started), then requeues those jobs.
-/// Killing first means the requeued job can never run twice at once.
-async fn recover(deps: &DispatchDeps) -> Result<u32, String> {
+/// the pid still belongs to the process that was started). Killing before requeueing means
+/// the requeued job can never run twice at once.
+async fn kill_previous_boot(deps: Arc<DispatchDeps>) -> Result<(), String> {
     let running = deps
         .jobs
         .running_jobs()
@@ -132,10 +211,151 @@ async fn recover(deps: &DispatchDeps) -> Result<u32, String> {
             );
         }
     }
-    deps.jobs
-        .requeue_stale_jobs(&deps.boot_id)
-        .await
-        .map_err(|e| format!("cannot requeue jobs of a previous boot: {e}"))
+    Ok(())
+}
+
+/// Tells the job's task actor (by name) that its job ended.
+fn tell_task(job: &Job, outcome: JobOutcome) {
+    if let Some(task) = ractor::registry::where_is(job.work_item_id.actor_name()) {
+        let _ = task.send_message(TaskMsg::JobFinished {
+            job_id: job.id,
+            stage: job.stage,
+            outcome,
+        });
+    }
+}
+
+fn text(e: StoreError) -> String {
+    e.to_string()
+}
+
+impl Dispatch {
+    /// Decides `event` for `job` (run `run_id`) and writes the decision.
+    async fn settle(&self, state: &mut DispatchState, job: &Job, run_id: &str, event: JobEvent) {
+        let started = state.running.get(&job.id).is_none_or(|s| s.started);
+        if let Some(slot) = state.running.get_mut(&job.id) {
+            slot.ended = true;
+        }
+        let decision = job_machine::decide(job, event, &self.rules(), SystemTime::now());
+        if let Some(finish) = decision.run.filter(|_| started)
+            && let Err(e) = self.deps.jobs.finish_run(run_id, finish).await
+        {
+            warn!(run = %run_id, error = %e, "cannot journal the end of the run");
+        }
+        if let Some((until, reason)) = &decision.park
+            && let Err(e) = self.deps.jobs.park_queue(*until, reason).await
+        {
+            warn!(job = job.id, error = %e, "cannot park the queue");
+        }
+        match decision.change {
+            None => {}
+            Some(JobChange::Finish { outcome }) => self.finish(state, job, run_id, outcome).await,
+            Some(JobChange::Requeue { how, reason }) => {
+                match self
+                    .deps
+                    .jobs
+                    .requeue_job(job.id, run_id, how.clone(), &reason)
+                    .await
+                {
+                    Ok(true) => {
+                        info!(job = job.id, task = %job.work_item_id, ?how, %reason, "job requeued");
+                        state.counters.requeued += 1;
+                    }
+                    Ok(false) => info!(job = job.id, "the job was already settled"),
+                    Err(e) => {
+                        warn!(job = job.id, error = %e, "cannot requeue the job; failing it");
+                        let reason = format!("{reason}; and it could not be requeued: {e}");
+                        self.finish(state, job, run_id, JobOutcome::Failed { reason })
+                            .await;
+                    }
+                }
+            }
+        }
+        match decision.breaker {
+            Some(BreakerNote::Transient) if state.breaker.record_transient(Instant::now()) => {
+                warn!(
+                    cooldown_s = self.deps.breaker_cooldown.as_secs(),
+                    "circuit breaker opened: too many transient agent failures in a row; claims paused"
+                );
+            }
+            Some(BreakerNote::Transient) => {}
+            Some(BreakerNote::Other) => state.breaker.record_other(),
+            None => {}
+        }
+    }
+
+    /// Ends the job; the task hears of it only if this write ended it.
+    async fn finish(
+        &self,
+        state: &mut DispatchState,
+        job: &Job,
+        run_id: &str,
+        outcome: JobOutcome,
+    ) {
+        let (status, error) = JobChange::finish_status(&outcome);
+        match self
+            .deps
+            .jobs
+            .finish_job(job.id, run_id, status, error.as_deref())
+            .await
+        {
+            Ok(true) => {
+                info!(job = job.id, task = %job.work_item_id, role = %job.role, ?outcome, "job ended");
+                state.counters.ended += 1;
+                tell_task(job, outcome);
+            }
+            Ok(false) => info!(job = job.id, "the job was already settled"),
+            Err(e) => warn!(job = job.id, error = %e, "cannot end the job"),
+        }
+    }
+
+    /// Claims what the free slots allow and starts a run actor for each.
+    async fn claim(&self, myself: &ActorRef<DispatchMsg>, state: &mut DispatchState) {
+        if !state.recovered
+            || state.running.len() >= self.deps.max_concurrency
+            || state.breaker.is_open(Instant::now())
+        {
+            return;
+        }
+        // Ended runs whose actor is still stopping hold their slot in memory but no longer
+        // count as running in the store.
+        let stopping = state.running.values().filter(|s| s.ended).count();
+        let limit = self.deps.max_concurrency - stopping;
+        let claimed = match self.deps.jobs.claim_jobs(limit, &self.deps.boot_id).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                warn!(error = %e, "claiming jobs failed; will retry on the next tick");
+                return;
+            }
+        };
+        for job in claimed {
+            state.counters.claimed += 1;
+            info!(job = job.id, task = %job.work_item_id, role = %job.role, stage = %job.stage, "starting run");
+            let run_id = job.run_id.clone().unwrap_or_default();
+            state.running.insert(
+                job.id,
+                Slot {
+                    job: job.clone(),
+                    process: None,
+                    started: false,
+                    ended: false,
+                },
+            );
+            let spawned = Actor::spawn_linked(
+                Some(run_name(job.id)),
+                RunActor::new(self.deps.clone()),
+                job.clone(),
+                myself.get_cell(),
+            )
+            .await;
+            if let Err(e) = spawned {
+                state.running.remove(&job.id);
+                let reason = format!("cannot start the run: {e}");
+                self.settle(state, &job, &run_id, JobEvent::CannotStart { reason })
+                    .await;
+            }
+        }
+    }
 }
 
 impl Actor for Dispatch {
@@ -150,10 +370,10 @@ impl Actor for Dispatch {
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(DispatchState {
             running: BTreeMap::new(),
-            claiming: false,
-            again: false,
-            claimed_total: 0,
+            counters: DispatchCounters::default(),
             recovered: false,
+            recovering: None,
+            kills: BTreeMap::new(),
             breaker: Breaker::new(self.deps.breaker_threshold, self.deps.breaker_cooldown),
         })
     }
@@ -161,13 +381,13 @@ impl Actor for Dispatch {
     async fn post_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         myself.send_interval(self.deps.tick, || DispatchMsg::Wake);
         let deps = self.deps.clone();
-        tokio::spawn(async move {
-            let _ = myself.cast(DispatchMsg::Recovered(recover(&deps).await));
-        });
+        state.recovering = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+            let _ = myself.cast(DispatchMsg::Recovered(kill_previous_boot(deps).await));
+        })));
         Ok(())
     }
 
@@ -178,100 +398,106 @@ impl Actor for Dispatch {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            DispatchMsg::Wake => {
-                if state.claiming {
-                    state.again = true;
-                    return Ok(());
+            DispatchMsg::Wake => self.claim(&myself, state).await,
+            DispatchMsg::Enqueue(job, reply) => {
+                let what = format!("{} for task {}", job.role, job.work_item_id);
+                let result = match self.deps.jobs.enqueue_job(job).await {
+                    Ok(id) => Ok(Some(id)),
+                    Err(StoreError::Duplicate(_)) => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = &result {
+                    warn!(job = %what, error = %e, "cannot enqueue");
                 }
-                if !state.recovered
-                    || state.running.len() >= self.deps.max_concurrency
-                    || state.breaker.is_open(Instant::now())
+                let _ = reply.send(result);
+                self.claim(&myself, state).await;
+            }
+            DispatchMsg::CancelQueued(id, reply) => {
+                let _ = reply.send(self.deps.jobs.cancel_queued_jobs(&id).await.map_err(text));
+            }
+            DispatchMsg::RunStarting(run, reply) => {
+                let job_id = run.job_id;
+                let result = self.deps.jobs.start_run(run).await.map_err(text);
+                if result.is_ok()
+                    && let Some(slot) = state.running.get_mut(&job_id)
                 {
-                    return Ok(());
+                    slot.started = true;
                 }
-                state.claiming = true;
-                let deps = self.deps.clone();
-                tokio::spawn(async move {
-                    let claimed = deps
-                        .jobs
-                        .claim_jobs(deps.max_concurrency, &deps.boot_id)
-                        .await
-                        .map_err(|e| e.to_string());
-                    let _ = myself.cast(DispatchMsg::Claimed(claimed));
-                });
+                let _ = reply.send(result);
             }
-            DispatchMsg::Claimed(claimed) => {
-                state.claiming = false;
-                match claimed {
-                    Err(e) => {
-                        warn!(error = %e, "claiming jobs failed; will retry on the next tick")
-                    }
-                    Ok(jobs) => {
-                        for job in jobs {
-                            state.claimed_total += 1;
-                            info!(job = job.id, task = %job.work_item_id, role = %job.role, stage = %job.stage, "starting run");
-                            state.running.insert(job.id, job.clone());
-                            let deps = self.deps.clone();
-                            let supervisor = myself.get_cell();
-                            let me = myself.clone();
-                            tokio::spawn(async move {
-                                let name = run_name(job.id);
-                                if let Err(e) = Actor::spawn_linked(
-                                    Some(name),
-                                    RunActor::new(deps.clone()),
-                                    job.clone(),
-                                    supervisor,
-                                )
-                                .await
-                                {
-                                    fail_job(
-                                        deps,
-                                        job.clone(),
-                                        format!("cannot start the run: {e}"),
-                                    );
-                                    let _ = me.cast(DispatchMsg::Wake);
-                                }
-                            });
+            DispatchMsg::RunSpawned {
+                job_id,
+                run_id,
+                process,
+            } => {
+                if let Some(slot) = state.running.get_mut(&job_id) {
+                    slot.process = Some(process);
+                }
+                if let Err(e) = self
+                    .deps
+                    .jobs
+                    .set_job_process(job_id, &run_id, process)
+                    .await
+                {
+                    warn!(job = job_id, error = %e, "cannot journal the agent's process");
+                }
+            }
+            DispatchMsg::RunEnded { job, run_id, end } => {
+                self.settle(state, &job, &run_id, JobEvent::RunEnded(end))
+                    .await;
+                self.claim(&myself, state).await;
+            }
+            DispatchMsg::Reaped { job, verdict } => {
+                let run_id = job.run_id.clone().unwrap_or_default();
+                self.settle(state, &job, &run_id, JobEvent::Reaped(verdict))
+                    .await;
+            }
+            DispatchMsg::Recovered(result) => {
+                state.recovering = None;
+                match result {
+                    Ok(()) => {
+                        let requeued = self
+                            .deps
+                            .jobs
+                            .requeue_stale_jobs(&self.deps.boot_id)
+                            .await
+                            .map_err(|e| format!("cannot requeue jobs of a previous boot: {e}"))?;
+                        if requeued > 0 {
+                            info!(requeued, "requeued jobs left running by a previous boot");
                         }
+                        state.recovered = true;
+                        self.claim(&myself, state).await;
                     }
-                }
-                if std::mem::take(&mut state.again) {
-                    let _ = myself.cast(DispatchMsg::Wake);
+                    // Failing makes the supervisor restart us, which retries the sweep.
+                    Err(e) => return Err(e.into()),
                 }
             }
-            DispatchMsg::Recovered(result) => match result {
-                Ok(requeued) => {
-                    if requeued > 0 {
-                        info!(requeued, "requeued jobs left running by a previous boot");
-                    }
-                    state.recovered = true;
-                    let _ = myself.cast(DispatchMsg::Wake);
+            DispatchMsg::CrashedRunKilled { job_id, error } => {
+                state.kills.remove(&job_id);
+                if let Some(job) = state.running.get(&job_id).map(|s| s.job.clone()) {
+                    let run_id = job.run_id.clone().unwrap_or_default();
+                    self.settle(state, &job, &run_id, JobEvent::RunCrashed { error })
+                        .await;
+                    state.running.remove(&job_id);
                 }
-                // Failing makes the supervisor restart us, which retries the sweep.
-                Err(e) => return Err(e.into()),
-            },
-            DispatchMsg::RunEnded { transient } => {
-                let now = Instant::now();
-                if !transient {
-                    state.breaker.record_other();
-                } else if state.breaker.record_transient(now) {
-                    warn!(
-                        cooldown_s = self.deps.breaker_cooldown.as_secs(),
-                        "circuit breaker opened: too many transient agent failures in a row; claims paused"
-                    );
-                }
+                self.claim(&myself, state).await;
             }
             DispatchMsg::Describe(reply) => {
                 let running: Vec<_> = state
                     .running
                     .values()
-                    .map(|j| json!({"job": j.id, "task": j.work_item_id, "role": j.role, "stage": j.stage}))
+                    .map(|s| {
+                        let j = &s.job;
+                        json!({"job": j.id, "task": j.work_item_id, "role": j.role, "stage": j.stage,
+                               "pid": s.process.map(|p| p.pid), "ended": s.ended})
+                    })
                     .collect();
                 let _ = reply.send(Description {
                     details: json!({
                         "max_concurrency": self.deps.max_concurrency,
                         "running": running,
-                        "claimed_total": state.claimed_total,
+                        "claimed_total": state.counters.claimed,
+                        "counters": state.counters,
                         "boot_id": self.deps.boot_id,
                         "recovered": state.recovered,
                         "breaker": state.breaker.view(Instant::now()),
@@ -297,26 +523,81 @@ impl Actor for Dispatch {
         let job_id = cell
             .get_name()
             .and_then(|n| n.strip_prefix("run:").and_then(|id| id.parse::<i64>().ok()));
-        if let Some(job) = job_id.and_then(|id| state.running.remove(&id))
-            && let Some(err) = failure
-        {
-            // A run actor that panicked never reported: the job must not stay running.
-            error!(job = job.id, error = %err, "run actor failed");
-            fail_job(self.deps.clone(), job, format!("the run failed: {err}"));
+        let Some(job_id) = job_id else {
+            return Ok(());
+        };
+        match (state.running.get(&job_id), failure) {
+            // A run that failed before its end was decided: its agent must be gone before
+            // the job goes back to the queue, so it can never run twice at once.
+            (Some(slot), Some(error)) if !slot.ended => {
+                error!(job = job_id, %error, "run actor failed");
+                state.counters.crashed += 1;
+                let process = slot.process;
+                let processes = self.deps.processes.clone();
+                let me = myself.clone();
+                let kill = tokio::spawn(async move {
+                    if let Some(process) = process {
+                        processes.kill_group(&process).await;
+                    }
+                    let _ = me.cast(DispatchMsg::CrashedRunKilled { job_id, error });
+                });
+                if let Some(slot) = state.running.get_mut(&job_id) {
+                    slot.ended = true;
+                }
+                state.kills.insert(job_id, AbortOnDropHandle::new(kill));
+            }
+            // Its slot is held until the crashed run's job is settled.
+            _ if state.kills.contains_key(&job_id) => {}
+            // A run stopped before it reported (the reaper's backstop, a shutdown): the
+            // reaper settles its job from what is journaled.
+            _ => {
+                state.running.remove(&job_id);
+                self.claim(&myself, state).await;
+            }
         }
-        let _ = myself.cast(DispatchMsg::Wake);
         Ok(())
     }
 
     async fn post_stop(
         &self,
         myself: ActorRef<Self::Msg>,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Running agents are left to finish; the next boot requeues what did not.
+        state.recovering = None;
+        state.kills.clear();
+        // Each run ends its own work as it stops (its agent's group is killed); the next boot
+        // requeues their jobs.
         myself
-            .stop_children_and_wait(Some("shutdown".into()), Some(Duration::from_secs(1)))
+            .stop_children_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
             .await;
         Ok(())
+    }
+}
+
+/// Asks the dispatcher to enqueue `job`; `Ok(None)` when the task already has an active job.
+pub async fn enqueue(job: NewJob) -> Result<Option<i64>, String> {
+    let what = format!("{} job for task {}", job.role, job.work_item_id);
+    ask(|reply| DispatchMsg::Enqueue(job, reply))
+        .await?
+        .map_err(|e| format!("cannot enqueue the {what}: {e}"))
+}
+
+/// Asks the dispatcher to withdraw the task's queued job.
+pub async fn cancel_queued(id: WorkItemId) -> Result<u32, String> {
+    ask(|reply| DispatchMsg::CancelQueued(id, reply)).await?
+}
+
+/// One RPC to the dispatcher, with [`ASK_TIMEOUT`].
+async fn ask<T: Send + 'static>(
+    msg: impl FnOnce(RpcReplyPort<T>) -> DispatchMsg,
+) -> Result<T, String> {
+    let dispatch = ractor::registry::where_is(DISPATCH).ok_or("dispatch is not running")?;
+    match ractor::rpc::call(&dispatch, msg, Some(ASK_TIMEOUT)).await {
+        Ok(ractor::rpc::CallResult::Success(answer)) => Ok(answer),
+        Ok(_) => Err(format!(
+            "dispatch did not answer within {} s",
+            ASK_TIMEOUT.as_secs()
+        )),
+        Err(e) => Err(format!("dispatch is unreachable: {e}")),
     }
 }

@@ -6,12 +6,12 @@ pub mod artifacts;
 pub mod card;
 pub mod describe;
 pub mod dispatch;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 pub mod frontmatter;
 pub mod gates;
 pub mod ids;
-pub mod memory_cards;
-pub mod memory_jobs;
-pub mod memory_store;
+pub mod job_machine;
 pub mod notice;
 pub mod pipeline;
 pub mod ports;

@@ -86,11 +86,15 @@ pub fn notices(
         Event::GateEvaluated {
             stage: stage @ (Stage::DeployStaging | Stage::Deploy),
             outcome: GateOutcome::Fail { reason, .. },
+            ..
         } => out.alerts.push((
             AlertKind::DeployFailed,
             format!("{id}: {stage} failed: {reason}"),
         )),
-        Event::MergeFinished(MergeResult::Conflict { files }) => out.alerts.push((
+        Event::MergeFinished {
+            result: MergeResult::Conflict { files },
+            ..
+        } => out.alerts.push((
             AlertKind::DeployFailed,
             format!(
                 "{id}: the merge into main conflicts in {}",
@@ -136,6 +140,7 @@ mod tests {
             outcome: GateOutcome::Pass {
                 reason: "ok".into(),
             },
+            deferrals: 0,
         };
         let n = notices(&before, &after, Some("verdict APPROVED"), &event);
         assert_eq!(n.board, Some(BoardStatus::Testing));
@@ -214,6 +219,7 @@ mod tests {
                     must_fix: None,
                     back_to: None,
                 },
+                deferrals: 0,
             },
         );
         assert_eq!(n.alerts[0].0, AlertKind::DeployFailed);

@@ -1,5 +1,5 @@
 //! Ports: the traits through which actors reach the world. Adapters implement them in the
-//! service crate (SQLite) or here for tests ([`crate::memory_store`]).
+//! service crate (SQLite) or, for tests, in [`crate::fakes`].
 
 use async_trait::async_trait;
 use serde::Serialize;

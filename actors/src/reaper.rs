@@ -9,10 +9,11 @@
 //! - a job with neither actor nor outcome for `grace_ticks` ticks in a row is **requeued**
 //!   (the claim's attempt stays counted) or, once out of attempts, failed.
 //!
-//! Each verdict comes from [`judge`], a pure function; the sweep itself runs off the
-//! actor's handler. Only the caller that actually changes a job in the store (the store
-//! guards every change by job and run id) tells the task, so a run that ends while it is
-//! being reaped is never reported twice.
+//! Each verdict comes from [`judge`], a pure function; the sweep itself runs in work the
+//! actor owns, off its handler. The reaper writes nothing: it kills what must not keep
+//! running and *reports* each verdict to `dispatch`, the queue's only writer, which turns it
+//! into a change (the store guards every change by job and run id, so a run that ends while
+//! it is being reaped is never settled twice).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,9 +23,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
 use tracing::{info, warn};
 
+use tokio_util::task::AbortOnDropHandle;
+
 use crate::describe::{Describe, Description};
-use crate::ports::{JobStore, Requeue, RunningJob};
-use crate::run::{end_job, run_name};
+use crate::dispatch::{DISPATCH, DispatchMsg};
+use crate::ports::{JobStore, RunningJob};
+use crate::run::run_name;
 use crate::workbench::ProcessControl;
 
 /// Registered name of the reaper.
@@ -155,8 +159,8 @@ pub struct ReaperCounters {
 pub struct ReaperState {
     /// Consecutive orphaned sightings per job.
     misses: BTreeMap<i64, u32>,
-    /// A sweep is running.
-    sweeping: bool,
+    /// The sweep in progress, owned: it ends with the actor.
+    sweeping: Option<AbortOnDropHandle<()>>,
     counters: ReaperCounters,
 }
 
@@ -199,7 +203,6 @@ async fn sweep(
     misses.retain(|id, _| mine.iter().any(|r| r.job.id == *id));
     for r in mine {
         let job = &r.job;
-        let run_id = job.run_id.clone().unwrap_or_default();
         let actor = ractor::registry::where_is(run_name(job.id));
         let orphaned = actor.is_none() && r.run_outcome.is_none();
         let seen = if orphaned {
@@ -227,7 +230,7 @@ async fn sweep(
         {
             deps.processes.kill_group(&process).await;
         }
-        let settled = match verdict {
+        match &verdict {
             Verdict::Leave => continue,
             Verdict::Kill { reason } => {
                 if let Some(actor) = actor {
@@ -235,37 +238,29 @@ async fn sweep(
                 }
                 warn!(job = job.id, task = %job.work_item_id, %reason, "reaper killed a run");
                 done.killed += 1;
-                Some((false, reason))
             }
-            Verdict::Finalize { success, reason } => {
-                done.finalized += 1;
-                Some((success, reason))
-            }
+            Verdict::Finalize { .. } => done.finalized += 1,
             Verdict::Requeue => {
-                let reason = "its run vanished without an outcome; requeued by the reaper";
-                match deps
-                    .jobs
-                    .requeue_job(job.id, &run_id, Requeue::Lost, reason)
-                    .await
-                {
-                    Ok(true) => {
-                        info!(job = job.id, task = %job.work_item_id, "reaper requeued an orphaned job");
-                        done.requeued += 1;
-                    }
-                    Ok(false) => {}
-                    Err(e) => warn!(job = job.id, error = %e, "reaper cannot requeue a job"),
-                }
+                info!(job = job.id, task = %job.work_item_id, "reaper found an orphaned job; requeueing it");
+                done.requeued += 1;
                 misses.remove(&job.id);
-                None
             }
-            Verdict::Fail { reason } => {
+            Verdict::Fail { .. } => {
                 done.failed += 1;
                 misses.remove(&job.id);
-                Some((false, reason))
             }
-        };
-        if let Some((success, reason)) = settled {
-            end_job(deps.jobs.as_ref(), job, &run_id, success, reason).await;
+        }
+        match ractor::registry::where_is(DISPATCH) {
+            Some(dispatch) => {
+                let _ = dispatch.send_message(DispatchMsg::Reaped {
+                    job: job.clone(),
+                    verdict,
+                });
+            }
+            None => warn!(
+                job = job.id,
+                "dispatch is not running; the verdict waits for the next sweep"
+            ),
         }
     }
     (misses, Ok(done))
@@ -283,7 +278,7 @@ impl Actor for Reaper {
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(ReaperState {
             misses: BTreeMap::new(),
-            sweeping: false,
+            sweeping: None,
             counters: ReaperCounters::default(),
         })
     }
@@ -305,19 +300,18 @@ impl Actor for Reaper {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ReaperMsg::Tick => {
-                if state.sweeping {
+                if state.sweeping.is_some() {
                     return Ok(());
                 }
-                state.sweeping = true;
                 let deps = self.deps.clone();
                 let misses = state.misses.clone();
-                tokio::spawn(async move {
+                state.sweeping = Some(AbortOnDropHandle::new(tokio::spawn(async move {
                     let (misses, done) = sweep(&deps, misses).await;
                     let _ = myself.cast(ReaperMsg::Swept { misses, done });
-                });
+                })));
             }
             ReaperMsg::Swept { misses, done } => {
-                state.sweeping = false;
+                state.sweeping = None;
                 state.misses = misses;
                 let c = &mut state.counters;
                 c.sweeps += 1;

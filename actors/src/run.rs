@@ -1,30 +1,41 @@
-//! `run:<job>` — one per running job: prepares the task's worktree, runs the agent process
-//! through the [`AgentRunner`](crate::workbench::AgentRunner) (journaling its pid and start
-//! time as soon as it exists), publishes what a successful agent changed, journals the run,
-//! then settles the job by the retry plan of [`crate::resilience`]: a transient failure or a
-//! usage limit goes back to the queue (the task is not told), anything else ends the job and
-//! the task actor is told by name. The dispatcher hears of every end, for its breaker. The
-//! work runs in a spawned task, so the actor itself stays responsive to Describe.
+//! `run:<job>` — one per running job. It does its work as steps, each a message to itself:
+//! **prepare** (load the task, make its worktree) → **spawned** (the agent process exists;
+//! its pid goes to `dispatch` to journal) → **exited** (the agent's report) → **published**
+//! (what a successful agent changed is committed and pushed). Each step's I/O runs in the one
+//! future the actor owns at a time (held in its state, aborted when the actor ends, so a
+//! stopped run leaves nothing running: dropping the agent's future kills its process group).
+//!
+//! The actor writes nothing itself: it *reports* to `dispatch`, the queue's only writer — the
+//! run's start (asked, before the agent is spawned), its process, and how it ended. A panic in
+//! a step becomes an actor failure, which `dispatch` sees as a supervision event. Preparing and
+//! publishing are infrastructure: they are retried on their own budget, never spend an agent
+//! attempt, and a failed push never throws away a finished agent's work — only the publish
+//! step is repeated.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::Duration;
 
+use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 use crate::describe::{Describe, Description};
 use crate::dispatch::{DISPATCH, DispatchDeps, DispatchMsg};
+use crate::job_machine::RunEnd;
 use crate::pipeline::Role;
-use crate::ports::{Job, JobStatus, JobStore, NewRun, Requeue, RunFinish};
-use crate::resilience::{FailureClass, Plan};
-use crate::task::TaskMsg;
-use crate::workbench::AgentRequest;
+use crate::ports::{Job, NewRun, ProcessId, TaskRecord};
+use crate::resilience::FailureClass;
+use crate::workbench::{AgentReport, AgentRequest, Workplace};
 
 /// The registry name of the run actor of job `id`.
 pub fn run_name(job_id: i64) -> String {
     format!("run:{job_id}")
 }
+
+/// How long a run waits for `dispatch` to journal its start.
+const JOURNAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The run actor.
 pub struct RunActor {
@@ -38,12 +49,86 @@ impl RunActor {
     }
 }
 
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Loading the task and making its worktree.
+    Preparing,
+    /// The agent runs.
+    Running,
+    /// Committing and pushing what the agent changed.
+    Publishing,
+    /// Waiting to try an infrastructure step again.
+    Retrying,
+    /// Reported to dispatch; stopping.
+    Reported,
+}
+
+/// What the prepare step found.
+pub struct Prepared {
+    /// The task as stored.
+    task: TaskRecord,
+    /// Its worktree.
+    workplace: Workplace,
+    /// 1-based count of this role's runs on the task.
+    attempt: u32,
+}
+
+/// Why a prepare step failed.
+pub struct PrepareError {
+    /// The agent cannot run at all (the task is gone): a permanent failure.
+    permanent: bool,
+    /// What went wrong.
+    reason: String,
+}
+
+/// The run's state.
+pub struct RunState {
+    /// The job it runs.
+    job: Job,
+    /// The role, parsed once.
+    role: Role,
+    /// The run's id.
+    run_id: String,
+    /// Where it stands.
+    step: Step,
+    /// The one piece of work in flight (a step's I/O or a retry's timer), aborted when the
+    /// actor ends.
+    work: Option<AbortOnDropHandle<()>>,
+    /// The task, once prepared.
+    task: Option<TaskRecord>,
+    /// The agent's process, once spawned.
+    process: Option<ProcessId>,
+    /// The agent's report, once it exited successfully and its work awaits publishing.
+    report: Option<AgentReport>,
+    /// Infrastructure failures so far (preparing, journaling, publishing).
+    infra_failures: u32,
+    /// The last of them.
+    last_infra_error: Option<String>,
+}
+
 /// Messages a run actor handles.
 pub enum RunMsg {
-    /// Anyone: reply with the job it runs.
+    /// Anyone: reply with the job it runs and its step.
     Describe(RpcReplyPort<Description>),
-    /// Self, from the spawned work: everything is journaled; stop.
-    Done,
+    /// Self, at start and on a retry: prepare the worktree.
+    Prepare,
+    /// Self, from the prepare work.
+    Prepared(Result<Prepared, PrepareError>),
+    /// Self, from the agent work: the process exists.
+    Spawned(ProcessId),
+    /// Self, from the agent work: the agent ended.
+    Exited(AgentReport),
+    /// Self, after a success and on a retry: publish the agent's work.
+    Publish,
+    /// Self, from the publish work.
+    Published(Result<(), String>),
+    /// Self, from owned work that panicked: fail the actor (a supervision event).
+    WorkPanicked(String),
+    /// Debug builds only: panic inside the handler (supervision tests).
+    #[cfg(debug_assertions)]
+    Crash(String),
 }
 
 impl Describe for RunMsg {
@@ -53,264 +138,202 @@ impl Describe for RunMsg {
     }
 }
 
-/// How a run ended, for the job and the task.
-struct RunEnd {
-    success: bool,
-    reason: String,
-    class: FailureClass,
+/// Runs `work` as the actor's one owned future; a panic in it comes back as
+/// [`RunMsg::WorkPanicked`].
+fn own<F>(myself: &ActorRef<RunMsg>, work: F) -> AbortOnDropHandle<()>
+where
+    F: Future<Output = RunMsg> + Send + 'static,
+{
+    let me = myself.clone();
+    AbortOnDropHandle::new(tokio::spawn(async move {
+        let msg = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+            Ok(msg) => msg,
+            Err(panic) => RunMsg::WorkPanicked(panic_text(panic.as_ref())),
+        };
+        let _ = me.cast(msg);
+    }))
 }
 
-impl RunEnd {
-    fn failed(reason: String) -> Self {
-        Self {
-            success: false,
-            reason,
-            class: FailureClass::Permanent,
-        }
-    }
+/// The text of a panic's payload.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
-/// Carries out the job: prepares the worktree, journals and runs the agent, publishes its
-/// work, and journals the outcome under the retry plan's verdict for a failure.
-async fn execute(deps: &DispatchDeps, job: &Job, run_id: &str) -> (RunEnd, Option<Plan>) {
-    let (end, finish) = run_agent(deps, job, run_id).await;
-    // A success needs no plan; a failure is retried, parked or final.
-    let plan = (!end.success).then(|| {
-        deps.retry
-            .plan(&end.class, job.transient_attempts, SystemTime::now())
-    });
-    if let Some(mut finish) = finish {
-        finish.outcome = match &plan {
-            None => "succeeded",
-            Some(Plan::Retry { .. }) => "transient",
-            Some(Plan::Park { .. }) => "usage-limit",
-            Some(Plan::Fail { .. }) if finish.outcome == "timeout" => "timeout",
-            Some(Plan::Fail { .. }) => "failed",
-        }
-        .into();
-        finish.reason = (!end.success).then(|| end.reason.clone());
-        if let Err(e) = deps.jobs.finish_run(run_id, finish).await {
-            warn!(run = %run_id, error = %e, "cannot journal the end of the run");
-        }
-    }
-    (end, plan)
-}
-
-/// Runs the agent; the journal entry to close comes back with the end, when the run got
-/// as far as being journaled.
-async fn run_agent(deps: &DispatchDeps, job: &Job, run_id: &str) -> (RunEnd, Option<RunFinish>) {
+/// Loads the task and makes its worktree.
+async fn prepare(deps: Arc<DispatchDeps>, job: Job, role: Role) -> Result<Prepared, PrepareError> {
     let id = &job.work_item_id;
-    let role: Role = match job.role.parse() {
-        Ok(role) => role,
-        Err(e) => return (RunEnd::failed(format!("job {} names {e}", job.id)), None),
+    let infra = |reason: String| PrepareError {
+        permanent: false,
+        reason,
     };
     let task = match deps.store.load_task(id).await {
         Ok(Some(task)) => task,
         Ok(None) => {
-            return (
-                RunEnd::failed(format!("task {id} is not in the store")),
-                None,
-            );
+            return Err(PrepareError {
+                permanent: true,
+                reason: format!("task {id} is not in the store"),
+            });
         }
-        Err(e) => return (RunEnd::failed(format!("cannot load task {id}: {e}")), None),
+        Err(e) => return Err(infra(format!("cannot load task {id}: {e}"))),
     };
-    let workplace = match deps.forge.prepare(&task).await {
-        Ok(w) => w,
-        Err(e) => {
-            return (
-                RunEnd::failed(format!("cannot prepare the worktree: {e}")),
-                None,
-            );
-        }
-    };
+    let workplace = deps
+        .forge
+        .prepare(&task)
+        .await
+        .map_err(|e| infra(format!("cannot prepare the worktree: {e}")))?;
     let attempt = match deps.jobs.runs(id).await {
-        Ok(runs) => runs.iter().filter(|r| r.role == job.role).count() as u32 + 1,
+        Ok(runs) => runs.iter().filter(|r| r.role == role.as_str()).count() as u32 + 1,
         Err(_) => job.attempts.max(1),
     };
-    let log_path = deps.runner.log_path(run_id);
-    let started = deps
-        .jobs
-        .start_run(NewRun {
-            run_id: run_id.to_string(),
-            job_id: job.id,
-            work_item_id: id.clone(),
-            stage: job.stage,
-            role: job.role.clone(),
-            model: deps.runner.model(role),
-            log_path: log_path.display().to_string(),
-        })
-        .await;
-    if let Err(e) = started {
-        return (
-            RunEnd::failed(format!("cannot journal run {run_id}: {e}")),
-            None,
-        );
-    }
+    Ok(Prepared {
+        task,
+        workplace,
+        attempt,
+    })
+}
+
+/// Runs the agent, announcing its process to the actor as soon as it exists.
+async fn run_agent(
+    deps: Arc<DispatchDeps>,
+    myself: ActorRef<RunMsg>,
+    request: AgentRequest,
+) -> RunMsg {
     let (spawned, process) = tokio::sync::oneshot::channel();
-    let journal_process = {
-        let jobs = deps.jobs.clone();
-        let (job_id, run_id) = (job.id, run_id.to_string());
-        tokio::spawn(async move {
-            if let Ok(process) = process.await
-                && let Err(e) = jobs.set_job_process(job_id, &run_id, process).await
-            {
-                warn!(job = job_id, error = %e, "cannot journal the agent's process");
-            }
-        })
+    let announce = async {
+        if let Ok(process) = process.await {
+            let _ = myself.cast(RunMsg::Spawned(process));
+        }
     };
-    let report = deps
-        .runner
-        .run(
-            AgentRequest {
-                run_id: run_id.to_string(),
-                work_item_id: id.clone(),
-                stage: job.stage,
-                role,
-                task_text: job.task_text.clone(),
-                workplace,
-                attempt,
-            },
-            spawned,
+    let (report, ()) = futures::join!(deps.runner.run(request, spawned), announce);
+    RunMsg::Exited(report)
+}
+
+impl RunActor {
+    /// Tells dispatch how the run ended and stops.
+    fn report(&self, myself: &ActorRef<RunMsg>, state: &mut RunState, end: RunEnd) {
+        state.step = Step::Reported;
+        state.work = None;
+        match ractor::registry::where_is(DISPATCH) {
+            Some(dispatch) => {
+                let _ = dispatch.send_message(DispatchMsg::RunEnded {
+                    job: state.job.clone(),
+                    run_id: state.run_id.clone(),
+                    end,
+                });
+            }
+            // The reaper finds the job without a run actor and requeues it.
+            None => warn!(
+                job = state.job.id,
+                "dispatch is not running; the run's end is left to the reaper"
+            ),
+        }
+        myself.stop(Some("run ended".into()));
+    }
+
+    /// An infrastructure step failed: try again after the retry delay, or, with the budget
+    /// spent, report it.
+    fn infra_failed(
+        &self,
+        myself: &ActorRef<RunMsg>,
+        state: &mut RunState,
+        reason: String,
+        again: fn() -> RunMsg,
+    ) {
+        state.infra_failures += 1;
+        warn!(job = state.job.id, task = %state.job.work_item_id, failures = state.infra_failures, %reason, "infrastructure trouble in a run");
+        if state.infra_failures > self.deps.infra_retries {
+            let finish = state.report.as_ref().map(|r| Box::new(r.finish.clone()));
+            let reason = format!("{reason} (gave up after {} tries)", state.infra_failures);
+            self.report(myself, state, RunEnd::Infrastructure { reason, finish });
+            return;
+        }
+        state.last_infra_error = Some(reason);
+        state.step = Step::Retrying;
+        let me = myself.clone();
+        let delay = self.deps.infra_retry_delay;
+        state.work = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = me.cast(again());
+        })));
+    }
+
+    /// Asks dispatch to journal the run's start; the intent is on record before the agent
+    /// process exists.
+    async fn journal_start(&self, state: &RunState) -> Result<(), String> {
+        let dispatch = ractor::registry::where_is(DISPATCH).ok_or("dispatch is not running")?;
+        let run = NewRun {
+            run_id: state.run_id.clone(),
+            job_id: state.job.id,
+            work_item_id: state.job.work_item_id.clone(),
+            stage: state.job.stage,
+            role: state.role.as_str().to_string(),
+            model: self.deps.runner.model(state.role),
+            log_path: self
+                .deps
+                .runner
+                .log_path(&state.run_id)
+                .display()
+                .to_string(),
+        };
+        match ractor::rpc::call(
+            &dispatch,
+            |reply| DispatchMsg::RunStarting(run, reply),
+            Some(JOURNAL_TIMEOUT),
         )
-        .await;
-    let _ = journal_process.await;
-    let (mut success, mut reason, finish) = (report.success, report.reason, report.finish);
-    let mut class = report.class;
-    if success && let Err(e) = deps.forge.publish(&task, role).await {
-        success = false;
-        reason = format!("cannot publish the {role} agent's work: {e}");
-        class = FailureClass::Permanent;
-    }
-    (
-        RunEnd {
-            success,
-            reason,
-            class,
-        },
-        Some(finish),
-    )
-}
-
-/// Settles the job in the store as `plan` says (`None`: it succeeded) and tells whoever
-/// must know: the task when the job ended, the dispatcher always (its breaker counts
-/// transient failures).
-async fn settle(deps: &DispatchDeps, job: &Job, run_id: &str, end: RunEnd, plan: Option<Plan>) {
-    let transient = !end.success && matches!(end.class, FailureClass::Transient { .. });
-    let how = match plan {
-        None => {
-            end_job(deps.jobs.as_ref(), job, run_id, true, String::new()).await;
-            None
-        }
-        Some(Plan::Retry { delay }) => Some(Requeue::Transient { delay }),
-        Some(Plan::Park { until_unix }) => {
-            if let Err(e) = deps.jobs.park_queue(until_unix, &end.reason).await {
-                warn!(job = job.id, error = %e, "cannot park the queue");
-            }
-            Some(Requeue::Parked)
-        }
-        Some(Plan::Fail { exhausted }) => {
-            let reason = if exhausted {
-                format!(
-                    "{} (transient failures exhausted the retry budget of {})",
-                    end.reason, deps.retry.transient_budget
-                )
-            } else {
-                end.reason.clone()
-            };
-            end_job(deps.jobs.as_ref(), job, run_id, false, reason).await;
-            None
-        }
-    };
-    if let Some(how) = how {
-        info!(job = job.id, task = %job.work_item_id, ?how, reason = %end.reason, "run failed on the API's limits; job requeued");
-        if let Err(e) = deps
-            .jobs
-            .requeue_job(job.id, run_id, how, &end.reason)
-            .await
+        .await
         {
-            warn!(job = job.id, error = %e, "cannot requeue the job; failing it");
-            let reason = format!("{}; and it could not be requeued: {e}", end.reason);
-            end_job(deps.jobs.as_ref(), job, run_id, false, reason).await;
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            Ok(_) => Err(format!(
+                "dispatch did not journal the run within {} s",
+                JOURNAL_TIMEOUT.as_secs()
+            )),
+            Err(e) => Err(format!("dispatch is unreachable: {e}")),
         }
-    }
-    if let Some(dispatch) = ractor::registry::where_is(DISPATCH) {
-        let _ = dispatch.send_message(DispatchMsg::RunEnded { transient });
-    }
-}
-
-/// Ends running job `job` of run `run_id` and, if this call is the one that ended it, tells
-/// its task. Returns whether it ended the job.
-pub(crate) async fn end_job(
-    jobs: &dyn JobStore,
-    job: &Job,
-    run_id: &str,
-    success: bool,
-    reason: String,
-) -> bool {
-    let status = if success {
-        JobStatus::Succeeded
-    } else {
-        JobStatus::Failed
-    };
-    let error = (!success).then_some(reason.as_str());
-    match jobs.finish_job(job.id, run_id, status, error).await {
-        Ok(true) => {
-            info!(job = job.id, task = %job.work_item_id, role = %job.role, success, %reason, "job ended");
-            notify_task(job, success, reason);
-            true
-        }
-        Ok(false) => {
-            info!(job = job.id, "the job was already settled elsewhere");
-            false
-        }
-        Err(e) => {
-            warn!(job = job.id, error = %e, "cannot end the job");
-            false
-        }
-    }
-}
-
-/// Tells the job's task actor (by name) that its job ended.
-fn notify_task(job: &Job, success: bool, reason: String) {
-    if let Some(task) = ractor::registry::where_is(job.work_item_id.actor_name()) {
-        let _ = task.send_message(TaskMsg::JobFinished {
-            job_id: job.id,
-            stage: job.stage,
-            success,
-            reason,
-        });
     }
 }
 
 impl Actor for RunActor {
     type Msg = RunMsg;
-    type State = Job;
+    type State = RunState;
     type Arguments = Job;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
         job: Job,
-    ) -> Result<Job, ActorProcessingErr> {
-        Ok(job)
+    ) -> Result<RunState, ActorProcessingErr> {
+        let role: Role = job
+            .role
+            .parse()
+            .map_err(|e| format!("job {} names {e}", job.id))?;
+        let run_id = job
+            .run_id
+            .clone()
+            .unwrap_or_else(|| format!("run-{}-{}", job.id, job.attempts));
+        Ok(RunState {
+            job,
+            role,
+            run_id,
+            step: Step::Preparing,
+            work: None,
+            task: None,
+            process: None,
+            report: None,
+            infra_failures: 0,
+            last_infra_error: None,
+        })
     }
 
     async fn post_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        job: &mut Job,
+        _state: &mut RunState,
     ) -> Result<(), ActorProcessingErr> {
-        let deps = self.deps.clone();
-        let job = job.clone();
-        tokio::spawn(async move {
-            let run_id = job
-                .run_id
-                .clone()
-                .unwrap_or_else(|| format!("run-{}-{}", job.id, job.attempts));
-            let (end, plan) = execute(&deps, &job, &run_id).await;
-            settle(&deps, &job, &run_id, end, plan).await;
-            let _ = myself.cast(RunMsg::Done);
-        });
+        myself.cast(RunMsg::Prepare)?;
         Ok(())
     }
 
@@ -318,24 +341,124 @@ impl Actor for RunActor {
         &self,
         myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        job: &mut Job,
+        state: &mut RunState,
     ) -> Result<(), ActorProcessingErr> {
+        if state.step == Step::Reported && !matches!(msg, RunMsg::Describe(_)) {
+            return Ok(());
+        }
         match msg {
             RunMsg::Describe(reply) => {
+                let job = &state.job;
                 let _ = reply.send(Description {
                     details: json!({
                         "job": job.id,
                         "task": job.work_item_id,
                         "stage": job.stage,
                         "role": job.role,
-                        "run_id": job.run_id,
+                        "run_id": state.run_id,
                         "attempt": job.attempts,
+                        "step": state.step,
+                        "pid": state.process.map(|p| p.pid),
+                        "infra_failures": state.infra_failures,
+                        "last_infra_error": state.last_infra_error,
                     }),
                     ..Description::default()
                 });
             }
-            RunMsg::Done => myself.stop(Some("run ended".into())),
+            RunMsg::Prepare => {
+                state.step = Step::Preparing;
+                let work = prepare(self.deps.clone(), state.job.clone(), state.role);
+                state.work = Some(own(&myself, work.map(RunMsg::Prepared)));
+            }
+            RunMsg::Prepared(Err(e)) if e.permanent => {
+                let end = RunEnd::Failed {
+                    class: FailureClass::Permanent,
+                    reason: e.reason,
+                    finish: None,
+                };
+                self.report(&myself, state, end);
+            }
+            RunMsg::Prepared(Err(e)) => {
+                self.infra_failed(&myself, state, e.reason, || RunMsg::Prepare)
+            }
+            RunMsg::Prepared(Ok(prepared)) => {
+                if let Err(e) = self.journal_start(state).await {
+                    let reason = format!("cannot journal run {}: {e}", state.run_id);
+                    self.infra_failed(&myself, state, reason, || RunMsg::Prepare);
+                    return Ok(());
+                }
+                let request = AgentRequest {
+                    run_id: state.run_id.clone(),
+                    work_item_id: state.job.work_item_id.clone(),
+                    stage: state.job.stage,
+                    role: state.role,
+                    task_text: state.job.task_text.clone(),
+                    workplace: prepared.workplace,
+                    attempt: prepared.attempt,
+                };
+                state.task = Some(prepared.task);
+                state.step = Step::Running;
+                let work = run_agent(self.deps.clone(), myself.clone(), request);
+                state.work = Some(own(&myself, work));
+            }
+            RunMsg::Spawned(process) => {
+                state.process = Some(process);
+                if let Some(dispatch) = ractor::registry::where_is(DISPATCH) {
+                    let _ = dispatch.send_message(DispatchMsg::RunSpawned {
+                        job_id: state.job.id,
+                        run_id: state.run_id.clone(),
+                        process,
+                    });
+                }
+            }
+            RunMsg::Exited(report) => {
+                state.work = None;
+                if report.success {
+                    info!(job = state.job.id, task = %state.job.work_item_id, role = %state.role, "agent succeeded; publishing its work");
+                    state.report = Some(report);
+                    myself.cast(RunMsg::Publish)?;
+                } else {
+                    let end = RunEnd::Failed {
+                        class: report.class,
+                        reason: report.reason,
+                        finish: Some(Box::new(report.finish)),
+                    };
+                    self.report(&myself, state, end);
+                }
+            }
+            RunMsg::Publish => {
+                let Some(task) = state.task.clone() else {
+                    return Err("publish asked for before the task was prepared".into());
+                };
+                state.step = Step::Publishing;
+                let (deps, role) = (self.deps.clone(), state.role);
+                let work = async move { RunMsg::Published(deps.forge.publish(&task, role).await) };
+                state.work = Some(own(&myself, work));
+            }
+            RunMsg::Published(Ok(())) => {
+                let finish = Box::new(state.report.take().map(|r| r.finish).unwrap_or_default());
+                self.report(&myself, state, RunEnd::Succeeded { finish });
+            }
+            RunMsg::Published(Err(e)) => {
+                let reason = format!("cannot publish the {} agent's work: {e}", state.role);
+                self.infra_failed(&myself, state, reason, || RunMsg::Publish);
+            }
+            RunMsg::WorkPanicked(panic) => {
+                return Err(format!("run {} panicked: {panic}", state.run_id).into());
+            }
+            #[cfg(debug_assertions)]
+            RunMsg::Crash(reason) => panic!("run {} crashed on request: {reason}", state.run_id),
         }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut RunState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Ending the work ends the agent: its future's drop kills the process group.
+        state.work = None;
         Ok(())
     }
 }

@@ -1,8 +1,11 @@
 //! `task:<id>` — one actor per non-terminal task, the only writer of its task's stage. It is
 //! spawned with its id only and reloads its state from the store in `pre_start`, so startup
 //! recovery and a supervised restart take the same path. Each event goes through the pure
-//! [`decide`]; the actor saves the decision and runs its effects off the handler (gates,
-//! merges, queue writes), which report back by message.
+//! [`decide`]; the actor saves the decision and carries out its effects. The queue belongs to
+//! `dispatch`: the actor *asks* it to enqueue or cancel (with a timeout). Side-work — gate
+//! evaluations, the merge, timed retries, the board's ordered updates — runs in futures the
+//! actor owns (held in its state and aborted when the incarnation ends), so a stopped or
+//! restarted task never has a stale effect still running; they report back by message.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,10 +13,12 @@ use std::time::{Duration, SystemTime};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, registry};
 use serde::Serialize;
 use serde_json::json;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 use crate::describe::{Describe, Description};
 use crate::gates::GateOutcome;
+use crate::job_machine::JobOutcome;
 use crate::notice::{Notices, notices};
 use crate::pipeline::GateKind;
 use crate::ports::{
@@ -21,7 +26,7 @@ use crate::ports::{
 };
 use crate::supervisor::{ChildLoader, ChildSpec};
 use crate::task_machine::{
-    Decision, Effect, Event, JobSnapshot, MergeResult, ProjectRules, decide,
+    Decision, Effect, Event, InfraLimits, JobSnapshot, MergeResult, ProjectRules, decide,
 };
 use crate::workbench::Forge;
 use crate::{Stage, WorkItemId};
@@ -30,7 +35,7 @@ use crate::{Stage, WorkItemId};
 pub struct TaskDeps {
     /// Tasks and their journal.
     pub store: Arc<dyn Store>,
-    /// The job queue.
+    /// The job queue, read (its writer is `dispatch`).
     pub jobs: Arc<dyn JobStore>,
     /// Branches, gates and merges.
     pub forge: Arc<dyn Forge>,
@@ -38,7 +43,13 @@ pub struct TaskDeps {
     pub board: Arc<dyn Board>,
     /// Pause before re-evaluating a deferred gate or retrying a failed merge.
     pub retry_delay: Duration,
+    /// How often infrastructure trouble is retried before the task is blocked.
+    pub limits: InfraLimits,
 }
+
+/// How long a deliberately stopped task waits for a merge in flight before ending it, and
+/// for its board updates to be delivered.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The task actor.
 pub struct TaskActor {
@@ -60,9 +71,33 @@ pub struct TaskState {
     rules: ProjectRules,
     /// When this incarnation loaded it (RFC 3339).
     loaded_at: String,
-    /// The task's board updates, carried out one after another in order by a worker of
-    /// this incarnation (so a slow tracker never holds the actor and never reorders moves).
-    board: tokio::sync::mpsc::UnboundedSender<BoardJob>,
+    /// Deferrals (or merge errors) in a row in the current stage and phase.
+    infra_streak: u32,
+    /// The side-work this incarnation owns.
+    work: SideWork,
+}
+
+/// Work a task actor started and owns: each is aborted when the incarnation ends (its state
+/// is dropped, whether it stopped or failed), so nothing stale outlives it.
+#[derive(Default)]
+struct SideWork {
+    /// A gate evaluation in flight.
+    gate: Option<AbortOnDropHandle<()>>,
+    /// The merge in flight.
+    merge: Option<AbortOnDropHandle<()>>,
+    /// A timed retry (a deferred gate, a failed merge).
+    timer: Option<AbortOnDropHandle<()>>,
+    /// The board's ordered updates, started on the first one.
+    board: Option<BoardWorker>,
+}
+
+/// Carries out a task's board updates one after another, in order, so a slow tracker never
+/// holds the actor and never reorders moves.
+struct BoardWorker {
+    /// Where updates are queued.
+    tx: tokio::sync::mpsc::UnboundedSender<BoardJob>,
+    /// The worker.
+    worker: AbortOnDropHandle<()>,
 }
 
 /// One update of the task's card on its board.
@@ -73,25 +108,29 @@ enum BoardJob {
     Comment(TaskRecord, Option<crate::pipeline::Role>, String),
 }
 
-/// Carries out a task's board updates in order until its actor's incarnation ends.
-fn board_worker(board: Arc<dyn Board>) -> tokio::sync::mpsc::UnboundedSender<BoardJob> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BoardJob>();
-    tokio::spawn(async move {
-        while let Some(job) = rx.recv().await {
-            let (id, result) = match &job {
-                BoardJob::Show(task, status) => {
-                    (&task.work_item_id, board.show(task, *status).await)
+impl BoardWorker {
+    fn start(board: Arc<dyn Board>) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BoardJob>();
+        let worker = tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                let (id, result) = match &job {
+                    BoardJob::Show(task, status) => {
+                        (&task.work_item_id, board.show(task, *status).await)
+                    }
+                    BoardJob::Comment(task, author, text) => {
+                        (&task.work_item_id, board.comment(task, *author, text).await)
+                    }
+                };
+                if let Err(e) = result {
+                    warn!(task = %id, error = %e, "cannot update the tracker board");
                 }
-                BoardJob::Comment(task, author, text) => {
-                    (&task.work_item_id, board.comment(task, *author, text).await)
-                }
-            };
-            if let Err(e) = result {
-                warn!(task = %id, error = %e, "cannot update the tracker board");
             }
+        });
+        Self {
+            tx,
+            worker: AbortOnDropHandle::new(worker),
         }
-    });
-    tx
+    }
 }
 
 /// A human decision about a task.
@@ -137,18 +176,16 @@ pub struct HumanReply {
 pub enum TaskMsg {
     /// Anyone (`GET /actors`, `GET /tasks/{id}`): reply with the task's live state.
     Describe(RpcReplyPort<Description>),
-    /// The run actor of a job: the agent ended.
+    /// `dispatch`: the task's job ended.
     JobFinished {
         /// The job.
         job_id: i64,
         /// The stage it worked for.
         stage: Stage,
-        /// Whether it succeeded.
-        success: bool,
-        /// Why it failed.
-        reason: String,
+        /// How it ended.
+        outcome: JobOutcome,
     },
-    /// Self, from a spawned gate evaluation.
+    /// Self, from the owned gate evaluation.
     GateEvaluated {
         /// The stage.
         stage: Stage,
@@ -162,7 +199,7 @@ pub enum TaskMsg {
         /// Its gate.
         gate: GateKind,
     },
-    /// Self, from a spawned merge.
+    /// Self, from the owned merge.
     MergeFinished(MergeResult),
     /// Self, after a pause: merge again if still merging.
     Merge,
@@ -187,7 +224,7 @@ impl Describe for TaskMsg {
 }
 
 impl TaskActor {
-    /// Decides `event`, saves the decision and starts its effects. Returns whether the
+    /// Decides `event`, saves the decision and carries out its effects. Returns whether the
     /// decision changed the task.
     async fn process(
         &self,
@@ -221,28 +258,30 @@ impl TaskActor {
                 info!(task = %id, from = %state.record.stage, to = %to, %reason, "stage changed");
             }
             update.apply_to(&mut state.record);
+            if (before.stage, before.phase) != (state.record.stage, state.record.phase) {
+                state.infra_streak = 0;
+            }
             let reason = update.to.as_ref().map(|(_, reason)| reason.as_str());
             self.announce(state, notices(&before, &state.record, reason, &event));
         }
         for effect in effects {
-            self.run_effect(myself, state, effect);
+            self.run_effect(myself, state, effect).await?;
         }
         Ok(changed)
     }
 
     /// Hands what the world must hear about a saved decision to the board worker and the
     /// chat tracker; nothing here waits on I/O.
-    fn announce(&self, state: &TaskState, notices: Notices) {
+    fn announce(&self, state: &mut TaskState, notices: Notices) {
         let task = &state.record;
+        let mut board = Vec::new();
         // Comments first: whoever the card's move calls to look (a human asked to approve)
         // finds what they are to look at already there.
         for (author, text) in notices.comments {
-            let _ = state
-                .board
-                .send(BoardJob::Comment(task.clone(), author, text));
+            board.push(BoardJob::Comment(task.clone(), author, text));
         }
         if let Some(status) = notices.board {
-            let _ = state.board.send(BoardJob::Show(task.clone(), status));
+            board.push(BoardJob::Show(task.clone(), status));
         }
         for (kind, text) in notices.alerts {
             info!(task = %task.work_item_id, ?kind, %text, "needs attention");
@@ -253,10 +292,26 @@ impl TaskActor {
             });
         }
         crate::tracker::refresh(task.work_item_id.clone());
+        if !board.is_empty() {
+            let worker = state
+                .work
+                .board
+                .get_or_insert_with(|| BoardWorker::start(self.deps.board.clone()));
+            for job in board {
+                let _ = worker.tx.send(job);
+            }
+        }
     }
 
-    /// Starts one effect; nothing here waits on I/O.
-    fn run_effect(&self, myself: &ActorRef<TaskMsg>, state: &TaskState, effect: Effect) {
+    /// Carries out one effect. Queue changes are asked of `dispatch` (an error fails the
+    /// incarnation, and its restart decides again from the store); everything slow is
+    /// started as owned work that reports back by message.
+    async fn run_effect(
+        &self,
+        myself: &ActorRef<TaskMsg>,
+        state: &mut TaskState,
+        effect: Effect,
+    ) -> Result<(), ActorProcessingErr> {
         let deps = self.deps.clone();
         let me = myself.clone();
         let task = state.record.clone();
@@ -266,54 +321,58 @@ impl TaskActor {
                 role,
                 task_text,
             } => {
-                tokio::spawn(async move {
-                    let job = NewJob {
-                        work_item_id: task.work_item_id.clone(),
-                        stage,
-                        role: role.as_str().to_string(),
-                        task_text,
-                    };
-                    match deps.jobs.enqueue_job(job).await {
-                        Ok(_) => wake_dispatch(),
-                        Err(e) => warn!(task = %task.work_item_id, error = %e, "cannot enqueue"),
-                    }
-                });
+                let job = NewJob {
+                    work_item_id: task.work_item_id.clone(),
+                    stage,
+                    role: role.as_str().to_string(),
+                    task_text,
+                };
+                if crate::dispatch::enqueue(job).await?.is_none() {
+                    warn!(task = %task.work_item_id, "the task already has an active job");
+                }
             }
             Effect::EvaluateGate { stage, gate } => {
-                tokio::spawn(async move {
+                state.work.gate = Some(owned(async move {
                     let outcome = deps.forge.evaluate_gate(&task, gate).await;
                     let _ = me.cast(TaskMsg::GateEvaluated { stage, outcome });
-                });
+                }));
             }
             Effect::RetryGateLater { stage, gate } => {
-                tokio::spawn(async move {
+                state.infra_streak += 1;
+                state.work.timer = Some(owned(async move {
                     tokio::time::sleep(deps.retry_delay).await;
                     let _ = me.cast(TaskMsg::EvaluateGate { stage, gate });
-                });
+                }));
             }
             Effect::Merge => {
-                tokio::spawn(async move {
+                if state.work.merge.as_ref().is_some_and(|m| !m.is_finished()) {
+                    return Ok(()); // the merge in flight answers for this one
+                }
+                state.work.merge = Some(owned(async move {
                     let result = deps.forge.merge(&task).await;
                     let _ = me.cast(TaskMsg::MergeFinished(result));
-                });
+                }));
             }
             Effect::RetryMergeLater => {
-                tokio::spawn(async move {
+                state.infra_streak += 1;
+                state.work.timer = Some(owned(async move {
                     tokio::time::sleep(deps.retry_delay).await;
                     let _ = me.cast(TaskMsg::Merge);
-                });
+                }));
             }
             Effect::CancelJobs => {
-                tokio::spawn(async move {
-                    if let Err(e) = deps.jobs.cancel_queued_jobs(&task.work_item_id).await {
-                        warn!(task = %task.work_item_id, error = %e, "cannot cancel queued jobs");
-                    }
-                });
+                crate::dispatch::cancel_queued(task.work_item_id.clone()).await?;
             }
             Effect::WakeDispatch => wake_dispatch(),
             Effect::Stop => myself.stop(Some(format!("task is {}", task.stage))),
         }
+        Ok(())
     }
+}
+
+/// Spawns work the caller keeps: it ends when the returned handle is dropped.
+fn owned(work: impl Future<Output = ()> + Send + 'static) -> AbortOnDropHandle<()> {
+    AbortOnDropHandle::new(tokio::spawn(work))
 }
 
 /// Tells the dispatcher to look at the queue, if it runs.
@@ -375,12 +434,14 @@ impl Actor for TaskActor {
             )
             .into());
         }
-        let rules = self.deps.forge.rules(&record.repo).unwrap_or_default();
+        let mut rules = self.deps.forge.rules(&record.repo).unwrap_or_default();
+        rules.limits = self.deps.limits;
         Ok(TaskState {
             record,
             rules,
             loaded_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            board: board_worker(self.deps.board.clone()),
+            infra_streak: 0,
+            work: SideWork::default(),
         })
     }
 
@@ -413,6 +474,12 @@ impl Actor for TaskActor {
                         "paused": r.paused,
                         "developer_retries": r.developer_retries,
                         "loaded_at": state.loaded_at,
+                        "infra_streak": state.infra_streak,
+                        "side_work": {
+                            "gate": state.work.gate.as_ref().is_some_and(|w| !w.is_finished()),
+                            "merge": state.work.merge.as_ref().is_some_and(|w| !w.is_finished()),
+                            "timer": state.work.timer.as_ref().is_some_and(|w| !w.is_finished()),
+                        },
                     }),
                     ..Description::default()
                 });
@@ -420,41 +487,67 @@ impl Actor for TaskActor {
             TaskMsg::JobFinished {
                 job_id,
                 stage,
-                success,
-                reason,
+                outcome,
             } => {
-                let event = Event::JobFinished {
-                    job_id,
-                    stage,
-                    success,
-                    reason,
+                let event = match outcome {
+                    JobOutcome::Succeeded => Event::JobFinished {
+                        job_id,
+                        stage,
+                        success: true,
+                        reason: String::new(),
+                    },
+                    JobOutcome::Failed { reason } => Event::JobFinished {
+                        job_id,
+                        stage,
+                        success: false,
+                        reason,
+                    },
+                    JobOutcome::Infrastructure { reason } => Event::JobInfrastructure {
+                        job_id,
+                        stage,
+                        reason,
+                    },
                 };
                 self.process(&myself, state, event).await?;
             }
             TaskMsg::GateEvaluated { stage, outcome } => {
-                self.process(&myself, state, Event::GateEvaluated { stage, outcome })
-                    .await?;
+                state.work.gate = None;
+                let deferrals = state.infra_streak;
+                let event = Event::GateEvaluated {
+                    stage,
+                    outcome,
+                    deferrals,
+                };
+                self.process(&myself, state, event).await?;
             }
             TaskMsg::EvaluateGate { stage, gate } => {
+                state.work.timer = None;
                 if state.record.stage == stage && state.record.phase == Phase::Gating {
-                    self.run_effect(&myself, state, Effect::EvaluateGate { stage, gate });
+                    self.run_effect(&myself, state, Effect::EvaluateGate { stage, gate })
+                        .await?;
                 }
             }
             TaskMsg::MergeFinished(result) => {
-                self.process(&myself, state, Event::MergeFinished(result))
+                state.work.merge = None;
+                let failures = state.infra_streak;
+                self.process(&myself, state, Event::MergeFinished { result, failures })
                     .await?;
             }
             TaskMsg::Merge => {
-                if state.record.phase == Phase::Merging {
-                    self.run_effect(&myself, state, Effect::Merge);
+                state.work.timer = None;
+                // One merge at a time: a merge still in flight answers for this one.
+                if state.record.phase == Phase::Merging && state.work.merge.is_none() {
+                    self.run_effect(&myself, state, Effect::Merge).await?;
                 }
             }
             TaskMsg::Recheck => {
                 let stage = state.record.stage;
                 if state.record.phase == Phase::Gating
+                    && state.work.gate.is_none()
                     && let Some(gate) = crate::pipeline::spec(stage).gate
                 {
-                    self.run_effect(&myself, state, Effect::EvaluateGate { stage, gate });
+                    self.run_effect(&myself, state, Effect::EvaluateGate { stage, gate })
+                        .await?;
                 }
             }
             TaskMsg::Human(action, reply) => {
@@ -486,6 +579,32 @@ impl Actor for TaskActor {
             }
             #[cfg(debug_assertions)]
             TaskMsg::Stall(duration) => tokio::time::sleep(duration).await,
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // A deliberate stop: a merge in flight is given a short while to finish (a merge
+        // interrupted halfway is redone by the next incarnation, but finishing is cleaner),
+        // and the board hears the last of this incarnation's updates. Then everything ends.
+        let work = &mut state.work;
+        work.gate = None;
+        work.timer = None;
+        if let Some(merge) = work.merge.as_mut()
+            && tokio::time::timeout(STOP_GRACE, merge).await.is_err()
+        {
+            warn!(task = %state.record.work_item_id, "the merge in flight did not end in time; ending it");
+        }
+        work.merge = None;
+        if let Some(BoardWorker { tx, mut worker }) = work.board.take() {
+            drop(tx);
+            if tokio::time::timeout(STOP_GRACE, &mut worker).await.is_err() {
+                warn!(task = %state.record.work_item_id, "board updates were still pending at stop");
+            }
         }
         Ok(())
     }

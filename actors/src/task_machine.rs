@@ -19,6 +19,27 @@ pub struct ProjectRules {
     pub has_staging: bool,
     /// A production deploy waits for an explicit confirm-deploy.
     pub confirm_deploy: bool,
+    /// How long infrastructure trouble is retried before the task is blocked.
+    pub limits: InfraLimits,
+}
+
+/// Bounds of the loops that retry infrastructure trouble: when one is spent, the task is
+/// blocked with an `infrastructure:` reason and a human is alerted — never a silent loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InfraLimits {
+    /// Deferred evaluations of one gate in a row (`ORCH_GATE_DEFER_MAX`).
+    pub gate_deferrals: u32,
+    /// Failed merges in a row (`ORCH_MERGE_RETRY_MAX`).
+    pub merge_retries: u32,
+}
+
+impl Default for InfraLimits {
+    fn default() -> Self {
+        Self {
+            gate_deferrals: 20,
+            merge_retries: 5,
+        }
+    }
 }
 
 /// The state of the task's latest job, as the actor found it on start.
@@ -76,15 +97,32 @@ pub enum Event {
         /// Why it failed, when it did.
         reason: String,
     },
+    /// Infrastructure failed around the stage's agent run (its worktree could not be made,
+    /// its work could not be published) and the run's own retries are spent.
+    JobInfrastructure {
+        /// The job.
+        job_id: i64,
+        /// The stage it worked for.
+        stage: Stage,
+        /// What failed.
+        reason: String,
+    },
     /// A gate evaluation came back.
     GateEvaluated {
         /// The stage whose gate it was.
         stage: Stage,
         /// The verdict.
         outcome: GateOutcome,
+        /// Evaluations of this gate deferred in a row before this one.
+        deferrals: u32,
     },
     /// The merge into `main` ended.
-    MergeFinished(MergeResult),
+    MergeFinished {
+        /// How.
+        result: MergeResult,
+        /// Merges that failed on infrastructure in a row before this one.
+        failures: u32,
+    },
     /// A human approved (the analysis gate).
     Approve,
     /// A human rejected the analysis, with a reason for the analyst.
@@ -193,13 +231,34 @@ pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision
                 )
             }
         }
-        Event::GateEvaluated { stage, outcome } => {
+        Event::JobInfrastructure { stage, reason, .. } => {
+            if stage != task.stage || task.phase != Phase::Working {
+                return Decision::nothing();
+            }
+            block_on_infrastructure(task, &reason)
+        }
+        Event::GateEvaluated {
+            stage,
+            outcome,
+            deferrals,
+        } => {
             if stage != task.stage || task.phase != Phase::Gating {
                 return Decision::nothing();
             }
+            if let GateOutcome::Defer { reason } = &outcome
+                && deferrals >= rules.limits.gate_deferrals
+            {
+                return block_on_infrastructure(
+                    task,
+                    &format!(
+                        "the {stage} gate could not be evaluated {} times in a row; last: {reason}",
+                        deferrals + 1
+                    ),
+                );
+            }
             on_gate(task, rules, outcome)
         }
-        Event::MergeFinished(result) => {
+        Event::MergeFinished { result, failures } => {
             if task.stage != Stage::Deploy || task.phase != Phase::Merging {
                 return Decision::nothing();
             }
@@ -221,6 +280,15 @@ pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision
                         files.join(", ")
                     ),
                 ),
+                MergeResult::Error { message } if failures >= rules.limits.merge_retries => {
+                    block_on_infrastructure(
+                        task,
+                        &format!(
+                            "the merge into main failed {} times in a row; last: {message}",
+                            failures + 1
+                        ),
+                    )
+                }
                 MergeResult::Error { .. } => Decision {
                     update: None,
                     effects: vec![Effect::RetryMergeLater],
@@ -407,6 +475,15 @@ fn on_gate(task: &TaskRecord, rules: &ProjectRules, outcome: GateOutcome) -> Dec
             None => Decision::nothing(),
         },
     }
+}
+
+/// Infrastructure trouble outlasted its retries: park the task for a human, spending nothing
+/// (no attempt, no developer retry). The reason starts with `infrastructure:`.
+fn block_on_infrastructure(task: &TaskRecord, what: &str) -> Decision {
+    let mut u = TaskUpdate::keep(task);
+    u.phase = Phase::Blocked;
+    u.blocked_reason = Some(format!("infrastructure: {}", first_line(what)));
+    settle(u)
 }
 
 /// Sends the task back to an earlier stage whose role must rework its output.

@@ -119,13 +119,20 @@ impl Driver {
                             Some((s, _)) if *s == stage => self.verdicts.pop_front().unwrap().1,
                             _ => pass(),
                         };
-                        events.push_back(Event::GateEvaluated { stage, outcome });
+                        events.push_back(Event::GateEvaluated {
+                            stage,
+                            outcome,
+                            deferrals: 0,
+                        });
                     }
                     Effect::Merge => {
                         let result = self.merges.pop_front().unwrap_or(MergeResult::Merged {
                             sha: "abc123".into(),
                         });
-                        events.push_back(Event::MergeFinished(result));
+                        events.push_back(Event::MergeFinished {
+                            result,
+                            failures: 0,
+                        });
                     }
                     _ => {}
                 }
@@ -309,6 +316,7 @@ fn the_prod_deploy_waits_for_confirm_deploy_where_configured() {
     let rules = ProjectRules {
         has_staging: true,
         confirm_deploy: true,
+        ..ProjectRules::default()
     };
     let mut d = Driver::new(task(&["autoApprove"]), rules.clone());
     d.run(start());
@@ -369,6 +377,7 @@ fn late_and_replayed_events_change_nothing() {
     let stale_gate = Event::GateEvaluated {
         stage: Stage::Review,
         outcome: pass(),
+        deferrals: 0,
     };
     assert_eq!(
         decide(&t, &rules, stale_gate),
@@ -450,6 +459,7 @@ fn infrastructure_trouble_defers_without_touching_the_task() {
             outcome: GateOutcome::Defer {
                 reason: "git not found".into(),
             },
+            deferrals: 0,
         },
     );
     assert_eq!(d.update, None);

@@ -8,12 +8,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use orchestrator_actors::describe::{self, ActorNode, WalkOptions};
 use orchestrator_actors::dispatch::DispatchDeps;
-use orchestrator_actors::gates::GateOutcome;
-use orchestrator_actors::memory_cards::MemoryCards;
-use orchestrator_actors::memory_jobs::MemoryJobs;
-use orchestrator_actors::memory_store::MemoryStore;
-use orchestrator_actors::ports::{Alert, Card, MessageId, Notifier, NotifyError};
-use orchestrator_actors::ports::{JobStore, ProcessId};
+use orchestrator_actors::fakes::{
+    MemoryCards, MemoryJobs, MemoryStore, NoChat, NoForge, NoProcesses, NoRunner,
+};
+use orchestrator_actors::ports::JobStore;
 use orchestrator_actors::ports::{
     NewTask, NewTaskFields, Store, StoreError, TaskRecord, TaskUpdate, Transition,
 };
@@ -23,13 +21,9 @@ use orchestrator_actors::restart::RestartPolicy;
 use orchestrator_actors::supervisor::SupervisorMsg;
 use orchestrator_actors::task::TaskDeps;
 use orchestrator_actors::task::TaskMsg;
-use orchestrator_actors::task_machine::{MergeResult, ProjectRules};
 use orchestrator_actors::tracker::{TrackerDeps, TrackerMode};
 use orchestrator_actors::tree::{self, Tree, TreeConfig, TreeError};
-use orchestrator_actors::workbench::{
-    AgentReport, AgentRequest, AgentRunner, Forge, ProcessControl, SpawnNotice, Workplace,
-};
-use orchestrator_actors::{GateKind, Role};
+use orchestrator_actors::workbench::{Forge, ProcessControl};
 use orchestrator_actors::{Stage, WorkItemId};
 use ractor::rpc::CallResult;
 use ractor::{ActorCell, ActorRef, registry};
@@ -62,83 +56,6 @@ async fn add(store: &dyn Store, s: &str, stage: Stage) {
     }
 }
 
-/// A forge for tests that never get as far as a worktree.
-struct NoForge;
-
-#[async_trait]
-impl Forge for NoForge {
-    fn rules(&self, _repo: &str) -> Option<ProjectRules> {
-        None
-    }
-    fn branch_name(&self, task: &TaskRecord) -> String {
-        format!("feature/{}", task.work_item_id)
-    }
-    async fn prepare(&self, _task: &TaskRecord) -> Result<Workplace, String> {
-        Err("no forge in this test".into())
-    }
-    async fn publish(&self, _task: &TaskRecord, _role: Role) -> Result<(), String> {
-        Ok(())
-    }
-    async fn evaluate_gate(&self, _task: &TaskRecord, _gate: GateKind) -> GateOutcome {
-        GateOutcome::Defer {
-            reason: "no forge in this test".into(),
-        }
-    }
-    async fn merge(&self, _task: &TaskRecord) -> MergeResult {
-        MergeResult::Error {
-            message: "no forge in this test".into(),
-        }
-    }
-}
-
-/// A runner that is never reached (the dispatcher claims nothing in these tests).
-struct NoRunner;
-
-#[async_trait]
-impl AgentRunner for NoRunner {
-    fn model(&self, _role: Role) -> Option<String> {
-        None
-    }
-    fn log_path(&self, run_id: &str) -> std::path::PathBuf {
-        std::env::temp_dir().join(run_id)
-    }
-    async fn run(&self, _request: AgentRequest, _spawned: SpawnNotice) -> AgentReport {
-        unreachable!("max_concurrency is 0")
-    }
-}
-
-/// A chat that swallows every card and alert.
-struct NoChat;
-
-#[async_trait]
-impl Notifier for NoChat {
-    async fn send_card(&self, _card: &Card) -> Result<MessageId, NotifyError> {
-        Ok(MessageId(1))
-    }
-    async fn edit_card(&self, _id: MessageId, _card: &Card) -> Result<(), NotifyError> {
-        Ok(())
-    }
-    async fn delete_message(&self, _id: MessageId) -> Result<(), NotifyError> {
-        Ok(())
-    }
-    async fn send_alert(&self, _alert: &Alert) -> Result<(), NotifyError> {
-        Ok(())
-    }
-}
-
-/// No processes exist in these tests.
-struct NoProcesses;
-
-#[async_trait]
-impl ProcessControl for NoProcesses {
-    fn is_alive(&self, _process: &ProcessId) -> bool {
-        false
-    }
-    async fn kill_group(&self, _process: &ProcessId) -> bool {
-        false
-    }
-}
-
 fn config(store: Arc<dyn Store>, policy: RestartPolicy) -> TreeConfig {
     let jobs: Arc<dyn JobStore> = Arc::new(MemoryJobs::new());
     let forge: Arc<dyn Forge> = Arc::new(NoForge);
@@ -159,6 +76,7 @@ fn config(store: Arc<dyn Store>, policy: RestartPolicy) -> TreeConfig {
             forge: forge.clone(),
             board: Arc::new(orchestrator_actors::ports::LocalBoard),
             retry_delay: Duration::from_secs(60),
+            limits: Default::default(),
         }),
         dispatch: Arc::new(DispatchDeps {
             store,
@@ -170,8 +88,11 @@ fn config(store: Arc<dyn Store>, policy: RestartPolicy) -> TreeConfig {
             tick: Duration::from_secs(60),
             processes: processes.clone(),
             retry: RetryPolicy::default(),
+            max_attempts: 3,
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(60),
+            infra_retries: 0,
+            infra_retry_delay: Duration::from_secs(60),
         }),
         reaper: Arc::new(ReaperDeps {
             jobs: reaper_jobs,

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::*;
-use crate::memory_cards::MemoryCards;
-use crate::memory_jobs::MemoryJobs;
-use crate::memory_store::MemoryStore;
+use crate::fakes::MemoryCards;
+use crate::fakes::MemoryJobs;
+use crate::fakes::MemoryStore;
 use crate::ports::{AlertKind, CardState, NewTask, Phase, TaskUpdate};
 use crate::{Stage, WorkItemId};
 

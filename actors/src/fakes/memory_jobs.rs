@@ -275,6 +275,12 @@ impl JobStore for MemoryJobs {
         run.status = finish.outcome;
         run.reason = finish.reason;
         run.exit_code = finish.exit_code;
+        run.model = finish.model.or(run.model.take());
+        run.input_tokens = finish.input_tokens;
+        run.output_tokens = finish.output_tokens;
+        run.cache_read_tokens = finish.cache_read_tokens;
+        run.cache_creation_tokens = finish.cache_creation_tokens;
+        run.cost_usd = finish.cost_usd;
         Ok(())
     }
 

@@ -1,0 +1,90 @@
+//! Ports that do nothing: for tests that never get as far as a worktree, an agent, a chat or
+//! a process.
+
+use async_trait::async_trait;
+
+use crate::gates::GateOutcome;
+use crate::pipeline::{GateKind, Role};
+use crate::ports::{Alert, Card, MessageId, Notifier, NotifyError, ProcessId, TaskRecord};
+use crate::task_machine::{MergeResult, ProjectRules};
+use crate::workbench::{
+    AgentReport, AgentRequest, AgentRunner, Forge, ProcessControl, SpawnNotice, Workplace,
+};
+
+/// A forge for tests that never get as far as a worktree: every gate defers, every merge
+/// and every worktree fails as infrastructure trouble.
+pub struct NoForge;
+
+#[async_trait]
+impl Forge for NoForge {
+    fn rules(&self, _repo: &str) -> Option<ProjectRules> {
+        None
+    }
+    fn branch_name(&self, task: &TaskRecord) -> String {
+        format!("feature/{}", task.work_item_id)
+    }
+    async fn prepare(&self, _task: &TaskRecord) -> Result<Workplace, String> {
+        Err("no forge in this test".into())
+    }
+    async fn publish(&self, _task: &TaskRecord, _role: Role) -> Result<(), String> {
+        Ok(())
+    }
+    async fn evaluate_gate(&self, _task: &TaskRecord, _gate: GateKind) -> GateOutcome {
+        GateOutcome::Defer {
+            reason: "no forge in this test".into(),
+        }
+    }
+    async fn merge(&self, _task: &TaskRecord) -> MergeResult {
+        MergeResult::Error {
+            message: "no forge in this test".into(),
+        }
+    }
+}
+
+/// A runner that must never be reached (its dispatcher claims nothing).
+pub struct NoRunner;
+
+#[async_trait]
+impl AgentRunner for NoRunner {
+    fn model(&self, _role: Role) -> Option<String> {
+        None
+    }
+    fn log_path(&self, run_id: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(run_id)
+    }
+    async fn run(&self, _request: AgentRequest, _spawned: SpawnNotice) -> AgentReport {
+        unreachable!("this test's dispatcher claims nothing")
+    }
+}
+
+/// A chat that swallows every card and alert.
+pub struct NoChat;
+
+#[async_trait]
+impl Notifier for NoChat {
+    async fn send_card(&self, _card: &Card) -> Result<MessageId, NotifyError> {
+        Ok(MessageId(1))
+    }
+    async fn edit_card(&self, _id: MessageId, _card: &Card) -> Result<(), NotifyError> {
+        Ok(())
+    }
+    async fn delete_message(&self, _id: MessageId) -> Result<(), NotifyError> {
+        Ok(())
+    }
+    async fn send_alert(&self, _alert: &Alert) -> Result<(), NotifyError> {
+        Ok(())
+    }
+}
+
+/// An OS where no process exists.
+pub struct NoProcesses;
+
+#[async_trait]
+impl ProcessControl for NoProcesses {
+    fn is_alive(&self, _process: &ProcessId) -> bool {
+        false
+    }
+    async fn kill_group(&self, _process: &ProcessId) -> bool {
+        false
+    }
+}
