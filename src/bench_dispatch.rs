@@ -114,7 +114,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         max_concurrency: 4,
         boot_id: "bench".into(),
         tick: Duration::from_secs(2),
-        processes: Arc::new(OsProcesses::new()),
+        processes: Arc::new(OsProcesses::new(config.agents.term_grace)),
         retry: RetryPolicy::default(),
         breaker_threshold: 1_000,
         breaker_cooldown: Duration::from_secs(1),
