@@ -59,6 +59,10 @@ impl Forge for ScratchForge {
             message: "not merged in the bench".into(),
         }
     }
+    async fn remove_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
+        // Every task shares the one scratch directory, which outlives them all.
+        Ok(())
+    }
 }
 
 /// The real launcher, noting when each task's agent process was announced.

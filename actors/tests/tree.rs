@@ -89,6 +89,10 @@ impl Forge for NoForge {
             message: "no forge in this test".into(),
         }
     }
+    async fn remove_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
+        // `prepare` never succeeds here, so no task has a worktree to remove.
+        Ok(())
+    }
 }
 
 /// A runner that is never reached (the dispatcher claims nothing in these tests).
