@@ -59,6 +59,10 @@ impl Forge for ScratchForge {
             message: "not merged in the bench".into(),
         }
     }
+    async fn remove_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
+        // Every task shares the one scratch directory, which outlives them all.
+        Ok(())
+    }
 }
 
 /// The real launcher, noting when each task's agent process was announced.
@@ -114,7 +118,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         max_concurrency: 4,
         boot_id: "bench".into(),
         tick: Duration::from_secs(2),
-        processes: Arc::new(OsProcesses::new()),
+        processes: Arc::new(OsProcesses::new(config.agents.term_grace)),
         retry: RetryPolicy::default(),
         max_attempts: 3,
         breaker_threshold: 1_000,

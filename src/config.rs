@@ -135,6 +135,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("ORCH_AGENT_MODEL_ALLOW", ""),
     ("ORCH_AGENT_PROMPTS_DIR", ""),
     ("ORCH_AGENT_CONFIG_DIR", ""),
+    ("ORCH_AGENT_TERM_GRACE_S", "20"),
     ("ORCH_AGENT_MODEL_ANALYST", "claude-sonnet-4-5"),
     ("ORCH_AGENT_EFFORT_ANALYST", ""),
     ("ORCH_AGENT_TIMEOUT_ANALYST_S", "1800"),
@@ -495,12 +496,14 @@ fn agent_settings(get: &Get<'_>) -> Result<AgentSettings, ConfigError> {
         let (_, value) = get(key);
         (!value.trim().is_empty()).then(|| PathBuf::from(value.trim()))
     };
+    let term_grace = Duration::from_secs(number(get("ORCH_AGENT_TERM_GRACE_S"), 0, 600)?);
     Ok(AgentSettings {
         roles,
         permission_mode: value.trim().to_string(),
         fallback_model,
         prompts_dir: path("ORCH_AGENT_PROMPTS_DIR"),
         config_dir: path("ORCH_AGENT_CONFIG_DIR"),
+        term_grace,
     })
 }
 

@@ -285,6 +285,20 @@ impl Forge for LocalForge {
         gates::evaluate(gate, &source, &context)
     }
 
+    async fn remove_worktree(&self, task: &TaskRecord) -> Result<(), String> {
+        // The clone as it stands: removing a worktree needs no fetch, so an unreachable
+        // origin cannot keep a finished task's directory alive.
+        let project = self.project(task)?;
+        let clone = self
+            .workspace
+            .clone_dir(&project.repo)
+            .map_err(|e| e.to_string())?;
+        self.workspace
+            .remove_worktree(&clone, task.work_item_id.as_str())
+            .await
+            .map_err(|e| format!("cannot remove the worktree of {}: {e}", task.work_item_id))
+    }
+
     async fn merge(&self, task: &TaskRecord) -> MergeResult {
         let clone = match self.clone_of(task).await {
             Ok(clone) => clone,

@@ -22,7 +22,6 @@ use tracing::{error, info, warn};
 
 use crate::agent::launcher::CliLauncher;
 use crate::agent::process::OsProcesses;
-use crate::agent::runner::TERM_GRACE;
 use crate::config::Config;
 use crate::forge::LocalForge;
 use crate::http::{self, AppState};
@@ -127,7 +126,7 @@ pub async fn run_on(
         config.agents.clone(),
         prompts,
     ));
-    let processes: Arc<dyn ProcessControl> = Arc::new(OsProcesses::new());
+    let processes: Arc<dyn ProcessControl> = Arc::new(OsProcesses::new(config.agents.term_grace));
     let boot_id = boot_id();
     let task_deps = Arc::new(TaskDeps {
         store: dyn_store.clone(),
@@ -184,7 +183,9 @@ pub async fn run_on(
             tick: config.reaper_tick,
             grace_ticks: config.reaper_grace_ticks,
             // Past every role's budget and the kill's grace, a run can only be stuck.
-            backstop: config.agents.longest_timeout() + TERM_GRACE + REAPER_BACKSTOP_MARGIN,
+            backstop: config.agents.longest_timeout()
+                + config.agents.term_grace
+                + REAPER_BACKSTOP_MARGIN,
             max_attempts: MAX_STAGE_ATTEMPTS,
         }),
         tracker,

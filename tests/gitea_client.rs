@@ -133,7 +133,15 @@ async fn pending_turns_green_while_polling() {
         Duration::from_secs(10),
     );
     let post_later = async {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Once the client has seen it pending twice, CI finishes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while fake.requests().iter().filter(|r| r.method == "GET").count() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the client never polled twice"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         // Through the API, as a CI runner would post it.
         let http = reqwest::Client::new();
         let answer = http

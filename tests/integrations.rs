@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BIN, Service, eventually, reach, task};
+use common::{BIN, Service, eventually, reach, task, webhooks_settled};
 use orchestrator_testkit::gitea::{GiteaFake, GiteaFakeConfig, WebhookTarget};
 use orchestrator_testkit::plane::{PlaneFake, PlaneFakeConfig, PlaneUser};
 use orchestrator_testkit::telegram::TelegramFake;
@@ -250,7 +250,8 @@ async fn a_board_without_confirm_deploy_never_deploys() {
         .unwrap();
     let reply = w.plane.deliver("issue", &body).await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Acted on and journaled: whatever it was going to do to the task, it has done.
+    webhooks_settled(&w.service).await;
     let t = task(&w.service, &id).await;
     assert_eq!(
         (t["stage"].as_str(), t["phase"].as_str()),

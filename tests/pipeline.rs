@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Service, TOKEN, create, eventually, reach, start_local as start, task};
+use common::{
+    Service, TOKEN, create, dispatch_caught_up, eventually, reach, start_local as start, task,
+};
 use serde_json::{Value, json};
 
 async fn act(service: &Service, id: &str, action: &str, body: Value) -> (u16, Value) {
@@ -213,7 +215,9 @@ async fn three_failed_rounds_park_the_task_as_blocked() {
         blocked["blocked_reason"]
     );
     let runs = blocked["runs"].as_array().unwrap().len();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Had blocking queued another job, the dispatcher would have claimed it before the
+    // witness's, so it would show among the task's runs by now.
+    dispatch_caught_up(&service).await;
     assert_eq!(
         task(&service, &id).await["runs"].as_array().unwrap().len(),
         runs,
@@ -240,8 +244,23 @@ async fn pause_holds_the_task_and_resume_releases_it_and_deploy_waits_for_confir
     let (_, paused) = act(&service, &id, "pause", json!({})).await;
     assert_eq!(paused["paused"], true);
     act(&service, &id, "approve", json!({})).await;
-    // The architect's job is queued but a paused task starts nothing.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The architect's job is queued but a paused task starts nothing: once the job is in the
+    // queue, a witness task queued after it gets its run, which a claimable job would have
+    // got first.
+    eventually(
+        "the architect's job in the queue",
+        Duration::from_secs(30),
+        || async {
+            let (_, q) = service.get("/queue").await;
+            q["jobs"]
+                .as_array()?
+                .iter()
+                .any(|j| j["task"] == id && j["role"] == "architect")
+                .then_some(())
+        },
+    )
+    .await;
+    dispatch_caught_up(&service).await;
     let held = task(&service, &id).await;
     assert_eq!(
         (held["stage"].as_str(), held["phase"].as_str()),

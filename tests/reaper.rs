@@ -70,7 +70,7 @@ async fn start_reaper(
 ) -> ractor::ActorRef<orchestrator_actors::reaper::ReaperMsg> {
     let deps = ReaperDeps {
         jobs: store,
-        processes: Arc::new(OsProcesses::new()),
+        processes: Arc::new(OsProcesses::new(Duration::from_secs(2))),
         boot_id: BOOT.into(),
         tick: Duration::from_millis(50),
         grace_ticks: 3,
@@ -97,7 +97,7 @@ async fn start_dispatch(store: Arc<SqliteStore>) -> ractor::ActorRef<DispatchMsg
         max_concurrency: 0,
         boot_id: BOOT.into(),
         tick: Duration::from_secs(60),
-        processes: Arc::new(OsProcesses::new()),
+        processes: Arc::new(OsProcesses::new(Duration::from_secs(2))),
         retry: RetryPolicy::default(),
         max_attempts: 3,
         breaker_threshold: 3,
@@ -240,7 +240,7 @@ async fn a_run_past_the_backstop_is_killed_with_its_group_and_failed() {
     };
     until("the whole group to be gone", || async {
         use orchestrator_actors::workbench::ProcessControl;
-        !OsProcesses::new().is_alive(&process)
+        !OsProcesses::new(Duration::from_secs(2)).is_alive(&process)
     })
     .await;
     let last = store

@@ -78,12 +78,15 @@ async fn a_task_actor_that_keeps_crashing_is_left_stopped_and_reported() {
     let service = Service::start(&data, &env);
 
     crash_and_wait(&service, "ORCH-1").await;
-    crash_and_wait(&service, "ORCH-1").await;
+    let last = crash_and_wait(&service, "ORCH-1").await;
     assert_eq!(service.post("/debug/tasks/ORCH-1/crash").await.0, 202);
 
+    // Given up: reported, and no longer among the children the supervisor would restart.
     let tasks = eventually("ORCH-1 given up", Duration::from_secs(10), || async {
         let tasks = tasks_node(&service).await;
-        (!tasks["details"]["gave_up"].as_array().unwrap().is_empty()).then_some(tasks)
+        (!tasks["details"]["gave_up"].as_array().unwrap().is_empty()
+            && tasks["details"]["supervised"] == 1)
+            .then_some(tasks)
     })
     .await;
     let gave_up = &tasks["details"]["gave_up"][0];
@@ -95,12 +98,17 @@ async fn a_task_actor_that_keeps_crashing_is_left_stopped_and_reported() {
             .unwrap()
             .contains("crashed on request")
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        actor_id(&service, "ORCH-1").await,
-        None,
-        "no restart after giving up"
-    );
+    // Once the crashed incarnation is gone, ORCH-1 has no actor: nothing restarted it.
+    let now = eventually(
+        "the crashed incarnation to be gone",
+        Duration::from_secs(10),
+        || async {
+            let now = actor_id(&service, "ORCH-1").await;
+            (now.as_deref() != Some(last.as_str())).then_some(now)
+        },
+    )
+    .await;
+    assert_eq!(now, None, "no restart after giving up");
     // The rest of the service is unharmed.
     assert_eq!(service.get("/health").await.0, 200);
     assert_eq!(

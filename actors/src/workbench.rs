@@ -44,6 +44,10 @@ pub trait Forge: Send + Sync + 'static {
 
     /// Merges the task's branch into `main` and confirms it landed.
     async fn merge(&self, task: &TaskRecord) -> MergeResult;
+
+    /// Removes the task's worktree (and the repository's record of it), keeping its branch
+    /// locally and on the origin. Idempotent: a task without a worktree is `Ok`.
+    async fn remove_worktree(&self, task: &TaskRecord) -> Result<(), String>;
 }
 
 /// One agent run to carry out.

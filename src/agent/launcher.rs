@@ -132,6 +132,7 @@ impl AgentRunner for CliLauncher {
                 env,
                 log_path: log_path.clone(),
                 timeout: self.settings.role(request.role).timeout,
+                term_grace: self.settings.term_grace,
             },
             Some(spawned),
         )

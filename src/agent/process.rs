@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use orchestrator_actors::ports::ProcessId;
 use orchestrator_actors::workbench::ProcessControl;
 
-use super::runner::{TERM_GRACE, group_alive, signal_group};
+use super::runner::{group_alive, signal_group};
 
 /// How often a group being stopped is polled.
 const POLL: Duration = Duration::from_millis(25);
@@ -92,15 +92,10 @@ pub struct OsProcesses {
 }
 
 impl OsProcesses {
-    /// Stops groups with the runner's grace period.
-    pub fn new() -> Self {
-        Self { grace: TERM_GRACE }
-    }
-}
-
-impl Default for OsProcesses {
-    fn default() -> Self {
-        Self::new()
+    /// Stops groups with `grace` between SIGTERM and SIGKILL: the same grace the runner
+    /// gives an agent at its timeout (`ORCH_AGENT_TERM_GRACE_S`).
+    pub fn new(grace: Duration) -> Self {
+        Self { grace }
     }
 }
 
@@ -172,9 +167,7 @@ mod tests {
             pid,
             start_ticks: ticks,
         };
-        let os = OsProcesses {
-            grace: Duration::from_millis(200),
-        };
+        let os = OsProcesses::new(Duration::from_millis(200));
         // A pid with another start time is somebody else: never touched.
         let impostor = ProcessId {
             pid,

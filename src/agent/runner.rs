@@ -19,10 +19,6 @@ use orchestrator_actors::workbench::SpawnNotice;
 
 use super::result::{CliResult, parse_stdout};
 
-/// How long the group gets between SIGTERM and SIGKILL: enough for a CLI to flush its
-/// transcript, short enough that a stuck agent cannot hold a slot.
-pub const TERM_GRACE: Duration = Duration::from_secs(2);
-
 /// How much of the end of the run's log an outcome carries, for error messages and the API.
 const LOG_TAIL_BYTES: u64 = 2048;
 
@@ -53,6 +49,9 @@ pub struct AgentCommand {
     pub log_path: PathBuf,
     /// Wall-clock limit; past it the whole process group is stopped.
     pub timeout: Duration,
+    /// How long the group has between SIGTERM and SIGKILL when it is stopped: enough for
+    /// the CLI to finish writing its files and transcript (`ORCH_AGENT_TERM_GRACE_S`).
+    pub term_grace: Duration,
 }
 
 /// What became of one agent process.
@@ -193,7 +192,7 @@ pub async fn run_announced(cmd: AgentCommand, spawned: Option<SpawnNotice>) -> A
                 )
                 .await;
             }
-            stop_group(&mut child, pgid, status).await
+            stop_group(&mut child, pgid, status, cmd.term_grace).await
         }
         _ => status,
     };
@@ -238,15 +237,16 @@ pub async fn run_announced(cmd: AgentCommand, spawned: Option<SpawnNotice>) -> A
     }
 }
 
-/// SIGTERM to the group, [`TERM_GRACE`] to go, then SIGKILL to whatever is left; reaps the
-/// leader and waits (bounded) until the group is gone. Returns the leader's exit status.
+/// SIGTERM to the group, `grace` to go, then SIGKILL to whatever is left; reaps the leader
+/// and waits (bounded) until the group is gone. Returns the leader's exit status.
 async fn stop_group(
     child: &mut Child,
     pgid: libc::pid_t,
     mut leader: Option<ExitStatus>,
+    grace: Duration,
 ) -> Option<ExitStatus> {
     signal_group(pgid, libc::SIGTERM);
-    let deadline = Instant::now() + TERM_GRACE;
+    let deadline = Instant::now() + grace;
     loop {
         if leader.is_none() {
             leader = child.try_wait().ok().flatten();

@@ -38,6 +38,9 @@ pub struct AgentSettings {
     pub prompts_dir: Option<PathBuf>,
     /// When set, each run gets `CLAUDE_CONFIG_DIR=<dir>/<run id>` (`ORCH_AGENT_CONFIG_DIR`).
     pub config_dir: Option<PathBuf>,
+    /// How long an agent's process group has between SIGTERM and SIGKILL, whether a timeout,
+    /// the reaper or the startup sweep stops it (`ORCH_AGENT_TERM_GRACE_S`).
+    pub term_grace: Duration,
 }
 
 /// Values `--permission-mode` accepts (Claude Code 2.1.197).
@@ -142,7 +145,8 @@ impl AgentSettings {
             .expect("settings exist for every role")
     }
 
-    /// The longest budget of any role: with the kill grace, the reaper's backstop is above it.
+    /// The longest budget of any role: with [`Self::term_grace`], the reaper's backstop is
+    /// above it.
     pub fn longest_timeout(&self) -> Duration {
         self.roles
             .values()

@@ -125,6 +125,28 @@ fn agents_get_per_role_defaults() {
 }
 
 #[test]
+fn the_agents_term_grace_defaults_to_20_s_and_takes_0_to_600() {
+    assert_eq!(
+        with(&[]).unwrap().agents.term_grace,
+        Duration::from_secs(20)
+    );
+    for (value, secs) in [("0", 0), ("45", 45), (" 600 ", 600)] {
+        let c = with(&[("ORCH_AGENT_TERM_GRACE_S", value)]).unwrap();
+        assert_eq!(c.agents.term_grace, Duration::from_secs(secs), "{value:?}");
+    }
+    for value in ["601", "-1", "2.5", "", "soon"] {
+        let err = with(&[("ORCH_AGENT_TERM_GRACE_S", value)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("invalid ORCH_AGENT_TERM_GRACE_S={value:?}")),
+            "{err}"
+        );
+        assert!(err.contains("from 0 to 600"), "{err}");
+    }
+}
+
+#[test]
 fn a_bad_agent_setting_is_refused_naming_its_key() {
     for (key, value, expected) in [
         (

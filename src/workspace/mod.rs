@@ -69,6 +69,11 @@ impl Workspace {
         names::branch_name(id, title, is_bug)
     }
 
+    /// Where the clone of `repo` is (or would be), without touching it or its origin.
+    pub fn clone_dir(&self, repo: &str) -> Result<PathBuf, GitError> {
+        Ok(self.cache_dir.join(names::clone_dir_name(repo)?))
+    }
+
     /// Makes sure a local clone of `repo` exists under the cache directory and is up to date
     /// with `origin` (a bare repository path or a git URL); returns its path.
     pub async fn ensure_clone(&self, repo: &str, origin: &str) -> Result<PathBuf, GitError> {
@@ -283,27 +288,39 @@ impl Workspace {
         }
     }
 
-    /// Removes the worktree of task `id`, best effort: failures are logged, never returned,
-    /// because cleanup must not fail the stage that asked for it. The branch is kept.
-    pub async fn remove_worktree(&self, clone: &Path, id: &str) {
-        if let Err(e) = names::work_item_id(id) {
-            tracing::warn!(error = %e, "not removing a worktree");
-            return;
-        }
+    /// Removes the worktree of task `id` and git's record of it; the branch stays, in the
+    /// clone and on the origin. Idempotent: no worktree there is `Ok`. A directory at the
+    /// worktree's place that is not a worktree of `clone` is left alone and is an error.
+    pub async fn remove_worktree(&self, clone: &Path, id: &str) -> Result<(), GitError> {
+        names::work_item_id(id)?;
         let path = self.worktrees_dir.join(id);
         let _lock = self.lock(clone).await;
-        if let Some(arg) = path.to_str() {
-            // --force: a task's uncommitted leftovers must not keep its directory alive.
-            if let Err(e) = git(clone, &["worktree", "remove", "--force", arg]).await {
-                tracing::debug!(error = %e, "git worktree remove failed; deleting the directory");
+        // Without a clone nothing was ever checked out from it.
+        let registered = exists(&clone.join(".git")).await?
+            && registered_worktree(clone, &path).await?.is_some();
+        if !registered {
+            if exists(&path).await? {
+                return Err(GitError::State {
+                    path,
+                    problem: format!("exists but is not a worktree of {}", clone.display()),
+                });
             }
+            return Ok(());
         }
-        if let Err(e) = remove_dir_all(&path).await {
-            tracing::warn!(error = %e, "cannot delete a task worktree");
+        // --force: a finished task's uncommitted leftovers must not keep its directory alive.
+        if let Err(e) = git(clone, &["worktree", "remove", "--force", path_arg(&path)?]).await {
+            // A worktree an agent damaged (its `.git` file deleted) is still ours to delete.
+            tracing::debug!(error = %e, worktree = %path.display(), "git worktree remove failed; deleting the directory");
+            remove_dir_all(&path).await?;
         }
-        if let Err(e) = git(clone, &["worktree", "prune"]).await {
-            tracing::warn!(error = %e, "git worktree prune failed");
+        git(clone, &["worktree", "prune"]).await?;
+        if registered_worktree(clone, &path).await?.is_some() {
+            return Err(GitError::State {
+                path,
+                problem: format!("is still a worktree of {} after removal", clone.display()),
+            });
         }
+        Ok(())
     }
 
     /// The lock of `clone`, held by every operation that moves its refs or working tree.

@@ -216,13 +216,87 @@ async fn a_task_goes_from_worktree_to_merged_main_and_a_conflict_leaves_main_alo
     assert_eq!(git(&s.clone, &["status", "--porcelain"]).await.unwrap(), "");
 
     // Cleanup removes the worktree; a new one for the same id starts from the new main.
-    s.ws.remove_worktree(&s.clone, "T-2").await;
+    s.ws.remove_worktree(&s.clone, "T-2").await.unwrap();
     assert!(!wt2.exists());
     let wt2 =
         s.ws.create_worktree(&s.clone, "T-2", &branch2)
             .await
             .unwrap();
     assert_eq!(s.ws.head_sha(&wt2).await.unwrap(), merge_sha);
+}
+
+/// Whether git still records a worktree of task `id` in `clone`.
+async fn recorded(clone: &Path, id: &str) -> bool {
+    let list = git(clone, &["worktree", "list", "--porcelain"])
+        .await
+        .unwrap();
+    list.lines()
+        .filter_map(|l| l.strip_prefix("worktree "))
+        .any(|path| Path::new(path).ends_with(Path::new("worktrees").join(id)))
+}
+
+#[tokio::test]
+async fn a_removed_worktree_keeps_its_branch_and_can_be_made_again() {
+    let s = setup().await;
+    let (wt, branch, sha) = task_with(&s, "T-7", "Clean up", &[("done.txt", "x\n")]).await;
+    // Leftovers an agent never committed do not keep the directory alive.
+    write(&wt, "scratch/left-over.txt", "junk\n");
+    assert!(recorded(&s.clone, "T-7").await);
+
+    s.ws.remove_worktree(&s.clone, "T-7").await.unwrap();
+    assert!(!wt.exists());
+    assert!(!recorded(&s.clone, "T-7").await);
+    let local = format!("refs/heads/{branch}");
+    assert_eq!(git(&s.clone, &["rev-parse", &local]).await.unwrap(), sha);
+    assert_eq!(git(&s.origin, &["rev-parse", &local]).await.unwrap(), sha);
+
+    // Idempotent: gone already, or never there, or no clone at all.
+    s.ws.remove_worktree(&s.clone, "T-7").await.unwrap();
+    s.ws.remove_worktree(&s.clone, "T-8").await.unwrap();
+    s.ws.remove_worktree(&s.scratch.join("no-clone"), "T-7")
+        .await
+        .unwrap();
+
+    // The task can have its worktree again, on its branch.
+    let again =
+        s.ws.create_worktree(&s.clone, "T-7", &branch)
+            .await
+            .unwrap();
+    assert_eq!(again, wt);
+    assert_eq!(
+        git(&again, &["branch", "--show-current"]).await.unwrap(),
+        branch
+    );
+    assert!(recorded(&s.clone, "T-7").await);
+}
+
+#[tokio::test]
+async fn removing_a_damaged_worktree_still_clears_it_and_strangers_are_left_alone() {
+    let s = setup().await;
+    // An agent deleted the worktree's `.git` file: git no longer knows it as a worktree.
+    let (wt, branch, sha) = task_with(&s, "T-9", "Damaged", &[("d.txt", "d\n")]).await;
+    std::fs::remove_file(wt.join(".git")).unwrap();
+    s.ws.remove_worktree(&s.clone, "T-9").await.unwrap();
+    assert!(!wt.exists());
+    assert!(!recorded(&s.clone, "T-9").await);
+    let local = format!("refs/heads/{branch}");
+    assert_eq!(git(&s.clone, &["rev-parse", &local]).await.unwrap(), sha);
+
+    // A directory in a worktree's place that git never made is not ours to delete.
+    let stranger = s.ws.worktrees_dir().join("T-10");
+    write(&stranger, "keep.txt", "mine\n");
+    let err = s.ws.remove_worktree(&s.clone, "T-10").await.unwrap_err();
+    assert!(
+        err.to_string().contains("T-10") && err.to_string().contains("not a worktree"),
+        "{err}"
+    );
+    assert!(stranger.join("keep.txt").exists());
+
+    // A bad id is refused before anything is touched.
+    let err = s.ws.remove_worktree(&s.clone, "../T-10").await.unwrap_err();
+    assert!(matches!(err, GitError::Invalid { .. }), "{err}");
+    assert!(err.to_string().contains("\"../T-10\""), "{err}");
+    assert!(stranger.join("keep.txt").exists());
 }
 
 #[tokio::test]

@@ -336,3 +336,34 @@ pub async fn first_run_ended(service: &Service, id: &str) -> Value {
     })
     .await
 }
+
+/// Waits until every accepted webhook delivery has been acted on and its outcome journaled:
+/// `GET /status` shows `webhooks_in_progress` at 0. A delivery counts as in progress from
+/// before it is answered, so after its reply this proves the intake is done with it.
+pub async fn webhooks_settled(service: &Service) {
+    eventually(
+        "the webhook deliveries to be settled",
+        Duration::from_secs(30),
+        || async {
+            let (_, status) = service.get("/status").await;
+            (status["webhooks_in_progress"] == 0).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Proves the dispatcher has claimed past every job queued so far: creates a witness task
+/// on `acme/app` and waits until its first agent run has ended; returns the witness's id.
+/// Claims go oldest first, so any claimable job queued before the witness's was claimed
+/// no later than it, and its run journaled by the time the witness's run is over.
+pub async fn dispatch_caught_up(service: &Service) -> String {
+    let witness = create(
+        service,
+        "Witness",
+        "Shows that the dispatcher has moved on.",
+        &[],
+    )
+    .await;
+    first_run_ended(service, &witness).await;
+    witness
+}

@@ -39,6 +39,9 @@ impl Forge for NoForge {
             message: "no forge in this test".into(),
         }
     }
+    async fn remove_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
+        Ok(()) // it never made one
+    }
 }
 
 /// A runner that must never be reached (its dispatcher claims nothing).

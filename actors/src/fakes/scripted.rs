@@ -146,6 +146,8 @@ pub struct ScriptedForge {
     pub merges_peak: AtomicU32,
     /// Peak of gates in flight.
     gates_peak: AtomicU32,
+    /// Worktrees removed.
+    pub removed: AtomicU32,
     /// Where worktrees are said to be.
     root: std::path::PathBuf,
 }
@@ -162,6 +164,7 @@ impl Default for ScriptedForge {
             merges_running: AtomicU32::new(0),
             merges_peak: AtomicU32::new(0),
             gates_peak: AtomicU32::new(0),
+            removed: AtomicU32::new(0),
             root: std::env::temp_dir(),
         }
     }
@@ -233,5 +236,9 @@ impl Forge for ScriptedForge {
         MergeResult::Merged {
             sha: "0123456789abcdef0123456789abcdef01234567".into(),
         }
+    }
+    async fn remove_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
+        self.removed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 }

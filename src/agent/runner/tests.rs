@@ -8,7 +8,8 @@ use super::*;
 
 const GOOD: &str = r#"{"type":"result","subtype":"success","is_error":false,"result":"done","num_turns":2,"modelUsage":{"m":{"inputTokens":3,"outputTokens":4,"costUSD":0.5}}}"#;
 
-/// A command that runs `script` with `/bin/sh` in `dir`, logging to `dir/logs/run.log`.
+/// A command that runs `script` with `/bin/sh` in `dir`, logging to `dir/logs/run.log`, with
+/// a 2 s grace between SIGTERM and SIGKILL.
 fn agent(dir: &Path, script: &str, timeout: Duration) -> AgentCommand {
     let path = dir.join("agent.sh");
     std::fs::write(&path, script).unwrap();
@@ -19,6 +20,7 @@ fn agent(dir: &Path, script: &str, timeout: Duration) -> AgentCommand {
         env: Vec::new(),
         log_path: dir.join("logs").join("nested").join("run.log"),
         timeout,
+        term_grace: Duration::from_secs(2),
     }
 }
 
@@ -140,6 +142,48 @@ async fn a_timeout_kills_the_whole_group_even_what_ignores_sigterm() {
     assert!(group_vanishes(pgid).await, "the group never vanished");
     // SAFETY: signal 0 only probes for existence.
     assert!(unsafe { libc::kill(grandchild, 0) } == -1 && errno_is_esrch());
+}
+
+/// An agent that, once told to stop, needs `flush_s` seconds to finish writing before it
+/// exits by itself, leaving `flushed.mark` behind as proof that it got to.
+fn slow_to_stop(flush_s: u32) -> String {
+    format!(
+        "trap 'sleep {flush_s}; echo flushed > flushed.mark; exit 0' TERM\nsleep 1000 &\nwait\n"
+    )
+}
+
+#[tokio::test]
+async fn a_long_configured_grace_lets_an_agent_finish_writing_past_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3 s of clean-up is more than the 2 s the grace used to be, far less than the 60 s set.
+    let mut cmd = agent(dir.path(), &slow_to_stop(3), Duration::from_millis(500));
+    cmd.term_grace = Duration::from_secs(60);
+    let outcome = run(cmd).await;
+    assert!(outcome.timed_out);
+    assert_eq!(
+        outcome.exit_code,
+        Some(0),
+        "stopped by SIGKILL before it finished: {outcome:?}"
+    );
+    assert!(dir.path().join("flushed.mark").exists());
+    let pgid = libc::pid_t::try_from(outcome.pid.unwrap()).unwrap();
+    assert!(!group_alive(pgid));
+}
+
+#[tokio::test]
+async fn a_zero_grace_sigkills_a_group_that_would_take_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // With the old fixed 2 s grace this agent would have finished its 1 s of clean-up.
+    let mut cmd = agent(dir.path(), &slow_to_stop(1), Duration::from_millis(500));
+    cmd.term_grace = Duration::ZERO;
+    let outcome = run(cmd).await;
+    assert!(outcome.timed_out);
+    assert_eq!(outcome.exit_code, Some(-9), "{outcome:?}");
+    assert!(!dir.path().join("flushed.mark").exists());
+    let pgid = libc::pid_t::try_from(outcome.pid.unwrap()).unwrap();
+    assert!(group_vanishes(pgid).await, "the group never vanished");
+    // Whatever the group had started is gone with it: nothing writes the mark later.
+    assert!(!dir.path().join("flushed.mark").exists());
 }
 
 #[tokio::test]
