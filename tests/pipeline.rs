@@ -98,6 +98,23 @@ async fn the_happy_path_merges_into_main() {
     );
     assert!(merge.contains("(ACME-001)"), "{merge}");
     assert!(done["actor"].is_null(), "a done task has no actor");
+    // Done: its worktree is removed; its branch stays on the origin.
+    let worktree = service.data_dir.join("worktrees").join(&id);
+    eventually("the worktree removed", Duration::from_secs(20), || {
+        let gone = !worktree.exists();
+        async move { gone.then_some(()) }
+    })
+    .await;
+    let branches = orchestrator::workspace::git::git(
+        &dir.path().join("ACME.git"),
+        &["branch", "--list", "feature/ACME-001-greet-by-name"],
+    )
+    .await
+    .unwrap();
+    assert!(
+        branches.contains("feature/ACME-001-greet-by-name"),
+        "{branches}"
+    );
     // The developer's run opened the branch's pull request; the merge closed it.
     let pr = &done["pull_request"];
     assert_eq!(

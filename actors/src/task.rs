@@ -89,6 +89,8 @@ struct SideWork {
     timer: Option<AbortOnDropHandle<()>>,
     /// The board's ordered updates, started on the first one.
     board: Option<BoardWorker>,
+    /// The worktree's removal, once the task is done or cancelled.
+    cleanup: Option<AbortOnDropHandle<()>>,
 }
 
 /// Carries out a task's board updates one after another, in order, so a slow tracker never
@@ -363,6 +365,16 @@ impl TaskActor {
             Effect::CancelJobs => {
                 crate::dispatch::cancel_queued(task.work_item_id.clone()).await?;
             }
+            Effect::RemoveWorktree => {
+                state.work.cleanup = Some(owned(async move {
+                    match deps.forge.remove_worktree(&task).await {
+                        Ok(()) => info!(task = %task.work_item_id, "worktree removed"),
+                        Err(e) => {
+                            warn!(task = %task.work_item_id, error = %e, "cannot remove the worktree")
+                        }
+                    }
+                }));
+            }
             Effect::WakeDispatch => wake_dispatch(),
             Effect::Stop => myself.stop(Some(format!("task is {}", task.stage))),
         }
@@ -590,7 +602,8 @@ impl Actor for TaskActor {
     ) -> Result<(), ActorProcessingErr> {
         // A deliberate stop: a merge in flight is given a short while to finish (a merge
         // interrupted halfway is redone by the next incarnation, but finishing is cleaner),
-        // and the board hears the last of this incarnation's updates. Then everything ends.
+        // a finished task's worktree is removed, and the board hears the last of this
+        // incarnation's updates. Then everything ends.
         let work = &mut state.work;
         work.gate = None;
         work.timer = None;
@@ -600,6 +613,11 @@ impl Actor for TaskActor {
             warn!(task = %state.record.work_item_id, "the merge in flight did not end in time; ending it");
         }
         work.merge = None;
+        if let Some(cleanup) = work.cleanup.as_mut()
+            && tokio::time::timeout(STOP_GRACE, cleanup).await.is_err()
+        {
+            warn!(task = %state.record.work_item_id, "the worktree's removal did not end in time");
+        }
         if let Some(BoardWorker { tx, mut worker }) = work.board.take() {
             drop(tx);
             if tokio::time::timeout(STOP_GRACE, &mut worker).await.is_err() {

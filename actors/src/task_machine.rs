@@ -184,6 +184,8 @@ pub enum Effect {
     CancelJobs,
     /// Let the dispatcher look at the queue (a job may have become claimable).
     WakeDispatch,
+    /// The task reached `done` or `cancelled`: remove its worktree (its branch stays).
+    RemoveWorktree,
     /// The task is terminal: stop the actor.
     Stop,
 }
@@ -270,7 +272,7 @@ pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision
                     u.note = None;
                     Decision {
                         update: Some(u),
-                        effects: vec![Effect::Stop],
+                        effects: vec![Effect::RemoveWorktree, Effect::Stop],
                     }
                 }
                 MergeResult::Conflict { files } => rollback(
@@ -352,7 +354,7 @@ pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision
             u.note = None;
             Decision {
                 update: Some(u),
-                effects: vec![Effect::CancelJobs, Effect::Stop],
+                effects: vec![Effect::CancelJobs, Effect::RemoveWorktree, Effect::Stop],
             }
         }
         Event::Cancel { reason } => {
@@ -361,7 +363,7 @@ pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision
             u.phase = Phase::Idle;
             Decision {
                 update: Some(u),
-                effects: vec![Effect::CancelJobs, Effect::Stop],
+                effects: vec![Effect::CancelJobs, Effect::RemoveWorktree, Effect::Stop],
             }
         }
     }

@@ -580,7 +580,10 @@ fn recovery_on_start_resumes_where_the_task_stood() {
             reason: "no longer needed".into(),
         },
     );
-    assert_eq!(cancel.effects, [Effect::CancelJobs, Effect::Stop]);
+    assert_eq!(
+        cancel.effects,
+        [Effect::CancelJobs, Effect::RemoveWorktree, Effect::Stop]
+    );
     assert_eq!(cancel.update.unwrap().to.unwrap().0, Stage::Cancelled);
 }
 
@@ -597,7 +600,10 @@ fn a_pull_request_merged_by_a_human_finishes_the_task_except_in_deploy() {
     let (to, reason) = d.update.unwrap().to.unwrap();
     assert_eq!(to, Stage::Done);
     assert!(reason.contains("bob") && reason.contains("m1"), "{reason}");
-    assert_eq!(d.effects, vec![Effect::CancelJobs, Effect::Stop]);
+    assert_eq!(
+        d.effects,
+        vec![Effect::CancelJobs, Effect::RemoveWorktree, Effect::Stop]
+    );
 
     // In deploy the orchestrator merges itself: its own merge event changes nothing.
     t.stage = Stage::Deploy;
