@@ -62,13 +62,6 @@ impl Workspace {
         &self.worktrees_dir
     }
 
-    /// The branch a task works on: `feature/<ID>-<slug>` or `fix/<ID>-<slug>`, the slug being
-    /// the title's lowercase ASCII words (at most 30 characters); `id` must be a valid
-    /// work-item id.
-    pub fn branch_name(id: &str, title: &str, is_bug: bool) -> String {
-        names::branch_name(id, title, is_bug)
-    }
-
     /// Makes sure a local clone of `repo` exists under the cache directory and is up to date
     /// with `origin` (a bare repository path or a git URL); returns its path.
     pub async fn ensure_clone(&self, repo: &str, origin: &str) -> Result<PathBuf, GitError> {
