@@ -15,7 +15,7 @@ use orchestrator_actors::dispatch::{DISPATCH, Dispatch, DispatchDeps};
 use orchestrator_actors::gates::GateOutcome;
 use orchestrator_actors::ports::{JobStore, NewJob, NewTask, Store, TaskRecord};
 use orchestrator_actors::resilience::RetryPolicy;
-use orchestrator_actors::task_machine::{MergeResult, ProjectRules};
+use orchestrator_actors::task_machine::MergeResult;
 use orchestrator_actors::workbench::{
     AgentReport, AgentRequest, AgentRunner, Forge, SpawnNotice, Workplace,
 };
@@ -33,15 +33,9 @@ struct ScratchForge(PathBuf);
 
 #[async_trait]
 impl Forge for ScratchForge {
-    fn rules(&self, _repo: &str) -> Option<ProjectRules> {
-        None
-    }
-    fn branch_name(&self, task: &TaskRecord) -> String {
-        format!("bench/{}", task.work_item_id)
-    }
     async fn prepare(&self, task: &TaskRecord) -> Result<Workplace, String> {
         Ok(Workplace {
-            branch: self.branch_name(task),
+            branch: format!("bench/{}", task.work_item_id),
             worktree: self.0.clone(),
             artifacts_dir: self.0.clone(),
         })

@@ -4,6 +4,7 @@
 //! in-process on an ephemeral port, like the demo.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bench::BenchArgs;
 use crate::config::Config;
-use crate::projects::Project;
+use crate::projects::{Project, Projects};
 use crate::workspace::sample;
 
 /// Single tasks timed one after another for the per-task figure.
@@ -102,7 +103,7 @@ where
         ),
         ("ORCH_LOG".to_string(), "warn".to_string()),
     ])?;
-    config.projects = projects.to_vec();
+    config.projects = Arc::new(Projects::new(projects.to_vec())?);
     config.max_concurrency = concurrency.max(1);
     config.claude_bin = std::env::current_exe()?.display().to_string();
     config.claude_args = vec!["scripted-agent".into()];

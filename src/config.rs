@@ -56,8 +56,9 @@ pub struct Config {
     pub restart_backoff_max: Duration,
     /// Read-only SQLite connections for queries (`ORCH_DB_READERS`).
     pub db_readers: usize,
-    /// The projects tasks may be created for (`ORCH_PROJECTS_JSON`).
-    pub projects: Vec<crate::projects::Project>,
+    /// The project registry (`ORCH_PROJECTS_JSON`): the one copy, shared by everyone who
+    /// needs it.
+    pub projects: std::sync::Arc<crate::projects::Projects>,
     /// Agent jobs running at once (`ORCH_MAX_CONCURRENCY`).
     pub max_concurrency: usize,
     /// Bearer token of the operator routes; `None` disables them (`ORCH_OPERATOR_TOKEN`).
@@ -342,7 +343,7 @@ impl Config {
                 3_600_000,
             )?),
             db_readers: number(get("ORCH_DB_READERS"), 1, 64)? as usize,
-            projects,
+            projects: std::sync::Arc::new(projects),
             max_concurrency: number(get("ORCH_MAX_CONCURRENCY"), 1, 64)? as usize,
             operator_token: {
                 let (key, value) = get("ORCH_OPERATOR_TOKEN");

@@ -6,6 +6,7 @@
 //! project.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -14,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::projects::Project;
+use crate::projects::{Project, Projects};
 use crate::workspace::{self, git};
 
 /// The demo project's repository name.
@@ -25,7 +26,7 @@ const DEMO_DEADLINE: Duration = Duration::from_secs(300);
 /// Turns a configuration into the demo's: the sample project, the dry-run agent (this very
 /// binary), auto-approve via the task's labels, quiet logs.
 pub fn demo_config(mut config: Config, origin: &Path) -> anyhow::Result<Config> {
-    config.projects = vec![Project {
+    let project = Project {
         repo: DEMO_REPO.into(),
         origin: origin.display().to_string(),
         prefix: "DEMO".into(),
@@ -35,7 +36,8 @@ pub fn demo_config(mut config: Config, origin: &Path) -> anyhow::Result<Config> 
         plane_project_id: None,
         gitea_repo: None,
         plane_states: Default::default(),
-    }];
+    };
+    config.projects = Arc::new(Projects::new(vec![project])?);
     config.claude_bin = std::env::current_exe()
         .context("cannot find this binary to use as the dry-run agent")?
         .display()

@@ -1,4 +1,4 @@
-//! The forge: the [`Forge`] port over the git [`Workspace`] and the configured projects.
+//! The forge: the [`Forge`] port over the git [`Workspace`] and the project registry.
 //! Gates read artifacts from the task's worktree first, then `origin/main`. For a project
 //! on the local forge, CI is its test command at the branch head and the merge is the
 //! workspace's `--no-ff` merge into `main`; for a project with a `gitea_repo`, pull
@@ -17,13 +17,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrator_actors::gates::{self, ArtifactSource, CiOutcome, GateContext, GateOutcome};
-use orchestrator_actors::pipeline::Labels;
 use orchestrator_actors::ports::{BranchHeads, PullRequestStore, TaskRecord};
-use orchestrator_actors::task_machine::{MergeResult, ProjectRules};
+use orchestrator_actors::task_machine::MergeResult;
 use orchestrator_actors::workbench::{Forge, Workplace};
-use orchestrator_actors::{GateKind, Role, artifacts};
+use orchestrator_actors::{GateKind, Role, artifacts, branch};
 
-use crate::projects::Project;
+use crate::projects::{Project, Projects};
 use crate::workspace::{CiRun, MergeOutcome, Workspace};
 
 /// The local forge.
@@ -32,8 +31,8 @@ pub struct LocalForge {
     workspace: Arc<Workspace>,
     /// Its pull requests.
     pulls: Arc<dyn PullRequestStore>,
-    /// Configured projects, by repo.
-    projects: HashMap<String, Project>,
+    /// The project registry.
+    projects: Arc<Projects>,
     /// Budget of one CI run.
     ci_timeout: Duration,
     /// Where pushed branch heads are recorded.
@@ -48,7 +47,7 @@ impl LocalForge {
     pub fn new(
         workspace: Arc<Workspace>,
         pulls: Arc<dyn PullRequestStore>,
-        projects: &[Project],
+        projects: Arc<Projects>,
         ci_timeout: Duration,
         heads: Arc<dyn BranchHeads>,
         gitea: Option<GiteaForge>,
@@ -56,10 +55,7 @@ impl LocalForge {
         Self {
             workspace,
             pulls,
-            projects: projects
-                .iter()
-                .map(|p| (p.repo.clone(), p.clone()))
-                .collect(),
+            projects,
             ci_timeout,
             heads,
             gitea,
@@ -82,9 +78,7 @@ impl LocalForge {
     }
 
     fn branch(&self, task: &TaskRecord) -> String {
-        task.branch
-            .clone()
-            .unwrap_or_else(|| self.branch_name(task))
+        branch::of(task)
     }
 
     fn worktree(&self, task: &TaskRecord) -> PathBuf {
@@ -159,22 +153,6 @@ impl LocalForge {
 
 #[async_trait]
 impl Forge for LocalForge {
-    fn rules(&self, repo: &str) -> Option<ProjectRules> {
-        self.projects.get(repo).map(|p| ProjectRules {
-            has_staging: p.staging,
-            confirm_deploy: p.confirm_deploy,
-            ..ProjectRules::default()
-        })
-    }
-
-    fn branch_name(&self, task: &TaskRecord) -> String {
-        Workspace::branch_name(
-            task.work_item_id.as_str(),
-            &task.title,
-            Labels::new(&task.labels).is_bug(),
-        )
-    }
-
     async fn prepare(&self, task: &TaskRecord) -> Result<Workplace, String> {
         let clone = self.clone_of(task).await?;
         let branch = self.branch(task);
@@ -239,7 +217,7 @@ impl Forge for LocalForge {
     }
 
     async fn evaluate_gate(&self, task: &TaskRecord, gate: GateKind) -> GateOutcome {
-        let rules = self.rules(&task.repo).unwrap_or_default();
+        let rules = self.projects.rules(&task.repo).unwrap_or_default();
         let source = match self.prefetch(task).await {
             Ok(source) => source,
             Err(reason) => {

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
+use orchestrator_actors::creation::TaskCreator;
 use orchestrator_actors::ports::{Board, LocalBoard};
-use orchestrator_actors::task::TaskDeps;
 use tracing::warn;
 
 use crate::board::PlaneBoard;
@@ -84,7 +84,7 @@ impl Integrations {
                 client.clone(),
                 states.clone(),
                 store,
-                &config.projects,
+                config.projects.clone(),
                 bots.clone(),
             )),
             None => Arc::new(LocalBoard),
@@ -106,24 +106,23 @@ impl Integrations {
         })
     }
 
-    /// The webhook intake.
+    /// The webhook intake, creating tasks through `creator`.
     pub fn intake(
         &self,
         config: &Config,
         store: Arc<SqliteStore>,
-        task_deps: Arc<TaskDeps>,
+        creator: Arc<TaskCreator>,
     ) -> Arc<Intake> {
         let settings = &config.integrations;
-        let (by_plane, by_gitea) = Intake::index(&config.projects);
         Arc::new(Intake {
             settler: Settler::start(store.clone()),
             journal: store.clone(),
             store: store.clone(),
             links: store.clone(),
             heads: store,
-            task_deps,
-            by_plane,
-            by_gitea,
+            creator,
+            board: self.board.clone(),
+            projects: config.projects.clone(),
             settings: settings.clone(),
             plane: self.plane.as_ref().map(|(client, states)| PlaneIntake {
                 client: client.clone(),

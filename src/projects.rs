@@ -1,41 +1,11 @@
 //! The projects the orchestrator works on, from `ORCH_PROJECTS_JSON`:
 //! `[{"repo","origin","prefix","test_cmd","staging","confirm_deploy","plane_project_id",
-//! "gitea_repo","plane_states"}]`. Validated up front; an error names the entry and the field.
+//! "gitea_repo","plane_states"}]`, read into the one [`Projects`] registry (a domain type of
+//! the actors crate). Validated up front; an error names the entry and the field.
 
-use std::collections::BTreeMap;
+use orchestrator_actors::statuses::STATUS_KEYS;
 
-use serde::Deserialize;
-
-/// One project.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Project {
-    /// Repository name tasks refer to, e.g. `acme/app`.
-    pub repo: String,
-    /// Where it is pushed and merged: a bare repository path or a git URL.
-    pub origin: String,
-    /// Prefix of the work-item ids of its tasks (`ACME` → `ACME-001`).
-    pub prefix: String,
-    /// The command CI runs at the branch head (split into argv, never run by a shell).
-    pub test_cmd: String,
-    /// The project has a staging stand.
-    #[serde(default)]
-    pub staging: bool,
-    /// A production deploy waits for an explicit confirm-deploy.
-    #[serde(default)]
-    pub confirm_deploy: bool,
-    /// The Plane project its tasks come from; without one it uses the local tracker.
-    #[serde(default)]
-    pub plane_project_id: Option<String>,
-    /// The Gitea repository (`owner/name`) its pull requests, CI and merges go through;
-    /// without one it uses the local forge.
-    #[serde(default)]
-    pub gitea_repo: Option<String>,
-    /// Status names of this project's Plane board that differ from the defaults, by logical
-    /// key (`approved`, `confirm_deploy`, `development`, …).
-    #[serde(default)]
-    pub plane_states: BTreeMap<String, String>,
-}
+pub use orchestrator_actors::projects::{Project, Projects};
 
 /// Whether `name` looks like `owner/name` (letters, digits, `-`, `_`, `.`; no part starting
 /// with `.` or `-`).
@@ -54,9 +24,9 @@ pub fn is_repo_name(name: &str) -> bool {
 }
 
 /// Parses and validates the JSON list; `Err` is the reason, without the key's name.
-pub fn parse(json: &str) -> Result<Vec<Project>, String> {
+pub fn parse(json: &str) -> Result<Projects, String> {
     if json.trim().is_empty() {
-        return Ok(Vec::new());
+        return Ok(Projects::default());
     }
     let projects: Vec<Project> =
         serde_json::from_str(json).map_err(|e| format!("not a JSON list of projects: {e}"))?;
@@ -117,16 +87,16 @@ pub fn parse(json: &str) -> Result<Vec<Project>, String> {
         {
             return Err(at("gitea_repo", "must look like owner/name"));
         }
-        for (key, name) in &p.plane_states {
-            if !crate::board::STATUS_KEYS.contains(&key.as_str()) {
-                return Err(at(
-                    "plane_states",
-                    &format!(
-                        "has an unknown key {key:?} (expected one of: {})",
-                        crate::board::STATUS_KEYS.join(", ")
-                    ),
-                ));
-            }
+        if let Some(key) = p.plane_states.unknown_key() {
+            return Err(at(
+                "plane_states",
+                &format!(
+                    "has an unknown key {key:?} (expected one of: {})",
+                    STATUS_KEYS.join(", ")
+                ),
+            ));
+        }
+        for (key, name) in p.plane_states.iter() {
             if name.trim().is_empty() {
                 return Err(at(
                     "plane_states",
@@ -134,24 +104,9 @@ pub fn parse(json: &str) -> Result<Vec<Project>, String> {
                 ));
             }
         }
-        if p.plane_project_id.is_some()
-            && projects[..i]
-                .iter()
-                .any(|q| q.plane_project_id == p.plane_project_id)
-        {
-            return Err(at("plane_project_id", "is used by another project"));
-        }
-        if p.gitea_repo.is_some() && projects[..i].iter().any(|q| q.gitea_repo == p.gitea_repo) {
-            return Err(at("gitea_repo", "is used by another project"));
-        }
-        if projects[..i].iter().any(|q| q.repo == p.repo) {
-            return Err(at("repo", "is listed twice"));
-        }
-        if projects[..i].iter().any(|q| q.prefix == p.prefix) {
-            return Err(at("prefix", "is used by another project"));
-        }
     }
-    Ok(projects)
+    // Each on its own: the registry refuses a repo, prefix or tracker named twice.
+    Projects::new(projects).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -165,8 +120,12 @@ mod tests {
     fn a_valid_list_parses_with_defaults() {
         let projects = parse(GOOD).unwrap();
         assert_eq!(projects.len(), 2);
-        assert!(!projects[0].staging && !projects[0].confirm_deploy);
-        assert!(projects[1].staging && projects[1].confirm_deploy);
+        let (app, web) = (
+            &projects.get("acme/app").unwrap(),
+            &projects.get("acme/web").unwrap(),
+        );
+        assert!(!app.staging && !app.confirm_deploy);
+        assert!(web.staging && web.confirm_deploy);
         assert!(parse("").unwrap().is_empty());
     }
 

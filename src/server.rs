@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use std::path::PathBuf;
 
+use orchestrator_actors::creation::TaskCreator;
 use orchestrator_actors::dispatch::DispatchDeps;
 use orchestrator_actors::ports::{CardStore, JobStore, Notifier, PullRequestStore, Store};
 use orchestrator_actors::reaper::ReaperDeps;
@@ -108,7 +109,7 @@ pub async fn run_on(
     let forge: Arc<dyn Forge> = Arc::new(LocalForge::new(
         workspace,
         pulls.clone(),
-        &config.projects,
+        config.projects.clone(),
         config.ci_timeout,
         store.clone(),
         integrations.gitea_forge(&config),
@@ -132,12 +133,17 @@ pub async fn run_on(
         store: dyn_store.clone(),
         jobs: jobs.clone(),
         forge: forge.clone(),
+        projects: config.projects.clone(),
         board: integrations.board.clone(),
         retry_delay: config.retry_delay,
         limits: InfraLimits {
             gate_deferrals: config.gate_defer_max,
             merge_retries: config.merge_retry_max,
         },
+    });
+    let creator = Arc::new(TaskCreator {
+        tasks: task_deps.clone(),
+        links: store.clone(),
     });
     let notifier: Arc<dyn Notifier> = match (&config.telegram_bot_token, &config.telegram_chat_id) {
         (Some(token), Some(chat)) => {
@@ -209,11 +215,10 @@ pub async fn run_on(
         store: dyn_store,
         jobs,
         pulls,
-        task_deps: task_deps.clone(),
-        projects: Arc::new(config.projects.clone()),
+        creator: creator.clone(),
         operator_token: config.operator_token.clone(),
         describe_timeout: config.describe_timeout,
-        intake: integrations.intake(&config, store.clone(), task_deps.clone()),
+        intake: integrations.intake(&config, store.clone(), creator),
     });
     info!("listening on http://{addr}");
     let server =

@@ -280,6 +280,29 @@ async fn qg0_blocks_an_issue_without_a_description_and_says_why() {
 }
 
 #[tokio::test]
+async fn a_plane_issue_meets_the_same_creation_rule_as_a_local_task() {
+    let w = world(false, &[]).await;
+    let label = w.plane.add_label(&w.project, &"l".repeat(51), "#ff0000");
+    let issue = w
+        .plane
+        .add_issue(&w.project, "Add a greeting", "<p>Say hello.</p>", &[&label]);
+    w.move_to(&issue.id, "To Analyse").await;
+    w.board_shows(&issue.id, "Blocked").await;
+    let comments = eventually("the refusal's comment", Duration::from_secs(30), || async {
+        let c = w.plane.comments(&issue.id);
+        (!c.is_empty()).then_some(c)
+    })
+    .await;
+    let text = &comments[0].comment_html;
+    assert!(
+        text.contains("must be 1-50 characters on one line"),
+        "{text}"
+    );
+    let (_, tasks) = w.service.get("/tasks").await;
+    assert_eq!(tasks["tasks"].as_array().unwrap().len(), 0, "{tasks}");
+}
+
+#[tokio::test]
 async fn a_rejection_hands_the_latest_human_comment_to_the_analyst() {
     let w = world(false, &[]).await;
     let issue = w

@@ -1,6 +1,7 @@
 //! Gate evaluation: decides from a stage's artifacts (or the CI outcome) whether a task may
 //! leave the stage. Pure logic over the [`ArtifactSource`] port; verdicts come only from
-//! front matter, and anything that cannot be read as a clear green is not a pass.
+//! front matter, and anything that cannot be read as a clear green is not a pass. [`qg0`] is
+//! the gate before all of them: whether a tracker issue may become a task at all.
 
 use crate::artifacts::{self, ANALYSIS_ARTIFACTS};
 use crate::frontmatter::{self, FrontMatter};
@@ -450,4 +451,87 @@ fn heading(line: &str) -> Option<(usize, &str)> {
     let rest = &line[level..];
     let valid = (1..=6).contains(&level) && (rest.is_empty() || rest.starts_with([' ', '\t']));
     valid.then(|| (level, rest.trim()))
+}
+
+/// Why QG-0 refused a tracker issue: every problem, in words a human can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Qg0Refusal {
+    /// Each problem, one sentence each.
+    pub problems: Vec<String>,
+}
+
+impl Qg0Refusal {
+    /// The comment the issue's card gets.
+    pub fn comment(&self) -> String {
+        let list: Vec<String> = self.problems.iter().map(|p| format!("- {p}")).collect();
+        format!(
+            "QG-0 failed, the task was not started:\n{}\nFix the issue and move it to a start status again.",
+            list.join("\n")
+        )
+    }
+
+    /// One line for the delivery's journal.
+    pub fn summary(&self) -> String {
+        format!("QG-0 failed: {}", self.problems.join("; "))
+    }
+}
+
+/// QG-0, the gate at the door: whether a tracker issue is fit to become a task — a title
+/// (at most `title_max` characters, counted as characters, not bytes) and a description that
+/// says what is wanted. Every problem is listed, not only the first. Issues of the local
+/// tracker pass no QG-0: `POST /tasks` answers the caller at once instead.
+pub fn qg0(title: &str, description: &str, title_max: usize) -> Result<(), Qg0Refusal> {
+    let mut problems = Vec::new();
+    let title = title.trim();
+    if title.is_empty() {
+        problems.push("the title is empty".to_string());
+    }
+    let chars = title.chars().count();
+    if chars > title_max {
+        problems.push(format!(
+            "the title is {chars} characters long; at most {title_max} are allowed"
+        ));
+    }
+    if description.trim().is_empty() {
+        problems.push("the description is empty: say what is wanted and why".to_string());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Qg0Refusal { problems })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::qg0;
+
+    #[test]
+    fn qg0_lists_every_problem() {
+        assert!(qg0("Add login", "Users need it.", 200).is_ok());
+        let long = "x".repeat(201);
+        let problems = qg0(&long, "  ", 200).unwrap_err().problems;
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("201 characters"));
+        assert!(problems[1].contains("description is empty"));
+        assert_eq!(
+            qg0("", "d", 200).unwrap_err().problems,
+            vec!["the title is empty"]
+        );
+        // Characters, not bytes: 200 Cyrillic letters pass.
+        assert!(qg0(&"я".repeat(200), "d", 200).is_ok());
+    }
+
+    #[test]
+    fn a_refusal_tells_the_card_and_the_journal_why() {
+        let refusal = qg0("  ", "", 10).unwrap_err();
+        assert_eq!(
+            refusal.comment(),
+            "QG-0 failed, the task was not started:\n- the title is empty\n- the description is empty: say what is wanted and why\nFix the issue and move it to a start status again."
+        );
+        assert_eq!(
+            refusal.summary(),
+            "QG-0 failed: the title is empty; the description is empty: say what is wanted and why"
+        );
+    }
 }

@@ -3,7 +3,9 @@
 //! service crate; adapters live there and are handed in through [`ports`].
 
 pub mod artifacts;
+pub mod branch;
 pub mod card;
+pub mod creation;
 pub mod describe;
 pub mod dispatch;
 #[cfg(any(test, feature = "fakes"))]
@@ -15,11 +17,13 @@ pub mod job_machine;
 pub mod notice;
 pub mod pipeline;
 pub mod ports;
+pub mod projects;
 pub mod reaper;
 pub mod resilience;
 pub mod restart;
 pub mod run;
 pub mod stage;
+pub mod statuses;
 pub mod supervisor;
 pub mod task;
 pub mod task_machine;

@@ -15,7 +15,8 @@ mod queue;
 pub use board::{BaseGroup, Board, BoardStatus, LocalBoard};
 pub use forge::{BranchAt, BranchHeads, PullRequest, PullRequestStore};
 pub use intake::{
-    ActInWrite, CommitRef, EventJournal, Journaled, NewEvent, Settlement, TrackerLink, TrackerLinks,
+    ActInWrite, ActedInWrite, CommitRef, EventJournal, Journaled, NewEvent, Settlement,
+    TrackerLink, TrackerLinks,
 };
 pub use notify::{
     Alert, AlertKind, Card, CardState, CardStore, CardTotals, MessageId, NANOS_PER_USD, Notifier,

@@ -39,6 +39,8 @@ pub struct TaskDeps {
     pub jobs: Arc<dyn JobStore>,
     /// Branches, gates and merges.
     pub forge: Arc<dyn Forge>,
+    /// The project registry: each task's rules.
+    pub projects: Arc<crate::projects::Projects>,
     /// The tracker board the task's card lives on.
     pub board: Arc<dyn Board>,
     /// Pause before re-evaluating a deferred gate or retrying a failed merge.
@@ -239,7 +241,7 @@ impl TaskActor {
         if let Some(mut update) = update {
             let before = state.record.clone();
             if update.branch.is_none() {
-                update.branch = Some(self.deps.forge.branch_name(&state.record));
+                update.branch = Some(crate::branch::of(&state.record));
             }
             let id = state.record.work_item_id.clone();
             let saved = self
@@ -446,7 +448,7 @@ impl Actor for TaskActor {
             )
             .into());
         }
-        let mut rules = self.deps.forge.rules(&record.repo).unwrap_or_default();
+        let mut rules = self.deps.projects.rules(&record.repo).unwrap_or_default();
         rules.limits = self.deps.limits;
         Ok(TaskState {
             record,

@@ -10,7 +10,7 @@ use crate::gates::GateOutcome;
 use crate::pipeline::{GateKind, Role};
 use crate::ports::{ProcessId, RunFinish, TaskRecord};
 use crate::resilience::FailureClass;
-use crate::task_machine::{MergeResult, ProjectRules};
+use crate::task_machine::MergeResult;
 use crate::{Stage, WorkItemId};
 
 /// A task's prepared place of work.
@@ -27,13 +27,8 @@ pub struct Workplace {
 /// The task's repository host: branches, worktrees, gates and merges.
 #[async_trait]
 pub trait Forge: Send + Sync + 'static {
-    /// The rules of the project that owns `repo`; `None` for a repo nobody configured.
-    fn rules(&self, repo: &str) -> Option<ProjectRules>;
-
-    /// The branch the task works on (`feature/<ID>-<slug>`, `fix/…` for a bug).
-    fn branch_name(&self, task: &TaskRecord) -> String;
-
-    /// Makes sure the task's branch (cut from fresh `origin/main`) and worktree exist.
+    /// Makes sure the task's branch ([`crate::branch::of`], cut from fresh `origin/main`)
+    /// and worktree exist.
     async fn prepare(&self, task: &TaskRecord) -> Result<Workplace, String>;
 
     /// After a successful agent run: commits what the agent changed and pushes the branch.

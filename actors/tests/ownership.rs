@@ -87,6 +87,7 @@ impl Setup {
                 jobs: self.jobs.clone(),
                 forge: self.forge.clone(),
                 board: Arc::new(orchestrator_actors::ports::LocalBoard),
+                projects: Arc::new(orchestrator_actors::projects::Projects::default()),
                 retry_delay: fast,
                 limits: self.limits,
             }),

@@ -6,15 +6,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use orchestrator_actors::creation::{CreateError, Origin, TaskCreator, TaskRequest};
 use orchestrator_actors::describe::{self, ActorNode, WalkOptions};
 use orchestrator_actors::dispatch::DispatchDeps;
 use orchestrator_actors::fakes::{
     MemoryCards, MemoryJobs, MemoryStore, NoChat, NoForge, NoProcesses, NoRunner,
 };
 use orchestrator_actors::ports::JobStore;
+use orchestrator_actors::ports::TrackerLink;
 use orchestrator_actors::ports::{
     NewTask, NewTaskFields, Store, StoreError, TaskRecord, TaskUpdate, Transition,
 };
+use orchestrator_actors::projects::{Project, Projects};
 use orchestrator_actors::reaper::ReaperDeps;
 use orchestrator_actors::resilience::RetryPolicy;
 use orchestrator_actors::restart::RestartPolicy;
@@ -74,6 +77,7 @@ fn config(store: Arc<dyn Store>, policy: RestartPolicy) -> TreeConfig {
             store: store.clone(),
             jobs: jobs.clone(),
             forge: forge.clone(),
+            projects: Arc::new(Projects::default()),
             board: Arc::new(orchestrator_actors::ports::LocalBoard),
             retry_delay: Duration::from_secs(60),
             limits: Default::default(),
@@ -447,5 +451,87 @@ async fn depth_limit_cuts_children_but_keeps_their_count() {
     let tasks = child(&shallow, "tasks");
     assert_eq!(tasks.child_count, 3);
     assert!(tasks.children.is_empty());
+    stop(tree).await;
+}
+
+#[tokio::test]
+async fn every_task_is_created_through_one_rule_and_gets_its_actor() {
+    let _guard = REGISTRY.lock().await;
+    let store = Arc::new(MemoryStore::new());
+    let config = config(store.clone(), RestartPolicy::default());
+    let deps = config.tasks.clone();
+    let tree = tree::start(config).await.unwrap();
+    let project = |repo: &str, prefix: &str, plane: Option<&str>| Project {
+        repo: repo.into(),
+        origin: "o".into(),
+        prefix: prefix.into(),
+        test_cmd: "t".into(),
+        staging: false,
+        confirm_deploy: false,
+        plane_project_id: plane.map(str::to_string),
+        gitea_repo: None,
+        plane_states: Default::default(),
+    };
+    let projects = Projects::new(vec![
+        project("acme/app", "ACME", None),
+        project("acme/web", "WEB", Some("p-1")),
+    ])
+    .unwrap();
+    let creator = TaskCreator {
+        tasks: Arc::new(TaskDeps {
+            store: deps.store.clone(),
+            jobs: deps.jobs.clone(),
+            forge: deps.forge.clone(),
+            projects: Arc::new(projects),
+            board: deps.board.clone(),
+            retry_delay: deps.retry_delay,
+            limits: deps.limits,
+        }),
+        links: store.clone(),
+    };
+    let request = |repo: &str, title: &str, origin: Origin| TaskRequest {
+        repo: repo.into(),
+        title: title.into(),
+        description: "Why.".into(),
+        labels: Vec::new(),
+        origin,
+    };
+    let local = creator
+        .create(request("acme/app", " Add login ", Origin::Local))
+        .await
+        .unwrap();
+    assert_eq!(local.work_item_id.as_str(), "ACME-001");
+    assert_eq!(local.title, "Add login");
+    let issue = Origin::Issue {
+        link: TrackerLink {
+            tracker: "plane".into(),
+            project_ref: "p-1".into(),
+            issue_ref: "issue-7".into(),
+        },
+        number: 7,
+    };
+    let linked = creator
+        .create(request("acme/web", "Fix the crash", issue.clone()))
+        .await
+        .unwrap();
+    assert_eq!(linked.work_item_id.as_str(), "WEB-7");
+    for id in ["ACME-001", "WEB-7"] {
+        eventually("the new task's actor", || task_ref(id).is_some()).await;
+    }
+    // The same issue again: its id is taken.
+    let again = creator
+        .create(request("acme/web", "Fix the crash", issue))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, CreateError::Taken { .. }), "{again}");
+    // Refused by the rule: nothing is written.
+    for bad in [
+        request("acme/app", " ", Origin::Local),
+        request("acme/web", "Plane's project", Origin::Local),
+        request("acme/nope", "Nobody's", Origin::Local),
+    ] {
+        creator.create(bad).await.unwrap_err();
+    }
+    assert_eq!(store.list_tasks().await.unwrap().len(), 2);
     stop(tree).await;
 }

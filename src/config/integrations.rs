@@ -10,7 +10,7 @@ use orchestrator_actors::Role;
 use orchestrator_actors::tracker::TrackerMode;
 
 use super::{ConfigError, Get, invalid, number, role_key};
-use crate::projects::Project;
+use crate::projects::Projects;
 
 /// The Plane connection (`ORCH_PLANE_*`).
 #[derive(Clone, Debug)]
@@ -109,7 +109,7 @@ fn secret(
 /// Reads and checks the section against the configured `projects`.
 pub(super) fn integrations(
     get: &Get<'_>,
-    projects: &[Project],
+    projects: &Projects,
 ) -> Result<Integrations, ConfigError> {
     let (key, value) = get("ORCH_ALLOW_UNSIGNED_WEBHOOKS");
     let allow_unsigned = match value.trim() {
@@ -159,7 +159,7 @@ pub(super) fn integrations(
             webhook_secret: secret("ORCH_GITEA_WEBHOOK_SECRET", get, allow_unsigned, "Gitea")?,
         })
     };
-    for p in projects {
+    for p in projects.iter() {
         if p.plane_project_id.is_some() && plane.is_none() {
             let (key, value) = get("ORCH_PROJECTS_JSON");
             return Err(invalid(

@@ -1,7 +1,9 @@
-//! The HTTP surface (axum). Handlers parse and validate, ask the store or an actor, and shape
-//! the reply; no business decision is made here. Every error body is `{"error": "…"}`.
+//! The HTTP surface (axum). Handlers parse (typed bodies, unknown fields refused), ask the
+//! store or the domain, and shape the reply; no business decision is made here. Every error
+//! body is `{"error": "…"}`.
 
 mod actors;
+mod body;
 #[cfg(debug_assertions)]
 mod debug;
 mod error;
@@ -18,10 +20,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use orchestrator_actors::creation::TaskCreator;
 use orchestrator_actors::ports::{JobStore, PullRequestStore, Store};
-use orchestrator_actors::task::TaskDeps;
-
-use crate::projects::Project;
 
 pub use error::ApiError;
 
@@ -34,10 +34,8 @@ pub struct AppState {
     pub jobs: Arc<dyn JobStore>,
     /// The local forge's pull requests (queries only).
     pub pulls: Arc<dyn PullRequestStore>,
-    /// What a newly created task's actor is started with.
-    pub task_deps: Arc<TaskDeps>,
-    /// Configured projects; tasks may only be created for these repos.
-    pub projects: Arc<Vec<Project>>,
+    /// The one way a task is created (the creation rule, the store, the task's actor).
+    pub creator: Arc<TaskCreator>,
     /// Bearer token of the operator routes; `None` disables them.
     pub operator_token: Option<String>,
     /// Per-actor Describe timeout for `/actors` and `/tasks/{id}`.

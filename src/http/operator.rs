@@ -12,8 +12,9 @@ use axum::{Json, Router};
 use orchestrator_actors::task::{HumanAction, HumanReply, TaskMsg};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, registry};
-use serde_json::Value;
+use serde::Deserialize;
 
+use super::body::JsonBody;
 use super::tasks::parse_id;
 use super::{ApiError, AppState};
 
@@ -54,17 +55,20 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// An operator action's body: `{"reason": "…"}` (a reject needs one, a stop may have one).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    /// Why, for the task's journal and its next agent.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
 /// The optional `reason` of the body; `required` makes it mandatory.
-fn reason(body: &Option<Json<Value>>, required: bool) -> Result<String, ApiError> {
-    let value = body.as_ref().and_then(|Json(b)| b.get("reason").cloned());
-    match value {
-        Some(Value::String(r)) if !r.trim().is_empty() && r.chars().count() <= 2000 => {
-            Ok(r.trim().to_string())
-        }
-        Some(Value::String(_)) => Err(ApiError::bad_request("reason must be 1-2000 characters")),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "reason must be a string, not {other}"
-        ))),
+fn reason(body: &Option<JsonBody<ActionBody>>, required: bool) -> Result<String, ApiError> {
+    match body.as_ref().and_then(|JsonBody(b)| b.reason.as_deref()) {
+        Some(r) if !r.trim().is_empty() && r.chars().count() <= 2000 => Ok(r.trim().to_string()),
+        Some(_) => Err(ApiError::bad_request("reason must be 1-2000 characters")),
         None if required => Err(ApiError::bad_request(
             "a JSON body {\"reason\": \"…\"} is required",
         )),
@@ -76,7 +80,7 @@ async fn act(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((raw, action)): Path<(String, String)>,
-    body: Option<Json<Value>>,
+    body: Option<JsonBody<ActionBody>>,
 ) -> Result<Json<HumanReply>, ApiError> {
     authorize(&state, &headers)?;
     let id = parse_id(&raw)?;

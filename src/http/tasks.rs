@@ -1,17 +1,20 @@
 //! `GET /tasks` and `GET /tasks/{id}`: tasks from the store; a single task also shows its
-//! journal and what its live actor (found by name) says about itself.
+//! journal and what its live actor (found by name) says about itself. `POST /tasks` reads
+//! its typed body and hands it to the one creation rule.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use orchestrator_actors::WorkItemId;
+use orchestrator_actors::creation::{CreateError, Origin, TaskRequest};
 use orchestrator_actors::describe::{describe_cell, status_name};
-use orchestrator_actors::ports::{NewTaskFields, RunRecord};
-use orchestrator_actors::task::spawn_task_actor;
+use orchestrator_actors::ports::RunRecord;
 use ractor::registry;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::body::JsonBody;
 use super::{ApiError, AppState};
 
 pub(super) fn router() -> Router<AppState> {
@@ -103,141 +106,53 @@ fn add_usage(entry: &mut Value, run: &RunRecord) {
     entry["cost_usd"] = json!(entry["cost_nano_usd"].as_u64().unwrap_or(0) as f64 / 1e9);
 }
 
-/// Longest accepted title, in characters.
-const MAX_TITLE: usize = 200;
-/// Longest accepted description, in characters.
-const MAX_DESCRIPTION: usize = 20_000;
-/// Most labels on one task, and the longest label.
-const MAX_LABELS: usize = 20;
-const MAX_LABEL: usize = 50;
+/// `POST /tasks`'s body: a task for the local tracker.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTaskBody {
+    /// The project's repository.
+    repo: String,
+    /// One line.
+    title: String,
+    /// What is wanted and why.
+    #[serde(default)]
+    description: Option<String>,
+    /// Labels (`Bug`, `autoApprove`, …).
+    #[serde(default)]
+    labels: Option<Vec<String>>,
+}
 
 /// `POST /tasks` (local tracker): `{repo, title, description?, labels?}` → 201
-/// `{"work_item_id"}`. Everything is validated before anything is written.
+/// `{"work_item_id"}`. The creation rule decides; nothing is written when it refuses.
 async fn create(
     State(state): State<AppState>,
-    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+    JsonBody(body): JsonBody<NewTaskBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body.map_err(|e| {
-        ApiError::bad_request(format!("the body must be a JSON object: {}", e.body_text()))
-    })?;
-    let fields = body
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
-    if let Some(unknown) = fields
-        .keys()
-        .find(|k| !["repo", "title", "description", "labels"].contains(&k.as_str()))
-    {
-        return Err(ApiError::bad_request(format!(
-            "unknown field {unknown:?} (known: repo, title, description, labels)"
-        )));
-    }
-    let text = |name: &str, required: bool| -> Result<String, ApiError> {
-        match fields.get(name) {
-            None | Some(Value::Null) if !required => Ok(String::new()),
-            None | Some(Value::Null) => Err(ApiError::bad_request(format!("{name} is required"))),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "{name} must be a string, not {other}"
-            ))),
-        }
+    let request = TaskRequest {
+        repo: body.repo,
+        title: body.title,
+        description: body.description.unwrap_or_default(),
+        labels: body.labels.unwrap_or_default(),
+        origin: Origin::Local,
     };
-    let repo = text("repo", true)?;
-    let project = state
-        .projects
-        .iter()
-        .find(|p| p.repo == repo)
-        .ok_or_else(|| {
-            let known: Vec<_> = state.projects.iter().map(|p| p.repo.as_str()).collect();
-            ApiError::bad_request(format!(
-                "unknown repo {repo:?} (configured: {})",
-                if known.is_empty() {
-                    "none; set ORCH_PROJECTS_JSON".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ))
-        })?;
-    if project.plane_project_id.is_some() {
-        return Err(ApiError {
-            status: axum::http::StatusCode::CONFLICT,
-            message: format!(
-                "repo {repo:?} takes its tasks from Plane (plane_project_id is set): move an issue to a start status on its board instead"
-            ),
-        });
-    }
-    let title = text("title", true)?.trim().to_string();
-    if title.is_empty() {
-        return Err(ApiError::bad_request("title must not be empty"));
-    }
-    let title_len = title.chars().count();
-    if title_len > MAX_TITLE {
-        return Err(ApiError::bad_request(format!(
-            "title is {title_len} characters long; at most {MAX_TITLE} are allowed"
-        )));
-    }
-    if title.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "title must be one line without control characters",
-        ));
-    }
-    let description = text("description", false)?;
-    if description.chars().count() > MAX_DESCRIPTION {
-        return Err(ApiError::bad_request(format!(
-            "description is longer than {MAX_DESCRIPTION} characters"
-        )));
-    }
-    let labels = match fields.get("labels") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => {
-            if items.len() > MAX_LABELS {
-                return Err(ApiError::bad_request(format!(
-                    "at most {MAX_LABELS} labels are allowed"
-                )));
-            }
-            items
-                .iter()
-                .map(|item| match item {
-                    Value::String(l)
-                        if !l.trim().is_empty()
-                            && l.chars().count() <= MAX_LABEL
-                            && !l.chars().any(char::is_control) =>
-                    {
-                        Ok(l.trim().to_string())
-                    }
-                    Value::String(l) => Err(ApiError::bad_request(format!(
-                        "label {l:?} must be 1-{MAX_LABEL} characters on one line"
-                    ))),
-                    other => Err(ApiError::bad_request(format!(
-                        "labels must be strings, found {other}"
-                    ))),
-                })
-                .collect::<Result<_, _>>()?
-        }
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "labels must be a list of strings, not {other}"
-            )));
-        }
+    let task = state.creator.create(request).await.map_err(refused)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "work_item_id": task.work_item_id })),
+    ))
+}
+
+/// Why a task was not created, as an HTTP error: 400 for a bad request, 409 when the
+/// project takes its tasks elsewhere or the id is taken.
+fn refused(e: CreateError) -> ApiError {
+    let status = match &e {
+        e if e.is_bad_request() => StatusCode::BAD_REQUEST,
+        CreateError::TrackedElsewhere { .. } | CreateError::Taken { .. } => StatusCode::CONFLICT,
+        CreateError::Store(store) => ApiError::from(store.clone()).status,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let task = state
-        .store
-        .create_numbered_task(
-            &project.prefix,
-            NewTaskFields {
-                repo,
-                title,
-                description,
-                labels,
-            },
-        )
-        .await?;
-    let id = task.work_item_id;
-    spawn_task_actor(state.task_deps.clone(), id.clone())
-        .await
-        .map_err(|e| {
-            ApiError::internal(format!(
-                "task {id} was created but its actor did not start: {e}"
-            ))
-        })?;
-    Ok((StatusCode::CREATED, Json(json!({ "work_item_id": id }))))
+    ApiError {
+        status,
+        message: e.to_string(),
+    }
 }

@@ -4,10 +4,9 @@
 //! deploy stage finishes its task; reviews are reported on the task's card; pushes record
 //! the branch head.
 
-use orchestrator_actors::WorkItemId;
-use orchestrator_actors::ports::{ActInWrite, BranchAt, CommitRef};
-use orchestrator_actors::task::{HumanAction, TaskMsg};
-use ractor::{ActorRef, registry};
+use orchestrator_actors::ports::{ActInWrite, ActedInWrite, BranchAt, CommitRef};
+use orchestrator_actors::task::HumanAction;
+use ractor::registry;
 use tracing::warn;
 
 use super::payload::GiteaDelivery;
@@ -19,7 +18,7 @@ impl Intake {
         let Some(repo) = d.repo() else {
             return Some(format!("{} names no repository", d.kind()));
         };
-        if !self.by_gitea.contains_key(repo) {
+        if self.projects.by_gitea(repo).is_none() {
             return Some(format!("Gitea repository {repo} is not in the registry"));
         }
         match d {
@@ -32,7 +31,7 @@ impl Intake {
     pub(super) fn gitea_commit(&self, d: &GiteaDelivery) -> Option<CommitRef> {
         match d {
             GiteaDelivery::Status { repo, sha, .. } => Some(CommitRef {
-                repo: self.by_gitea.get(repo)?.repo.clone(),
+                repo: self.projects.by_gitea(repo)?.repo.clone(),
                 sha: sha.clone(),
             }),
             _ => None,
@@ -42,7 +41,7 @@ impl Intake {
     /// Acts on a delivery, given the branches its journal write found at its commit; the
     /// task concerned and the outcome, in words.
     pub(super) async fn act_on_gitea(&self, d: GiteaDelivery, branches: Vec<BranchAt>) -> Acted {
-        let Some(project) = d.repo().and_then(|r| self.by_gitea.get(r)) else {
+        let Some(project) = d.repo().and_then(|r| self.projects.by_gitea(r)) else {
             return (None, Ok("nothing to do".into()));
         };
         let repo = project.repo.clone();
@@ -54,8 +53,11 @@ impl Intake {
                 context,
             } => match self.pulls_at(&repo, &gitea_repo, &sha, branches).await {
                 Ok(found) => {
-                    let (task, outcome) = nudge(&repo, &sha, &state, &context, found);
-                    (task, Ok(outcome))
+                    let acted = status_outcome(&repo, &sha, &state, &context, found);
+                    if let Some(task) = &acted.recheck {
+                        super::recheck_gate(task);
+                    }
+                    (acted.task, Ok(acted.outcome))
                 }
                 Err(e) => (None, Err(e)),
             },
@@ -115,7 +117,6 @@ impl Intake {
                 }
                 let outcome = match self.store.load_task(&task).await {
                     Ok(Some(record)) => self
-                        .task_deps
                         .board
                         .comment(&record, None, &text)
                         .await
@@ -142,8 +143,9 @@ impl Intake {
     }
 
     /// How to act on a status within the write that journals it, when its repository is
-    /// the registry's: once that write has found branches at its commit, the act needs no
-    /// I/O, only a message to the task. `None` for any other delivery.
+    /// the registry's: once that write has found branches at its commit, what the status
+    /// comes to is decided without I/O; the task is told after the commit. `None` for any
+    /// other delivery.
     pub(super) fn status_act(&self, d: &GiteaDelivery) -> Option<ActInWrite> {
         let GiteaDelivery::Status {
             repo,
@@ -154,11 +156,11 @@ impl Intake {
         else {
             return None;
         };
-        let repo = self.by_gitea.get(repo)?.repo.clone();
+        let repo = self.projects.by_gitea(repo)?.repo.clone();
         let (sha, state, context) = (sha.clone(), state.clone(), context.clone());
         Some(Box::new(move |branches: &mut Vec<BranchAt>| {
             (!branches.is_empty())
-                .then(|| nudge(&repo, &sha, &state, &context, std::mem::take(branches)))
+                .then(|| status_outcome(&repo, &sha, &state, &context, std::mem::take(branches)))
         }))
     }
 
@@ -207,39 +209,140 @@ impl Intake {
     }
 }
 
-/// Nudges the gate of the task on the one branch `found` at `sha` of `repo`; several
-/// candidates leave the status unresolved (logged), never guessed. The task concerned and
-/// the outcome, in words.
-fn nudge(
+/// What a status at `sha` of `repo` comes to, given the branches `found` at it: the task on
+/// the one branch, to re-check its gate when its actor runs; several candidates leave the
+/// status unresolved (logged), never guessed. It only decides — the caller tells the task
+/// (after the journal write has committed, when it runs within one).
+fn status_outcome(
     repo: &str,
     sha: &str,
     state: &str,
     context: &str,
     mut found: Vec<BranchAt>,
-) -> (Option<WorkItemId>, String) {
+) -> ActedInWrite {
     if found.len() > 1 {
         let branches: Vec<&str> = found.iter().map(|b| b.branch.as_str()).collect();
         warn!(%repo, %sha, ?branches, "a status names a commit several branches are at; left unresolved");
     }
     let (Some(BranchAt { branch, task }), true) = (found.pop(), found.is_empty()) else {
-        return (
-            None,
-            format!("status {state} of {sha} left unresolved: no single branch is at it"),
-        );
+        return ActedInWrite {
+            task: None,
+            outcome: format!("status {state} of {sha} left unresolved: no single branch is at it"),
+            recheck: None,
+        };
     };
     let Some(task) = task else {
-        return (None, format!("no task works on {branch}"));
+        return ActedInWrite {
+            task: None,
+            outcome: format!("no task works on {branch}"),
+            recheck: None,
+        };
     };
-    let nudged = registry::where_is(task.actor_name())
-        .map(ActorRef::<TaskMsg>::from)
-        .is_some_and(|actor| actor.cast(TaskMsg::Recheck).is_ok());
+    let running = registry::where_is(task.actor_name()).is_some();
     let outcome = format!(
         "{context} {state} on {branch}: {}",
-        if nudged {
+        if running {
             "gate re-checked"
         } else {
             "task not running"
         }
     );
-    (Some(task), outcome)
+    ActedInWrite {
+        task: Some(task.clone()),
+        outcome,
+        recheck: running.then_some(task),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orchestrator_actors::WorkItemId;
+    use orchestrator_actors::task::TaskMsg;
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// Stands in for a task actor: reports which messages reach it, in order.
+    struct Probe(mpsc::UnboundedSender<&'static str>);
+
+    impl Actor for Probe {
+        type Msg = TaskMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<TaskMsg>,
+            _args: (),
+        ) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<TaskMsg>,
+            msg: TaskMsg,
+            _state: &mut (),
+        ) -> Result<(), ActorProcessingErr> {
+            let _ = self.0.send(match msg {
+                TaskMsg::Recheck => "recheck",
+                TaskMsg::Merge => "merge",
+                _ => "other",
+            });
+            Ok(())
+        }
+    }
+
+    fn at(branch: &str, task: Option<&WorkItemId>) -> BranchAt {
+        BranchAt {
+            branch: branch.into(),
+            task: task.cloned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_status_is_decided_without_a_message_and_the_task_is_told_apart() {
+        let id = WorkItemId::parse("GITEA-STATUS-1").unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (actor, handle) = Actor::spawn(Some(id.actor_name()), Probe(tx), ())
+            .await
+            .unwrap();
+        let acted = status_outcome(
+            "acme/app",
+            "abc",
+            "success",
+            "ci",
+            vec![at("f/1", Some(&id))],
+        );
+        assert_eq!(acted.task.as_ref(), Some(&id));
+        assert_eq!(acted.recheck.as_ref(), Some(&id));
+        assert_eq!(acted.outcome, "ci success on f/1: gate re-checked");
+        // Deciding sent nothing: the first message the task gets is the one told after the
+        // decision, and the next is the marker sent behind it.
+        assert!(super::super::recheck_gate(&id));
+        actor.cast(TaskMsg::Merge).unwrap();
+        assert_eq!(rx.recv().await, Some("recheck"));
+        assert_eq!(rx.recv().await, Some("merge"));
+        actor.stop(None);
+        handle.await.unwrap();
+
+        // No task running, several branches, no task on the branch: nobody to tell.
+        let gone = status_outcome(
+            "acme/app",
+            "abc",
+            "success",
+            "ci",
+            vec![at("f/1", Some(&id))],
+        );
+        assert_eq!(gone.outcome, "ci success on f/1: task not running");
+        assert_eq!(gone.recheck, None);
+        let two = vec![at("f/1", Some(&id)), at("f/2", None)];
+        assert_eq!(
+            status_outcome("acme/app", "abc", "success", "ci", two).task,
+            None
+        );
+        let none = status_outcome("acme/app", "abc", "success", "ci", vec![at("f/3", None)]);
+        assert_eq!(none.outcome, "no task works on f/3");
+    }
 }

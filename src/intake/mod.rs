@@ -1,10 +1,11 @@
 //! The webhook intake: a delivery from Plane or Gitea is checked (signature over the raw
 //! body, JSON, the shape of its event), journaled once (a replayed delivery id, or the same
 //! body within the window, is a duplicate), answered at once, and acted on off the request:
-//! task actors are told by message, tasks are created through the store. A commit status
-//! whose branch the journal write found is the exception that proves the rule: acting on it
-//! is one message to the task, so it is done before the answer. Every outcome goes to the
-//! [`Settler`], which journals them in batches (ADR 0007).
+//! task actors are told by message, tasks are created through the one creation rule
+//! ([`TaskCreator`]), cards move through the [`Board`] port. A commit status whose branch the
+//! journal write found is the exception that proves the rule: what it comes to is decided in
+//! that write, and the task is told once the write has committed, before the answer. Every
+//! other outcome goes to the [`Settler`], which journals them in batches (ADR 0007).
 
 mod gitea;
 pub mod payload;
@@ -12,15 +13,16 @@ mod plane;
 mod settler;
 pub mod signature;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use axum::http::{HeaderMap, StatusCode};
 use orchestrator_actors::WorkItemId;
+use orchestrator_actors::creation::TaskCreator;
 use orchestrator_actors::ports::{
-    BranchHeads, EventJournal, Journaled, NewEvent, Settlement, Store, TrackerLinks,
+    Board, BranchHeads, EventJournal, Journaled, NewEvent, Settlement, Store, TrackerLinks,
 };
-use orchestrator_actors::task::{HumanAction, HumanReply, TaskDeps, TaskMsg};
+use orchestrator_actors::task::{HumanAction, HumanReply, TaskMsg};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, registry};
 use serde_json::Value;
@@ -29,7 +31,7 @@ use tracing::{info, warn};
 use crate::config::Integrations;
 use crate::gitea::GiteaClient;
 use crate::plane::{PlaneClient, StatesCache};
-use crate::projects::Project;
+use crate::projects::Projects;
 
 pub use settler::Settler;
 
@@ -157,12 +159,12 @@ pub struct Intake {
     pub links: Arc<dyn TrackerLinks>,
     /// Branch heads, to trace a commit status to its task.
     pub heads: Arc<dyn BranchHeads>,
-    /// What a task actor created here starts with.
-    pub task_deps: Arc<TaskDeps>,
-    /// Projects by Plane project id.
-    pub by_plane: BTreeMap<String, Project>,
-    /// Projects by Gitea repository.
-    pub by_gitea: BTreeMap<String, Project>,
+    /// The one way a task is created.
+    pub creator: Arc<TaskCreator>,
+    /// The tracker board: the cards of issues refused a start, comments on tasks' cards.
+    pub board: Arc<dyn Board>,
+    /// The project registry.
+    pub projects: Arc<Projects>,
     /// Integration settings.
     pub settings: Integrations,
     /// Plane, when configured.
@@ -176,19 +178,6 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Projects indexed by their Plane project and Gitea repository.
-    pub fn index(projects: &[Project]) -> (BTreeMap<String, Project>, BTreeMap<String, Project>) {
-        let by_plane = projects
-            .iter()
-            .filter_map(|p| Some((p.plane_project_id.clone()?, p.clone())))
-            .collect();
-        let by_gitea = projects
-            .iter()
-            .filter_map(|p| Some((p.gitea_repo.clone()?, p.clone())))
-            .collect();
-        (by_plane, by_gitea)
-    }
-
     /// Checks, journals and answers one delivery; what it asks for runs in the background.
     pub async fn receive(
         self: &Arc<Self>,
@@ -262,8 +251,8 @@ impl Intake {
         };
         // Registry projects only: each scope gets a compression dictionary in the journal.
         let scope = match &parsed {
-            Parsed::Plane(d) => d.project().filter(|p| self.by_plane.contains_key(*p)),
-            Parsed::Gitea(d) => d.repo().filter(|r| self.by_gitea.contains_key(*r)),
+            Parsed::Plane(d) => d.project().filter(|p| self.projects.by_plane(p).is_some()),
+            Parsed::Gitea(d) => d.repo().filter(|r| self.projects.by_gitea(r).is_some()),
         }
         .map(str::to_string);
         let event = NewEvent {
@@ -278,8 +267,9 @@ impl Intake {
             settled: ignored.as_ref().map(|why| format!("ignored: {why}")),
             commit,
         };
-        // The commonest delivery of all — a status, one per CI step — is mostly acted on
-        // within the write that journals it, outcome and all.
+        // The commonest delivery of all — a status, one per CI step — is mostly decided
+        // within the write that journals it, outcome and all; the task hears of it once that
+        // write has committed.
         let act = match &parsed {
             Parsed::Gitea(d) if ignored.is_none() => self.status_act(d),
             _ => None,
@@ -289,7 +279,16 @@ impl Intake {
             .journal_event(event, act, self.settings.dedup_window)
             .await
         {
-            Ok(Journaled::New { acted: true, .. }) => return Ok(Reply::Accepted),
+            Ok(Journaled::New {
+                acted: true,
+                recheck,
+                ..
+            }) => {
+                if let Some(task) = recheck {
+                    recheck_gate(&task);
+                }
+                return Ok(Reply::Accepted);
+            }
             Ok(Journaled::New { id, branches, .. }) => (id, branches),
             Ok(Journaled::Duplicate) => return Ok(Reply::Duplicate),
             Err(e) => {
@@ -345,6 +344,13 @@ fn settlement(id: i64, task: Option<WorkItemId>, outcome: Result<String, String>
 enum Parsed {
     Plane(payload::PlaneDelivery),
     Gitea(payload::GiteaDelivery),
+}
+
+/// Tells task `id` to re-check its gate (a commit status changed); whether its actor runs.
+pub(crate) fn recheck_gate(id: &WorkItemId) -> bool {
+    registry::where_is(id.actor_name())
+        .map(ActorRef::<TaskMsg>::from)
+        .is_some_and(|actor| actor.cast(TaskMsg::Recheck).is_ok())
 }
 
 /// Hands `action` to the actor of task `id`; its reply, or why it could not be delivered.

@@ -1,19 +1,22 @@
 //! What a Plane delivery asks for. A state change on a project's board is routed by the
-//! project's status map — only states that are on its board can trigger anything — to a
-//! task start (QG-0 first) or resume, or a human decision for the task's actor.
+//! project's status names — only states that are on its board can trigger anything — to a
+//! task start (QG-0, then the creation rule) or resume, or a human decision for the task's
+//! actor. An issue refused a start is answered on its card through the [`Board`] port.
+//!
+//! [`Board`]: orchestrator_actors::ports::Board
 
 use orchestrator_actors::WorkItemId;
-use orchestrator_actors::ports::{BoardStatus, NewTask, StoreError, TrackerLink};
-use orchestrator_actors::task::{HumanAction, spawn_task_actor};
+use orchestrator_actors::creation::{CreateError, Origin, TaskRequest};
+use orchestrator_actors::gates;
+use orchestrator_actors::ports::{BoardStatus, TrackerLink};
+use orchestrator_actors::statuses::HumanTrigger;
+use orchestrator_actors::task::HumanAction;
 use tracing::info;
 
 use super::payload::{IssueSnapshot, PlaneDelivery, html_to_text};
 use super::{Acted, Intake};
-use crate::board::{StatusMap, Trigger, comment_html};
+use crate::board::{self, PLANE};
 use crate::projects::Project;
-
-/// The tracker name in task links.
-pub(crate) const PLANE: &str = "plane";
 
 impl Intake {
     /// Why a Plane delivery needs no action, if it needs none.
@@ -21,7 +24,7 @@ impl Intake {
         let Some(project) = d.project() else {
             return Some(format!("{} names no project", d.kind()));
         };
-        if !self.by_plane.contains_key(project) {
+        if self.projects.by_plane(project).is_none() {
             return Some(format!("Plane project {project} is not in the registry"));
         }
         if let Some(actor) = d.actor()
@@ -46,14 +49,15 @@ impl Intake {
         else {
             return (None, Ok("nothing to do".into()));
         };
-        let (Some(plane), Some(registered)) = (&self.plane, self.by_plane.get(&project)) else {
+        let (Some(plane), Some(registered)) = (&self.plane, self.projects.by_plane(&project))
+        else {
             return (None, Ok("nothing to do".into()));
         };
         let states = match plane.states.get(&project).await {
             Ok(states) => states,
             Err(e) => return (None, Err(format!("cannot read the board's states: {e}"))),
         };
-        let Some(trigger) = StatusMap::of(registered).trigger(&state_id, &states) else {
+        let Some(trigger) = board::trigger(&registered.plane_states, &state_id, &states) else {
             let name = states
                 .iter()
                 .find(|s| s.id == state_id)
@@ -65,18 +69,20 @@ impl Intake {
             Err(e) => return (None, Err(e.to_string())),
         };
         let outcome = match (trigger, &task) {
-            (Trigger::Start, None) => return self.start(registered, &project, issue).await,
-            (Trigger::Start, Some(id)) => self.resume(id).await,
+            (HumanTrigger::Start, None) => return self.start(registered, &project, issue).await,
+            (HumanTrigger::Start, Some(id)) => self.resume(id).await,
             (_, None) => Ok(format!(
                 "ignored: issue {} has no task (move it to a start status first)",
                 issue.id
             )),
-            (Trigger::Approve, Some(id)) => decided(id, HumanAction::Approve).await,
-            (Trigger::ConfirmDeploy, Some(id)) => decided(id, HumanAction::ConfirmDeploy).await,
-            (Trigger::Stop, Some(id)) => {
+            (HumanTrigger::Approve, Some(id)) => decided(id, HumanAction::Approve).await,
+            (HumanTrigger::ConfirmDeploy, Some(id)) => {
+                decided(id, HumanAction::ConfirmDeploy).await
+            }
+            (HumanTrigger::Stop, Some(id)) => {
                 decided(id, HumanAction::Cancel("STOP on the Plane board".into())).await
             }
-            (Trigger::Reject, Some(id)) => {
+            (HumanTrigger::Reject, Some(id)) => {
                 let reason = self.rejection_reason(&project, &issue.id).await;
                 decided(id, HumanAction::Reject(reason)).await
             }
@@ -95,7 +101,8 @@ impl Intake {
         }
     }
 
-    /// QG-0, then the task: `<prefix>-<sequence_id>`, linked to its issue.
+    /// QG-0, then the task through the creation rule: `<prefix>-<sequence_id>`, linked to
+    /// its issue. An issue refused either way goes to Blocked, with a comment saying why.
     async fn start(&self, project: &Project, plane_project: &str, issue: IssueSnapshot) -> Acted {
         let Some(plane) = &self.plane else {
             return (None, Ok("nothing to do".into()));
@@ -112,109 +119,62 @@ impl Intake {
                 Err(e) => return (None, Err(format!("cannot fetch issue {}: {e}", issue.id))),
             },
         };
-        let problems = qg0(&issue.name, &description, self.settings.qg0_title_max);
-        if !problems.is_empty() {
-            let text = format!(
-                "QG-0 failed, the task was not started:\n{}\nFix the issue and move it to a start status again.",
-                problems
-                    .iter()
-                    .map(|p| format!("- {p}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-            let blocked = self
-                .show_on_plane(
-                    project,
-                    plane_project,
-                    &issue.id,
-                    BoardStatus::Blocked,
-                    &text,
-                )
-                .await;
-            return (
-                None,
-                blocked.map(|()| format!("QG-0 failed: {}", problems.join("; "))),
-            );
-        }
-        let id = match WorkItemId::parse(&format!("{}-{}", project.prefix, issue.sequence_id)) {
-            Ok(id) => id,
-            Err(e) => return (None, Err(format!("cannot name the task: {e}"))),
-        };
-        let task = NewTask {
-            work_item_id: id.clone(),
-            repo: project.repo.clone(),
-            title: issue.name.trim().to_string(),
-            description,
-            labels: issue.labels.clone(),
-        };
         let link = TrackerLink {
             tracker: PLANE.into(),
             project_ref: plane_project.into(),
             issue_ref: issue.id.clone(),
         };
-        match self.links.create_linked_task(task, link).await {
-            Ok(_) => {}
-            Err(StoreError::Duplicate(what)) => {
+        if let Err(refusal) = gates::qg0(&issue.name, &description, self.settings.qg0_title_max) {
+            let shown = self.refuse(&link, &refusal.comment()).await;
+            return (None, shown.map(|()| refusal.summary()));
+        }
+        let request = TaskRequest {
+            repo: project.repo.clone(),
+            title: issue.name.clone(),
+            description,
+            labels: issue.labels.clone(),
+            origin: Origin::Issue {
+                link: link.clone(),
+                number: issue.sequence_id,
+            },
+        };
+        match self.creator.create(request).await {
+            Ok(task) => {
+                let id = task.work_item_id;
+                info!(task = %id, issue = %issue.id, "task created from Plane");
+                (
+                    Some(id.clone()),
+                    Ok(format!("task {id} created and started")),
+                )
+            }
+            Err(CreateError::Taken { id, what }) => {
                 // Two deliveries raced, or the id belongs to another task: the guard holds.
                 if let Ok(Some(existing)) = self.links.linked_task(PLANE, &issue.id).await {
                     return (Some(existing.clone()), self.resume(&existing).await);
                 }
                 let text =
                     format!("The task cannot start: work item id {id} is already taken ({what}).");
-                let _ = self
-                    .show_on_plane(
-                        project,
-                        plane_project,
-                        &issue.id,
-                        BoardStatus::Blocked,
-                        &text,
-                    )
-                    .await;
-                return (None, Err(format!("{id} is already taken: {what}")));
+                let _ = self.refuse(&link, &text).await;
+                (None, Err(format!("{id} is already taken: {what}")))
             }
-            Err(e) => return (None, Err(format!("cannot create task {id}: {e}"))),
+            Err(CreateError::NotStarted { id, reason }) => (Some(id), Err(reason)),
+            Err(refused) if refused.is_bad_request() => {
+                let text = format!(
+                    "The task was not started: {refused}.\nFix the issue and move it to a start status again."
+                );
+                let shown = self.refuse(&link, &text).await;
+                (None, shown.map(|()| format!("refused: {refused}")))
+            }
+            Err(e) => (None, Err(e.to_string())),
         }
-        info!(task = %id, issue = %issue.id, "task created from Plane");
-        let started = spawn_task_actor(self.task_deps.clone(), id.clone()).await;
-        (
-            Some(id.clone()),
-            started.map(|()| format!("task {id} created and started")),
-        )
     }
 
-    /// Moves an issue that has no task to `status` and explains why in a comment.
-    async fn show_on_plane(
-        &self,
-        project: &Project,
-        plane_project: &str,
-        issue: &str,
-        status: BoardStatus,
-        text: &str,
-    ) -> Result<(), String> {
-        let Some(plane) = &self.plane else {
-            return Ok(());
-        };
-        let states = plane
-            .states
-            .get(plane_project)
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(state) = StatusMap::of(project).resolve(status, &states) {
-            plane
-                .client
-                .set_issue_state(plane_project, issue, &state.id)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        let comment = plane
-            .client
-            .create_comment(plane_project, issue, &comment_html(text), None)
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(actor) = &comment.actor {
-            self.bots.learn(actor);
-        }
-        Ok(())
+    /// Moves an issue that gets no task to Blocked and says why in a comment, through the
+    /// board; both are tried, the first failure is the answer.
+    async fn refuse(&self, issue: &TrackerLink, text: &str) -> Result<(), String> {
+        let moved = self.board.show_issue(issue, BoardStatus::Blocked).await;
+        let commented = self.board.comment_issue(issue, None, text).await;
+        moved.and(commented)
     }
 
     /// The latest comment on the issue by a human (not one of the orchestrator's accounts).
@@ -256,41 +216,4 @@ async fn decided(id: &WorkItemId, action: HumanAction) -> Result<String, String>
             reply.phase.as_str()
         )
     })
-}
-
-/// QG-0: what keeps an issue from starting (empty when it may start).
-pub fn qg0(title: &str, description: &str, title_max: usize) -> Vec<String> {
-    let mut problems = Vec::new();
-    let title = title.trim();
-    if title.is_empty() {
-        problems.push("the title is empty".to_string());
-    }
-    let chars = title.chars().count();
-    if chars > title_max {
-        problems.push(format!(
-            "the title is {chars} characters long; at most {title_max} are allowed"
-        ));
-    }
-    if description.trim().is_empty() {
-        problems.push("the description is empty: say what is wanted and why".to_string());
-    }
-    problems
-}
-
-#[cfg(test)]
-mod tests {
-    use super::qg0;
-
-    #[test]
-    fn qg0_lists_every_problem() {
-        assert!(qg0("Add login", "Users need it.", 200).is_empty());
-        let long = "x".repeat(201);
-        let problems = qg0(&long, "  ", 200);
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("201 characters"));
-        assert!(problems[1].contains("description is empty"));
-        assert_eq!(qg0("", "d", 200), vec!["the title is empty"]);
-        // Characters, not bytes: 200 Cyrillic letters pass.
-        assert!(qg0(&"я".repeat(200), "d", 200).is_empty());
-    }
 }

@@ -24,7 +24,8 @@ pub(crate) type JournalWrite = (Journaled, Option<(Family, Dictionary)>);
 
 /// Journals `event` with its `body` unless it is a replay within `window`, and resolves the
 /// commit it names to its branches in the same transaction; a new delivery is settled at once
-/// when its outcome is already known, or when `act` acts on it, and its body is taken up on
+/// when its outcome is already known, or when `act` decides it (the task it asks to re-check
+/// is handed back, to be told after the commit), and its body is taken up on
 /// its `offer` to be its family's dictionary. Besides the answer, how to take the body's note
 /// out of the replay window should the write not be committed.
 pub(crate) fn journal_event(
@@ -75,10 +76,12 @@ pub(crate) fn journal_event(
         Some(commit) => branches_at(conn, &commit.repo, &commit.sha)?,
         None => Vec::new(),
     };
-    let (task, outcome) = match (&event.settled, act) {
-        (Some(outcome), _) => (None, Some(outcome.clone())),
-        (None, Some(act)) => act(&mut branches).map_or((None, None), |(t, o)| (t, Some(o))),
-        (None, None) => (None, None),
+    let (task, outcome, recheck) = match (&event.settled, act) {
+        (Some(outcome), _) => (None, Some(outcome.clone()), None),
+        (None, Some(act)) => act(&mut branches).map_or((None, None, None), |acted| {
+            (acted.task, Some(acted.outcome), acted.recheck)
+        }),
+        (None, None) => (None, None, None),
     };
     let acted = event.settled.is_none() && outcome.is_some();
     let received_at = humantime::format_rfc3339_millis(now).to_string();
@@ -118,6 +121,7 @@ pub(crate) fn journal_event(
         id,
         branches,
         acted,
+        recheck,
     };
     Ok(((journaled, dictionary), Some(undo)))
 }

@@ -109,7 +109,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use orchestrator_actors::ports::{BranchAt, CommitRef, Store};
+    use orchestrator_actors::ports::{ActedInWrite, BranchAt, CommitRef, Store};
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -508,7 +508,11 @@ mod tests {
                 if outcome.is_some() {
                     branches.clear();
                 }
-                outcome.map(|o| (Some(WorkItemId::parse("A-1").unwrap()), o.to_string()))
+                outcome.map(|o| ActedInWrite {
+                    task: Some(WorkItemId::parse("A-1").unwrap()),
+                    outcome: o.to_string(),
+                    recheck: Some(WorkItemId::parse("A-1").unwrap()),
+                })
             }))
         };
         let first = store
@@ -519,11 +523,14 @@ mod tests {
             id,
             branches,
             acted: true,
+            recheck,
         } = first
         else {
             panic!("acted on: {first:?}");
         };
         assert!(branches.is_empty(), "the act took them");
+        // The task to tell comes back with the committed write; the act told nobody.
+        assert_eq!(recheck, Some(WorkItemId::parse("A-1").unwrap()));
         assert_eq!(seen.lock().unwrap()[0].branch, "feature/A-1");
         // Declining leaves the branches for acting after the write, and nothing settled.
         let second = store
@@ -534,6 +541,7 @@ mod tests {
             id: later,
             branches,
             acted: false,
+            recheck: None,
         } = second
         else {
             panic!("not acted on: {second:?}");

@@ -62,13 +62,6 @@ impl Workspace {
         &self.worktrees_dir
     }
 
-    /// The branch a task works on: `feature/<ID>-<slug>` or `fix/<ID>-<slug>`, the slug being
-    /// the title's lowercase ASCII words (at most 30 characters); `id` must be a valid
-    /// work-item id.
-    pub fn branch_name(id: &str, title: &str, is_bug: bool) -> String {
-        names::branch_name(id, title, is_bug)
-    }
-
     /// Where the clone of `repo` is (or would be), without touching it or its origin.
     pub fn clone_dir(&self, repo: &str) -> Result<PathBuf, GitError> {
         Ok(self.cache_dir.join(names::clone_dir_name(repo)?))

@@ -10,6 +10,12 @@ use super::git::git;
 use super::sample::{SAMPLE_TEST_CMD, create_sample_origin};
 use super::{CiRun, GitError, MergeOutcome, Workspace};
 
+/// The branch the domain names for a feature task `id` titled `title`.
+fn branch_name(id: &str, title: &str) -> String {
+    let id = orchestrator_actors::WorkItemId::parse(id).unwrap();
+    orchestrator_actors::branch::branch_name(&id, title, false)
+}
+
 /// A sample origin, a workspace and a clone of the origin in a fresh temporary directory.
 struct Setup {
     /// Keeps the directory alive for the test's duration.
@@ -64,7 +70,7 @@ async fn task_with(
     title: &str,
     files: &[(&str, &str)],
 ) -> (PathBuf, String, String) {
-    let branch = Workspace::branch_name(id, title, false);
+    let branch = branch_name(id, title);
     let wt = s.ws.create_worktree(&s.clone, id, &branch).await.unwrap();
     for (rel, content) in files {
         write(&wt, rel, content);
@@ -92,7 +98,7 @@ async fn a_task_goes_from_worktree_to_merged_main_and_a_conflict_leaves_main_alo
     let main_before = origin_main(&s.origin).await;
 
     // The worktree is on the task branch, based on origin/main.
-    let branch = Workspace::branch_name("T-1", "Add notes", false);
+    let branch = branch_name("T-1", "Add notes");
     let wt =
         s.ws.create_worktree(&s.clone, "T-1", &branch)
             .await
@@ -401,7 +407,7 @@ async fn main_is_never_pushed_from_a_task_and_bad_names_change_nothing() {
 #[tokio::test]
 async fn ci_tells_green_from_red_from_tool_trouble() {
     let s = setup().await;
-    let branch = Workspace::branch_name("T-6", "CI", false);
+    let branch = branch_name("T-6", "CI");
     let wt =
         s.ws.create_worktree(&s.clone, "T-6", &branch)
             .await

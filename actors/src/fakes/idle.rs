@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use crate::gates::GateOutcome;
 use crate::pipeline::{GateKind, Role};
 use crate::ports::{Alert, Card, MessageId, Notifier, NotifyError, ProcessId, TaskRecord};
-use crate::task_machine::{MergeResult, ProjectRules};
+use crate::task_machine::MergeResult;
 use crate::workbench::{
     AgentReport, AgentRequest, AgentRunner, Forge, ProcessControl, SpawnNotice, Workplace,
 };
@@ -17,12 +17,6 @@ pub struct NoForge;
 
 #[async_trait]
 impl Forge for NoForge {
-    fn rules(&self, _repo: &str) -> Option<ProjectRules> {
-        None
-    }
-    fn branch_name(&self, task: &TaskRecord) -> String {
-        format!("feature/{}", task.work_item_id)
-    }
     async fn prepare(&self, _task: &TaskRecord) -> Result<Workplace, String> {
         Err("no forge in this test".into())
     }

@@ -1,5 +1,5 @@
-//! An in-memory [`Store`] with the same semantics as the SQLite one, for actor tests and
-//! tools that need no durability.
+//! An in-memory [`Store`] (and [`TrackerLinks`]) with the same semantics as the SQLite one,
+//! for actor tests and tools that need no durability.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -8,7 +8,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use crate::ports::{
-    NewTask, NewTaskFields, Phase, Store, StoreError, TaskRecord, TaskUpdate, Transition,
+    NewTask, NewTaskFields, Phase, Store, StoreError, TaskRecord, TaskUpdate, TrackerLink,
+    TrackerLinks, Transition,
 };
 use crate::{Stage, WorkItemId};
 
@@ -28,6 +29,8 @@ struct Inner {
     seq: u64,
     /// Last number handed out per id prefix.
     counters: BTreeMap<String, u64>,
+    /// The tracker issue of each task created from one.
+    links: BTreeMap<WorkItemId, TrackerLink>,
 }
 
 fn now() -> String {
@@ -85,6 +88,49 @@ impl MemoryStore {
             }],
         );
         Ok(record)
+    }
+}
+
+#[async_trait]
+impl TrackerLinks for MemoryStore {
+    async fn create_linked_task(
+        &self,
+        task: NewTask,
+        link: TrackerLink,
+    ) -> Result<TaskRecord, StoreError> {
+        let mut inner = self.inner.lock().expect("memory store poisoned");
+        let linked = inner
+            .links
+            .values()
+            .any(|l| l.tracker == link.tracker && l.issue_ref == link.issue_ref);
+        if linked {
+            return Err(StoreError::Duplicate(format!(
+                "a task for {} issue {}",
+                link.tracker, link.issue_ref
+            )));
+        }
+        let id = task.work_item_id.clone();
+        let record = Self::insert(&mut inner, task)?;
+        inner.links.insert(id, link);
+        Ok(record)
+    }
+
+    async fn linked_task(
+        &self,
+        tracker: &str,
+        issue_ref: &str,
+    ) -> Result<Option<WorkItemId>, StoreError> {
+        let inner = self.inner.lock().expect("memory store poisoned");
+        Ok(inner
+            .links
+            .iter()
+            .find(|(_, l)| l.tracker == tracker && l.issue_ref == issue_ref)
+            .map(|(id, _)| id.clone()))
+    }
+
+    async fn task_link(&self, id: &WorkItemId) -> Result<Option<TrackerLink>, StoreError> {
+        let inner = self.inner.lock().expect("memory store poisoned");
+        Ok(inner.links.get(id).cloned())
     }
 }
 
@@ -262,5 +308,34 @@ mod tests {
         assert_eq!(store.active_task_ids().await.unwrap(), vec![b]);
         let err = store.create_task(new_task("T-1")).await.unwrap_err();
         assert_eq!(err, StoreError::Duplicate("task T-1".into()));
+    }
+
+    #[tokio::test]
+    async fn one_task_per_issue_and_one_issue_per_task() {
+        let store = MemoryStore::new();
+        let link = |issue: &str| TrackerLink {
+            tracker: "plane".into(),
+            project_ref: "p".into(),
+            issue_ref: issue.into(),
+        };
+        store
+            .create_linked_task(new_task("T-1"), link("i1"))
+            .await
+            .unwrap();
+        let t1 = WorkItemId::parse("T-1").unwrap();
+        assert_eq!(
+            store.linked_task("plane", "i1").await.unwrap(),
+            Some(t1.clone())
+        );
+        assert_eq!(store.task_link(&t1).await.unwrap(), Some(link("i1")));
+        // The same id for another issue, or another id for the same issue: refused whole.
+        for (id, issue) in [("T-1", "i2"), ("T-2", "i1")] {
+            let refused = store.create_linked_task(new_task(id), link(issue)).await;
+            assert!(
+                matches!(refused, Err(StoreError::Duplicate(_))),
+                "{id} {issue}"
+            );
+        }
+        assert_eq!(store.list_tasks().await.unwrap().len(), 1);
     }
 }

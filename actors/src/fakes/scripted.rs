@@ -13,7 +13,7 @@ use crate::gates::GateOutcome;
 use crate::pipeline::{GateKind, Role};
 use crate::ports::{ProcessId, RunFinish, TaskRecord};
 use crate::resilience::FailureClass;
-use crate::task_machine::{MergeResult, ProjectRules};
+use crate::task_machine::MergeResult;
 use crate::workbench::{AgentReport, AgentRequest, AgentRunner, Forge, SpawnNotice, Workplace};
 
 /// What one agent run does.
@@ -197,16 +197,10 @@ impl ScriptedForge {
 
 #[async_trait]
 impl Forge for ScriptedForge {
-    fn rules(&self, _repo: &str) -> Option<ProjectRules> {
-        Some(ProjectRules::default())
-    }
-    fn branch_name(&self, task: &TaskRecord) -> String {
-        format!("feature/{}", task.work_item_id)
-    }
     async fn prepare(&self, task: &TaskRecord) -> Result<Workplace, String> {
         let worktree = self.root.join(task.work_item_id.as_str());
         Ok(Workplace {
-            branch: self.branch_name(task),
+            branch: crate::branch::of(task),
             artifacts_dir: worktree.join("docs"),
             worktree,
         })

@@ -1,10 +1,11 @@
 //! The tracker board port: where a task's card shows the pipeline's progress, and where
-//! the roles leave their comments. Plane in production; the local tracker's board is the
-//! store itself, so its adapter only logs.
+//! the roles leave their comments; also where the intake answers an issue it refused to
+//! start (it has no task yet). Plane in production; the local tracker's board is the store
+//! itself, so its adapter only logs.
 
 use async_trait::async_trait;
 
-use super::{Phase, TaskRecord};
+use super::{Phase, TaskRecord, TrackerLink};
 use crate::Stage;
 use crate::pipeline::Role;
 
@@ -143,6 +144,19 @@ pub trait Board: Send + Sync + 'static {
         author: Option<Role>,
         text: &str,
     ) -> Result<(), String>;
+
+    /// Moves the card of a tracker issue that has no task — a start the intake refused — to
+    /// `status`.
+    async fn show_issue(&self, issue: &TrackerLink, status: BoardStatus) -> Result<(), String>;
+
+    /// Comments on the card of a tracker issue that has no task, as `author`'s bot account
+    /// when it has one.
+    async fn comment_issue(
+        &self,
+        issue: &TrackerLink,
+        author: Option<Role>,
+        text: &str,
+    ) -> Result<(), String>;
 }
 
 /// The board of tasks that live only in the orchestrator (the local tracker): the store is
@@ -162,6 +176,20 @@ impl Board for LocalBoard {
         text: &str,
     ) -> Result<(), String> {
         tracing::info!(task = %task.work_item_id, author = ?author, %text, "board comment");
+        Ok(())
+    }
+
+    async fn show_issue(&self, _issue: &TrackerLink, _status: BoardStatus) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn comment_issue(
+        &self,
+        issue: &TrackerLink,
+        author: Option<Role>,
+        text: &str,
+    ) -> Result<(), String> {
+        tracing::info!(tracker = %issue.tracker, issue = %issue.issue_ref, author = ?author, %text, "board comment");
         Ok(())
     }
 }

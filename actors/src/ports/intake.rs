@@ -58,18 +58,33 @@ pub enum Journaled {
         branches: Vec<BranchAt>,
         /// Whether the [`ActInWrite`] acted, its outcome journaled with the delivery.
         acted: bool,
+        /// The task the act asked to re-check its gate ([`ActedInWrite::recheck`]): the
+        /// write has committed by the time the caller reads this, so the caller tells it.
+        recheck: Option<WorkItemId>,
     },
     /// The same delivery id was seen before, or the same body within the window.
     Duplicate,
 }
 
 /// Acting on a delivery inside the write that journals it, given the branches that write
-/// found at its commit (taking what it uses): the task concerned and the outcome in words, or
-/// `None` to act after the write instead. It runs on the store's one writer thread before the
-/// commit, so it must not block — a message to an actor at most — and must be harmless should
-/// that commit fail. It runs only for a delivery that is new and not already settled.
-pub type ActInWrite =
-    Box<dyn FnOnce(&mut Vec<BranchAt>) -> Option<(Option<WorkItemId>, String)> + Send>;
+/// found at its commit (taking what it uses): what it decided, or `None` to act after the
+/// write instead. It runs on the store's one writer thread before the commit, so it only
+/// decides — no I/O and no message: a task is told ([`ActedInWrite::recheck`]) by the caller,
+/// once the write has committed. It runs only for a delivery that is new and not already
+/// settled.
+pub type ActInWrite = Box<dyn FnOnce(&mut Vec<BranchAt>) -> Option<ActedInWrite> + Send>;
+
+/// What an [`ActInWrite`] decided, journaled with the delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActedInWrite {
+    /// The task concerned, if any.
+    pub task: Option<WorkItemId>,
+    /// The outcome, in words.
+    pub outcome: String,
+    /// The task to tell to re-check its gate once the write has committed; handed back in
+    /// [`Journaled::New`] (never told should the commit fail).
+    pub recheck: Option<WorkItemId>,
+}
 
 /// What became of a journaled delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
