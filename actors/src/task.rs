@@ -21,7 +21,7 @@ use crate::ports::{
 };
 use crate::supervisor::{ChildLoader, ChildSpec};
 use crate::task_machine::{
-    Decision, Effect, Event, JobSnapshot, MergeResult, ProjectRules, decide,
+    Decision, Effect, Event, JobSnapshot, MergeResult, ProjectRules, decide, start_reads_job,
 };
 use crate::workbench::Forge;
 use crate::{Stage, WorkItemId};
@@ -62,7 +62,36 @@ pub struct TaskState {
     loaded_at: String,
     /// The task's board updates, carried out one after another in order by a worker of
     /// this incarnation (so a slow tracker never holds the actor and never reorders moves).
-    board: tokio::sync::mpsc::UnboundedSender<BoardJob>,
+    board: BoardQueue,
+}
+
+/// The queue of a task's board updates. Its worker is started by the first update, not
+/// with the actor: most tasks at a boot wait on a human and never update their card, and a
+/// worker per task (a spawned task and a channel) would cost every one of them memory.
+struct BoardQueue {
+    /// The board the worker updates.
+    board: Arc<dyn Board>,
+    /// The worker's queue, once started.
+    worker: std::cell::OnceCell<tokio::sync::mpsc::UnboundedSender<Box<BoardJob>>>,
+}
+
+impl BoardQueue {
+    fn new(board: Arc<dyn Board>) -> Self {
+        Self {
+            board,
+            worker: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Queues `job`, starting the worker on first use.
+    fn send(
+        &self,
+        job: BoardJob,
+    ) -> Result<(), tokio::sync::mpsc::error::SendError<Box<BoardJob>>> {
+        self.worker
+            .get_or_init(|| board_worker(self.board.clone()))
+            .send(Box::new(job))
+    }
 }
 
 /// One update of the task's card on its board.
@@ -74,11 +103,13 @@ enum BoardJob {
 }
 
 /// Carries out a task's board updates in order until its actor's incarnation ends.
-fn board_worker(board: Arc<dyn Board>) -> tokio::sync::mpsc::UnboundedSender<BoardJob> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BoardJob>();
+/// Jobs travel boxed: a channel allocates its slots in blocks of 32, and 32 task records
+/// inline would cost every task that ever updated its card some 9 KiB.
+fn board_worker(board: Arc<dyn Board>) -> tokio::sync::mpsc::UnboundedSender<Box<BoardJob>> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Box<BoardJob>>();
     tokio::spawn(async move {
         while let Some(job) = rx.recv().await {
-            let (id, result) = match &job {
+            let (id, result) = match &*job {
                 BoardJob::Show(task, status) => {
                     (&task.work_item_id, board.show(task, *status).await)
                 }
@@ -323,11 +354,15 @@ fn wake_dispatch() {
     }
 }
 
-/// What the queue says about the task's current stage.
+/// What the queue says about the task's current stage — asked only when the start is
+/// decided by it ([`start_reads_job`]); any other start reads nothing from the queue.
 async fn job_snapshot(
     jobs: &dyn JobStore,
     task: &TaskRecord,
 ) -> Result<JobSnapshot, ActorProcessingErr> {
+    if !start_reads_job(task) {
+        return Ok(JobSnapshot::None);
+    }
     let id = &task.work_item_id;
     if let Some(active) = jobs.active_job(id).await?
         && active.stage == task.stage
@@ -380,7 +415,7 @@ impl Actor for TaskActor {
             record,
             rules,
             loaded_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            board: board_worker(self.deps.board.clone()),
+            board: BoardQueue::new(self.deps.board.clone()),
         })
     }
 
