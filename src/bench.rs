@@ -1,18 +1,17 @@
-//! `orchestrator bench`: seeds a fresh data dir with N non-terminal tasks, starts this very
-//! binary's `serve` on it, and measures what docs/benchmarks.md records — time until every
-//! task actor is up and `/health` answers, idle resident memory, `GET /actors` latency, and
-//! the graceful stop. A measurement tool, not a test: it asserts only that what it measured
-//! is what it meant to measure (all N actors really up).
+//! `orchestrator bench`: seeds a fresh data dir with N non-terminal tasks (by default idle
+//! ones, each waiting on a human — see [`crate::bench_seed`]), starts this very binary's
+//! `serve` on it, and measures what docs/benchmarks.md records — time until every task actor
+//! is up and `/health` answers, idle resident memory, `GET /actors` latency, and the graceful
+//! stop. A measurement tool, not a test: it asserts only that what it measured is what it
+//! meant to measure (all N actors really up and, for idle tasks, the boot changed nothing).
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use futures::StreamExt;
-use orchestrator_actors::WorkItemId;
-use orchestrator_actors::ports::{NewTask, Store};
 
+use crate::bench_seed::{Seed, seed};
 use crate::store::SqliteStore;
 
 /// Bench parameters.
@@ -21,6 +20,11 @@ pub struct BenchArgs {
     /// Non-terminal tasks to seed.
     #[arg(long, default_value_t = 10_000)]
     pub tasks: usize,
+    /// What the tasks are doing when the service starts: `idle` (waiting on a human:
+    /// approval, deploy confirmation, blocked, paused) or `created` (every one starts its
+    /// pipeline at boot).
+    #[arg(long, value_enum, default_value_t = Seed::Idle)]
+    pub seed: Seed,
     /// Timed `GET /actors` requests per variant.
     #[arg(long, default_value_t = 20)]
     pub iterations: usize,
@@ -90,12 +94,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 async fn measure(args: &BenchArgs, dir: &PathBuf) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let seeded = Instant::now();
-    seed(dir, args.tasks).await?;
+    let seeding = Instant::now();
+    let db = dir.join("orchestrator.db");
+    let seeded = seed(&db, args.tasks, args.seed).await?;
     eprintln!(
-        "seeded {} tasks in {:.2} s",
-        args.tasks,
-        seeded.elapsed().as_secs_f64()
+        "seeded {} in {:.2} s",
+        seeded.describe(),
+        seeding.elapsed().as_secs_f64()
     );
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -159,6 +164,13 @@ async fn measure(args: &BenchArgs, dir: &PathBuf) -> anyhow::Result<()> {
         .context("serve did not stop within 15 s of SIGTERM")??;
     let stopped = stopping.elapsed();
 
+    let store = SqliteStore::open(&db).await?;
+    let unchanged = seeded.unchanged(&store).await;
+    store.close().await;
+    unchanged?;
+
+    println!("Seeded: {}.", seeded.describe());
+    println!();
     println!("| measure ({} non-terminal tasks) | result |", args.tasks);
     println!("|---|---|");
     println!(
@@ -166,7 +178,7 @@ async fn measure(args: &BenchArgs, dir: &PathBuf) -> anyhow::Result<()> {
         ready.as_millis()
     );
     println!(
-        "| resident memory, idle | {:.1} MiB |",
+        "| resident memory, 1 s after ready | {:.1} MiB |",
         rss_kib as f64 / 1024.0
     );
     println!(
@@ -182,31 +194,6 @@ async fn measure(args: &BenchArgs, dir: &PathBuf) -> anyhow::Result<()> {
         stopped.as_millis(),
         status
     );
-    Ok(())
-}
-
-async fn seed(dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&dir.join("orchestrator.db")).await?;
-    let results: Vec<_> = futures::stream::iter(0..n)
-        .map(|i| {
-            let store = &store;
-            async move {
-                store
-                    .create_task(NewTask {
-                        work_item_id: WorkItemId::parse(&format!("BENCH-{i}")).expect("valid id"),
-                        repo: "bench/repo".into(),
-                        title: format!("benchmark task {i}"),
-                        description: String::new(),
-                        labels: Vec::new(),
-                    })
-                    .await
-            }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    store.close().await;
-    results.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod bench;
 pub mod bench_dispatch;
 pub mod bench_pipeline;
+pub mod bench_seed;
 pub mod bench_webhooks;
 pub mod board;
 pub mod cli;

@@ -27,6 +27,7 @@ use crate::ports::{
 use crate::supervisor::{ChildLoader, ChildSpec};
 use crate::task_machine::{
     Decision, Effect, Event, InfraLimits, JobSnapshot, MergeResult, ProjectRules, decide,
+    start_reads_job,
 };
 use crate::workbench::Forge;
 use crate::{Stage, WorkItemId};
@@ -396,11 +397,15 @@ fn wake_dispatch() {
     }
 }
 
-/// What the queue says about the task's current stage.
+/// What the queue says about the task's current stage — asked only when the start is
+/// decided by it ([`start_reads_job`]); any other start reads nothing from the queue.
 async fn job_snapshot(
     jobs: &dyn JobStore,
     task: &TaskRecord,
 ) -> Result<JobSnapshot, ActorProcessingErr> {
+    if !start_reads_job(task) {
+        return Ok(JobSnapshot::None);
+    }
     let id = &task.work_item_id;
     if let Some(active) = jobs.active_job(id).await?
         && active.stage == task.stage

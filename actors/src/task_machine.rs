@@ -205,8 +205,30 @@ impl Decision {
     }
 }
 
-/// Decides what `event` means for `task`.
+/// Decides what `event` means for `task`. A decision that would save the task exactly as it
+/// stands saves nothing (its `update` is `None`), so nobody is told of a change that did not
+/// happen — a restart that resumes its gate or its job re-renders and re-sends nothing; its
+/// effects still run.
 pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision {
+    let mut decision = decide_event(task, rules, event);
+    if decision
+        .update
+        .as_ref()
+        .is_some_and(|u| *u == TaskUpdate::keep(task))
+    {
+        decision.update = None;
+    }
+    decision
+}
+
+/// Whether [`Event::Start`] looks at the job snapshot for `task`: only a task that was at
+/// work on its stage asks where its job stands; every other start is decided from the task
+/// alone, so its actor need not read the queue to start.
+pub fn start_reads_job(task: &TaskRecord) -> bool {
+    task.stage != Stage::Created && task.phase == Phase::Working
+}
+
+fn decide_event(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision {
     if task.stage.is_terminal() {
         return Decision {
             update: None,
@@ -369,6 +391,7 @@ pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision
     }
 }
 
+/// Kept in step with [`start_reads_job`]: `job` is looked at only where it says so.
 fn on_start(task: &TaskRecord, job: JobSnapshot) -> Decision {
     match (task.stage, task.phase) {
         (_, Phase::Blocked | Phase::AwaitingApproval | Phase::AwaitingDeployConfirm) => {
@@ -386,6 +409,9 @@ fn on_start(task: &TaskRecord, job: JobSnapshot) -> Decision {
             effects: vec![Effect::Merge],
         },
         (_, Phase::Working) => match job {
+            // A paused task's job is never claimed: nothing to wake the dispatcher for
+            // (resuming it does).
+            JobSnapshot::Active if task.paused => Decision::nothing(),
             JobSnapshot::Active => Decision {
                 update: None,
                 effects: vec![Effect::WakeDispatch],

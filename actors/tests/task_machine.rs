@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use orchestrator_actors::gates::GateOutcome;
 use orchestrator_actors::ports::{Phase, TaskRecord, TaskUpdate};
 use orchestrator_actors::task_machine::{
-    Decision, Effect, Event, JobSnapshot, MergeResult, ProjectRules, decide,
+    Decision, Effect, Event, JobSnapshot, MergeResult, ProjectRules, decide, start_reads_job,
 };
 use orchestrator_actors::{Role, Stage, WorkItemId};
 
@@ -612,4 +612,127 @@ fn a_pull_request_merged_by_a_human_finishes_the_task_except_in_deploy() {
         decide(&t, &ProjectRules::default(), merged()),
         Decision::default()
     );
+}
+
+#[test]
+fn a_restart_that_resumes_where_the_task_stood_saves_nothing() {
+    let rules = ProjectRules::default();
+    let mut t = task(&[]);
+    t.stage = Stage::Review;
+    t.branch = Some("feature/ACME-001-add-a-greeting".into());
+    t.stage_attempts = 1;
+
+    // Gating: the gate is evaluated again; the task is saved (and announced) as it was.
+    t.phase = Phase::Gating;
+    let d = decide(&t, &rules, start());
+    assert_eq!(d.update, None);
+    assert!(matches!(
+        d.effects[..],
+        [Effect::EvaluateGate {
+            stage: Stage::Review,
+            ..
+        }]
+    ));
+
+    // Working and its job lost: the job is queued again, the task unchanged.
+    t.phase = Phase::Working;
+    let d = decide(&t, &rules, start());
+    assert_eq!(d.update, None);
+    assert!(matches!(
+        d.effects[..],
+        [Effect::Enqueue {
+            stage: Stage::Review,
+            role: Role::Reviewer,
+            ..
+        }]
+    ));
+
+    // Working with its job still queued: the dispatcher is woken, unless the task is paused
+    // (its job is not claimed until a resume, which wakes the dispatcher itself).
+    let active = || Event::Start {
+        job: JobSnapshot::Active,
+    };
+    assert_eq!(decide(&t, &rules, active()).effects, [Effect::WakeDispatch]);
+    t.paused = true;
+    assert_eq!(decide(&t, &rules, active()), Decision::default());
+    let resumed = decide(&t, &rules, Event::Resume);
+    assert_eq!(resumed.effects, [Effect::WakeDispatch]);
+    t.paused = false;
+
+    // Merging: the merge runs again.
+    t.stage = Stage::Deploy;
+    t.phase = Phase::Merging;
+    assert_eq!(
+        decide(&t, &rules, start()),
+        Decision {
+            update: None,
+            effects: vec![Effect::Merge]
+        }
+    );
+
+    // A start that does change the task still saves it: a finished job goes to its gate.
+    t.stage = Stage::Review;
+    t.phase = Phase::Working;
+    let finished = Event::Start {
+        job: JobSnapshot::Finished {
+            job_id: 4,
+            success: true,
+        },
+    };
+    assert_eq!(
+        decide(&t, &rules, finished).update.map(|u| u.phase),
+        Some(Phase::Gating)
+    );
+}
+
+#[test]
+fn a_start_that_does_not_read_the_job_snapshot_decides_the_same_whatever_it_says() {
+    let rules = ProjectRules::default();
+    let snapshots = [
+        JobSnapshot::None,
+        JobSnapshot::Active,
+        JobSnapshot::Finished {
+            job_id: 1,
+            success: true,
+        },
+        JobSnapshot::Finished {
+            job_id: 1,
+            success: false,
+        },
+    ];
+    let mut read = 0;
+    for stage in Stage::ALL {
+        for phase in Phase::ALL {
+            let mut t = task(&[]);
+            t.stage = stage;
+            t.phase = phase;
+            t.stage_attempts = 1;
+            let decisions: Vec<_> = snapshots
+                .iter()
+                .map(|job| decide(&t, &rules, Event::Start { job: job.clone() }))
+                .collect();
+            if start_reads_job(&t) {
+                read += 1;
+            } else {
+                assert!(
+                    decisions.iter().all(|d| *d == decisions[0]),
+                    "{stage}/{phase:?} looks at the job snapshot: {decisions:?}"
+                );
+            }
+        }
+    }
+    // Only a task at work on an agent's stage asks where its job stands.
+    assert!(read > 0);
+    for phase in [
+        Phase::AwaitingApproval,
+        Phase::AwaitingDeployConfirm,
+        Phase::Blocked,
+        Phase::Gating,
+        Phase::Merging,
+    ] {
+        let mut t = task(&[]);
+        t.stage = Stage::Development;
+        t.phase = phase;
+        assert!(!start_reads_job(&t), "{phase:?}");
+    }
 }

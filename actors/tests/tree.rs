@@ -12,8 +12,10 @@ use orchestrator_actors::dispatch::DispatchDeps;
 use orchestrator_actors::fakes::{
     MemoryCards, MemoryJobs, MemoryStore, NoChat, NoForge, NoProcesses, NoRunner,
 };
+use orchestrator_actors::gates::GateOutcome;
 use orchestrator_actors::ports::JobStore;
 use orchestrator_actors::ports::TrackerLink;
+use orchestrator_actors::ports::{NewJob, Phase};
 use orchestrator_actors::ports::{
     NewTask, NewTaskFields, Store, StoreError, TaskRecord, TaskUpdate, Transition,
 };
@@ -24,9 +26,12 @@ use orchestrator_actors::restart::RestartPolicy;
 use orchestrator_actors::supervisor::SupervisorMsg;
 use orchestrator_actors::task::TaskDeps;
 use orchestrator_actors::task::TaskMsg;
+use orchestrator_actors::task_machine::MergeResult;
 use orchestrator_actors::tracker::{TrackerDeps, TrackerMode};
 use orchestrator_actors::tree::{self, Tree, TreeConfig, TreeError};
+use orchestrator_actors::workbench::Workplace;
 use orchestrator_actors::workbench::{Forge, ProcessControl};
+use orchestrator_actors::{GateKind, Role};
 use orchestrator_actors::{Stage, WorkItemId};
 use ractor::rpc::CallResult;
 use ractor::{ActorCell, ActorRef, registry};
@@ -60,8 +65,20 @@ async fn add(store: &dyn Store, s: &str, stage: Stage) {
 }
 
 fn config(store: Arc<dyn Store>, policy: RestartPolicy) -> TreeConfig {
-    let jobs: Arc<dyn JobStore> = Arc::new(MemoryJobs::new());
-    let forge: Arc<dyn Forge> = Arc::new(NoForge);
+    config_with(
+        store,
+        policy,
+        Arc::new(MemoryJobs::new()),
+        Arc::new(NoForge),
+    )
+}
+
+fn config_with(
+    store: Arc<dyn Store>,
+    policy: RestartPolicy,
+    jobs: Arc<dyn JobStore>,
+    forge: Arc<dyn Forge>,
+) -> TreeConfig {
     let processes: Arc<dyn ProcessControl> = Arc::new(NoProcesses);
     let reaper_jobs = jobs.clone();
     let tracker = Arc::new(TrackerDeps {
@@ -533,5 +550,146 @@ async fn every_task_is_created_through_one_rule_and_gets_its_actor() {
         creator.create(bad).await.unwrap_err();
     }
     assert_eq!(store.list_tasks().await.unwrap().len(), 2);
+    stop(tree).await;
+}
+
+/// A forge that notes every gate evaluated and merge started, and defers both.
+#[derive(Default)]
+struct RecordingForge {
+    /// Tasks whose gate was evaluated, in order.
+    gates: std::sync::Mutex<Vec<WorkItemId>>,
+    /// Tasks whose merge was started, in order.
+    merges: std::sync::Mutex<Vec<WorkItemId>>,
+}
+
+#[async_trait]
+impl Forge for RecordingForge {
+    async fn prepare(&self, _task: &TaskRecord) -> Result<Workplace, String> {
+        Err("no worktrees in this test".into())
+    }
+    async fn publish(&self, _task: &TaskRecord, _role: Role) -> Result<(), String> {
+        Ok(())
+    }
+    async fn evaluate_gate(&self, task: &TaskRecord, _gate: GateKind) -> GateOutcome {
+        self.gates.lock().unwrap().push(task.work_item_id.clone());
+        GateOutcome::Defer {
+            reason: "recorded".into(),
+        }
+    }
+    async fn merge(&self, task: &TaskRecord) -> MergeResult {
+        self.merges.lock().unwrap().push(task.work_item_id.clone());
+        MergeResult::Error {
+            message: "recorded".into(),
+        }
+    }
+    async fn remove_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Seeds task `s` at `stage` in `phase`, paused or not.
+async fn add_in(store: &dyn Store, s: &str, stage: Stage, phase: Phase, paused: bool) {
+    add(store, s, stage).await;
+    let task = store.load_task(&id(s)).await.unwrap().unwrap();
+    let mut update = TaskUpdate::keep(&task);
+    update.phase = phase;
+    update.paused = paused;
+    update.stage_attempts = 1;
+    update.branch = Some(format!("feature/{s}"));
+    assert!(store.update_task(&id(s), stage, update).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_recovered_task_does_what_its_phase_needs_and_nothing_more() {
+    let _guard = REGISTRY.lock().await;
+    let store = Arc::new(MemoryStore::new());
+    let jobs = Arc::new(MemoryJobs::new());
+    let forge = Arc::new(RecordingForge::default());
+    add_in(&*store, "R-1", Stage::Development, Phase::Working, false).await; // its job lost
+    add_in(&*store, "R-2", Stage::Review, Phase::Gating, false).await;
+    add_in(&*store, "R-3", Stage::Deploy, Phase::Merging, false).await;
+    add_in(
+        &*store,
+        "R-4",
+        Stage::Analysis,
+        Phase::AwaitingApproval,
+        false,
+    )
+    .await;
+    add_in(
+        &*store,
+        "R-5",
+        Stage::Deploy,
+        Phase::AwaitingDeployConfirm,
+        false,
+    )
+    .await;
+    add_in(&*store, "R-6", Stage::Development, Phase::Blocked, false).await;
+    add_in(&*store, "R-7", Stage::Testing, Phase::Working, true).await;
+    jobs.enqueue_job(NewJob {
+        work_item_id: id("R-7"),
+        stage: Stage::Testing,
+        role: "tester".into(),
+        task_text: "test it".into(),
+    })
+    .await
+    .unwrap();
+    let before = store.list_tasks().await.unwrap();
+
+    let tree = tree::start(config_with(
+        store.clone(),
+        RestartPolicy::default(),
+        jobs.clone(),
+        forge.clone(),
+    ))
+    .await
+    .unwrap();
+
+    // What must happen: the lost job is queued again, the gate re-evaluated, the merge
+    // started again.
+    eventually("R-1's job queued again", || {
+        jobs.all().iter().any(|j| j.work_item_id == id("R-1"))
+    })
+    .await;
+    eventually("R-2's gate evaluated", || {
+        !forge.gates.lock().unwrap().is_empty()
+    })
+    .await;
+    eventually("R-3's merge started", || {
+        !forge.merges.lock().unwrap().is_empty()
+    })
+    .await;
+    // A task actor handles a message only once its start is over.
+    for s in ["R-1", "R-2", "R-3", "R-4", "R-5", "R-6", "R-7"] {
+        describe_task(s).await;
+    }
+
+    // And nothing more: no other gate, merge or job, no task saved again, no card
+    // re-rendered (every saved decision would have asked the tracker for one).
+    assert_eq!(*forge.gates.lock().unwrap(), [id("R-2")]);
+    assert_eq!(*forge.merges.lock().unwrap(), [id("R-3")]);
+    let queued: Vec<_> = jobs
+        .all()
+        .iter()
+        .map(|j| (j.work_item_id.to_string(), j.stage))
+        .collect();
+    assert_eq!(
+        queued,
+        [
+            ("R-7".to_string(), Stage::Testing),
+            ("R-1".to_string(), Stage::Development)
+        ]
+    );
+    assert_eq!(store.list_tasks().await.unwrap(), before);
+    let tracker = child(
+        child(&walk(Duration::from_secs(1)).await, "singletons"),
+        "tracker",
+    )
+    .details
+    .clone()
+    .unwrap();
+    assert_eq!(tracker["pending"], 0, "{tracker}");
+    let counters = tracker["counters"].as_object().unwrap();
+    assert!(counters.values().all(|n| n == 0), "{tracker}");
     stop(tree).await;
 }

@@ -393,24 +393,29 @@ pub(crate) fn requeue_stale_jobs(conn: &mut Connection, boot_id: &str) -> Result
     Ok(n as u32)
 }
 
-fn one_job(conn: &Connection, id: &WorkItemId, filter: &str) -> Result<Option<Job>, StoreError> {
-    conn.query_row(
-        &format!(
-            "SELECT {JOB_COLUMNS} FROM jobs AS j JOIN tasks AS t ON t.id = j.task_id
-             WHERE t.work_item_id = ?1 {filter} ORDER BY j.id DESC LIMIT 1"
-        ),
-        [id.as_str()],
-        job_row,
+/// Narrows [`one_job`] to the task's queued or running job.
+const ACTIVE: &str = "AND j.status IN ('queued', 'running')";
+
+/// The query of [`one_job`]: the task's newest job that passes `filter`.
+fn one_job_sql(filter: &str) -> String {
+    format!(
+        "SELECT {JOB_COLUMNS} FROM jobs AS j JOIN tasks AS t ON t.id = j.task_id
+         WHERE t.work_item_id = ?1 {filter} ORDER BY j.id DESC LIMIT 1"
     )
-    .optional()
-    .map_err(backend(format!("read the jobs of task {id}")))?
-    .map(into_job)
-    .transpose()
+}
+
+fn one_job(conn: &Connection, id: &WorkItemId, filter: &str) -> Result<Option<Job>, StoreError> {
+    // Hot: every task actor that starts in the middle of its stage's work.
+    conn.prepare_cached(&one_job_sql(filter))
+        .and_then(|mut stmt| stmt.query_row([id.as_str()], job_row).optional())
+        .map_err(backend(format!("read the jobs of task {id}")))?
+        .map(into_job)
+        .transpose()
 }
 
 /// The task's queued or running job.
 pub(crate) fn active_job(conn: &Connection, id: &WorkItemId) -> Result<Option<Job>, StoreError> {
-    one_job(conn, id, "AND j.status IN ('queued', 'running')")
+    one_job(conn, id, ACTIVE)
 }
 
 /// The task's latest job.
@@ -480,8 +485,9 @@ pub(crate) fn finish_run(
 /// A task's runs, oldest first.
 pub(crate) fn runs(conn: &Connection, id: &WorkItemId) -> Result<Vec<RunRecord>, StoreError> {
     let what = format!("read the runs of task {id}");
+    // Hot: every card render.
     let mut stmt = conn
-        .prepare(
+        .prepare_cached(
             "SELECT r.run_id, r.role, r.stage, COALESCE(r.outcome, 'running'), r.exit_code,
                     r.started_at, r.finished_at, r.model, r.input_tokens, r.output_tokens,
                     r.cache_read_tokens, r.cache_creation_tokens, r.cost_usd, r.reason

@@ -204,12 +204,11 @@ pub(crate) fn load_task(
     conn: &Connection,
     id: &WorkItemId,
 ) -> Result<Option<TaskRecord>, StoreError> {
-    conn.query_row(
-        &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE work_item_id = ?1"),
-        [id.as_str()],
-        raw_task,
-    )
-    .optional()
+    // Hot: every task actor's start, every card render, every operator read.
+    conn.prepare_cached(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE work_item_id = ?1"
+    ))
+    .and_then(|mut stmt| stmt.query_row([id.as_str()], raw_task).optional())
     .map_err(backend(format!("load task {id}")))?
     .map(RawTask::into_record)
     .transpose()

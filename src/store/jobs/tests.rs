@@ -509,3 +509,26 @@ async fn running_jobs_carry_their_process_age_and_journaled_outcome() {
     assert_eq!(r.run_outcome.as_deref(), Some("failed"));
     assert_eq!(r.run_reason.as_deref(), Some("exit 1"));
 }
+
+#[tokio::test]
+async fn a_tasks_jobs_are_looked_up_by_task_not_by_scanning_the_queue() {
+    let (_dir, store) = temp_store().await;
+    for filter in ["", ACTIVE] {
+        let sql = format!("EXPLAIN QUERY PLAN {}", one_job_sql(filter));
+        let plan = store
+            .read(move |conn| {
+                let mut stmt = conn.prepare(&sql).map_err(backend("explain"))?;
+                let rows = stmt
+                    .query_map(["ACME-1"], |row| row.get::<_, String>(3))
+                    .map_err(backend("explain"))?;
+                rows.collect::<Result<Vec<_>, _>>()
+                    .map_err(backend("explain"))
+            })
+            .await
+            .unwrap();
+        assert!(
+            plan.iter().all(|step| !step.starts_with("SCAN")),
+            "filter {filter:?}: {plan:?}"
+        );
+    }
+}
