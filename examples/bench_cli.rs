@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use orchestrator::agent::launcher::CliLauncher;
 use orchestrator::config::Config;
-use orchestrator_actors::workbench::{AgentRequest, AgentRunner, Workplace};
+use orchestrator_actors::ports::workbench::{AgentRequest, AgentRunner, Workplace};
 use orchestrator_actors::{Role, Stage, WorkItemId};
 use orchestrator_testkit::anthropic::{AnthropicStub, StubConfig};
 use orchestrator_testkit::claude::{ClaudeEnv, claude_bin, scratch_git_repo};

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
-use orchestrator_actors::dispatch::{DISPATCH, Dispatch, DispatchDeps};
-use orchestrator_actors::gates::GateOutcome;
-use orchestrator_actors::ports::{JobStore, NewJob, NewTask, Store, TaskRecord};
-use orchestrator_actors::resilience::RetryPolicy;
-use orchestrator_actors::task_machine::MergeResult;
-use orchestrator_actors::workbench::{
+use orchestrator_actors::actors::dispatch::{DISPATCH, Dispatch, DispatchDeps};
+use orchestrator_actors::domain::gates::GateOutcome;
+use orchestrator_actors::domain::resilience::RetryPolicy;
+use orchestrator_actors::domain::task_machine::MergeResult;
+use orchestrator_actors::ports::workbench::{
     AgentReport, AgentRequest, AgentRunner, Forge, SpawnNotice, Workplace,
 };
+use orchestrator_actors::ports::{JobStore, NewJob, NewTask, Store, TaskRecord};
 use orchestrator_actors::{GateKind, Role, Stage, WorkItemId};
 use ractor::Actor;
 
@@ -139,7 +139,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
             .await?;
         let queued = Instant::now();
         // Through the dispatcher, the queue's only writer, as a task actor does.
-        orchestrator_actors::dispatch::enqueue(NewJob {
+        orchestrator_actors::actors::dispatch::enqueue(NewJob {
             work_item_id: id.clone(),
             stage: Stage::Analysis,
             role: "analyst".into(),

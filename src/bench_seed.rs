@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use orchestrator_actors::pipeline::{self, Labels};
+use orchestrator_actors::domain::pipeline::{self, Labels};
+use orchestrator_actors::domain::task_machine::task_text;
 use orchestrator_actors::ports::{JobStore, NewJob, NewTask, Phase, Store, TaskRecord, TaskUpdate};
-use orchestrator_actors::task_machine::task_text;
 use orchestrator_actors::{Stage, WorkItemId};
 
 use crate::store::SqliteStore;

@@ -1,17 +1,17 @@
 //! The Plane side of the tracker board: which of a project's Plane states a status name of
 //! the domain ([`StatusNames`]: triggers and pipeline columns) is, and [`PlaneBoard`], the
 //! [`Board`] port for tasks (and refused issues) that came from Plane. What a status means is
-//! the domain's (`orchestrator_actors::statuses`); this module only maps state ids and names
+//! the domain's (`orchestrator_actors::domain::statuses`); this module only maps state ids and names
 //! to it. Tasks without a Plane link are on the local tracker: no-op.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use orchestrator_actors::Role;
+use orchestrator_actors::domain::statuses::{HumanTrigger, StatusNames};
 use orchestrator_actors::ports::{
     BaseGroup, Board, BoardStatus, LocalBoard, TaskRecord, TrackerLink, TrackerLinks,
 };
-use orchestrator_actors::statuses::{HumanTrigger, StatusNames};
 
 use crate::intake::BotAccounts;
 use crate::plane::{PlaneClient, PlaneState, StateGroup, StatesCache};

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orchestrator_actors::Role;
-use orchestrator_actors::resilience::RetryPolicy;
-use orchestrator_actors::tracker::TrackerMode;
+use orchestrator_actors::actors::tracker::TrackerMode;
+use orchestrator_actors::domain::resilience::RetryPolicy;
 use tracing_subscriber::EnvFilter;
 
 pub use integrations::{GiteaSettings, Integrations, PlaneSettings};

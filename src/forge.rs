@@ -16,11 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orchestrator_actors::gates::{self, ArtifactSource, CiOutcome, GateContext, GateOutcome};
+use orchestrator_actors::domain::gates::{
+    self, ArtifactSource, CiOutcome, GateContext, GateOutcome,
+};
+use orchestrator_actors::domain::task_machine::MergeResult;
+use orchestrator_actors::domain::{artifacts, branch};
+use orchestrator_actors::ports::workbench::{Forge, Workplace};
 use orchestrator_actors::ports::{BranchHeads, PullRequestStore, TaskRecord};
-use orchestrator_actors::task_machine::MergeResult;
-use orchestrator_actors::workbench::{Forge, Workplace};
-use orchestrator_actors::{GateKind, Role, artifacts, branch};
+use orchestrator_actors::{GateKind, Role};
 
 use crate::projects::{Project, Projects};
 use crate::workspace::{CiRun, MergeOutcome, Workspace};

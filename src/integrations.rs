@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use orchestrator_actors::creation::TaskCreator;
+use orchestrator_actors::actors::task::TaskCreator;
 use orchestrator_actors::ports::{Board, LocalBoard};
 use tracing::warn;
 

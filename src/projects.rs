@@ -3,9 +3,9 @@
 //! "gitea_repo","plane_states"}]`, read into the one [`Projects`] registry (a domain type of
 //! the actors crate). Validated up front; an error names the entry and the field.
 
-use orchestrator_actors::statuses::STATUS_KEYS;
+use orchestrator_actors::domain::statuses::STATUS_KEYS;
 
-pub use orchestrator_actors::projects::{Project, Projects};
+pub use orchestrator_actors::domain::projects::{Project, Projects};
 
 /// Whether `name` looks like `owner/name` (letters, digits, `-`, `_`, `.`; no part starting
 /// with `.` or `-`).

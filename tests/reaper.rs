@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use orchestrator::agent::process::{OsProcesses, start_ticks};
 use orchestrator::store::SqliteStore;
-use orchestrator_actors::dispatch::{DISPATCH, Dispatch, DispatchDeps, DispatchMsg};
+use orchestrator_actors::actors::dispatch::{DISPATCH, Dispatch, DispatchDeps, DispatchMsg};
+use orchestrator_actors::actors::reaper::{Reaper, ReaperDeps};
+use orchestrator_actors::domain::resilience::RetryPolicy;
 use orchestrator_actors::ports::{
     JobStatus, JobStore, NewJob, NewRun, NewTask, ProcessId, RunFinish, Store,
 };
-use orchestrator_actors::reaper::{Reaper, ReaperDeps};
-use orchestrator_actors::resilience::RetryPolicy;
 use orchestrator_actors::{Stage, WorkItemId};
 use ractor::Actor;
 
@@ -67,7 +67,7 @@ async fn running_job(store: &SqliteStore, id: &str, boot: &str) -> (i64, String)
 async fn start_reaper(
     store: Arc<SqliteStore>,
     backstop: Duration,
-) -> ractor::ActorRef<orchestrator_actors::reaper::ReaperMsg> {
+) -> ractor::ActorRef<orchestrator_actors::actors::reaper::ReaperMsg> {
     let deps = ReaperDeps {
         jobs: store,
         processes: Arc::new(OsProcesses::new(Duration::from_secs(2))),
@@ -239,7 +239,7 @@ async fn a_run_past_the_backstop_is_killed_with_its_group_and_failed() {
         start_ticks: ticks,
     };
     until("the whole group to be gone", || async {
-        use orchestrator_actors::workbench::ProcessControl;
+        use orchestrator_actors::ports::workbench::ProcessControl;
         !OsProcesses::new(Duration::from_secs(2)).is_alive(&process)
     })
     .await;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use orchestrator::store::SqliteStore;
 use orchestrator::telegram::TelegramNotifier;
+use orchestrator_actors::actors::tracker::{Tracker, TrackerDeps, TrackerMode, TrackerMsg};
 use orchestrator_actors::fakes::MemoryCards;
 use orchestrator_actors::fakes::MemoryJobs;
 use orchestrator_actors::fakes::MemoryStore;
@@ -14,7 +15,6 @@ use orchestrator_actors::ports::{
     Alert, AlertKind, Card, CardState, CardStore, CardTotals, JobStore, MessageId, NewTask,
     Notifier, NotifyError, Phase, Store, TaskUpdate,
 };
-use orchestrator_actors::tracker::{Tracker, TrackerDeps, TrackerMode, TrackerMsg};
 use orchestrator_actors::{Stage, WorkItemId};
 use orchestrator_testkit::TelegramFake;
 use ractor::{Actor, ActorRef};

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use orchestrator_actors::gates::{
+use orchestrator_actors::domain::gates::{
     ArtifactSource, CiOutcome, GateContext, GateOutcome, evaluate, is_requirements_conflict,
 };
 use orchestrator_actors::{GateKind, Stage, WorkItemId};

@@ -10,23 +10,23 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use orchestrator_actors::dispatch::{DISPATCH, DispatchDeps};
+use orchestrator_actors::actors::dispatch::{DISPATCH, DispatchDeps};
+use orchestrator_actors::actors::reaper::ReaperDeps;
+use orchestrator_actors::actors::task::{TaskDeps, TaskMsg};
+use orchestrator_actors::actors::tracker::{TrackerDeps, TrackerMode};
+use orchestrator_actors::actors::tree::{self, Tree, TreeConfig};
+use orchestrator_actors::domain::resilience::RetryPolicy;
+use orchestrator_actors::domain::restart::RestartPolicy;
+use orchestrator_actors::domain::task_machine::InfraLimits;
 use orchestrator_actors::fakes::{
     MemoryCards, MemoryJobs, MemoryStore, NoForge, NoProcesses, RunScript, ScriptedForge,
     ScriptedRunner,
 };
+use orchestrator_actors::ports::workbench::{AgentRunner, Forge};
 use orchestrator_actors::ports::{
     Alert, AlertKind, Card, JobStatus, JobStore, MessageId, NewTask, Notifier, NotifyError, Phase,
     Store, TaskUpdate,
 };
-use orchestrator_actors::reaper::ReaperDeps;
-use orchestrator_actors::resilience::RetryPolicy;
-use orchestrator_actors::restart::RestartPolicy;
-use orchestrator_actors::task::{TaskDeps, TaskMsg};
-use orchestrator_actors::task_machine::InfraLimits;
-use orchestrator_actors::tracker::{TrackerDeps, TrackerMode};
-use orchestrator_actors::tree::{self, Tree, TreeConfig};
-use orchestrator_actors::workbench::{AgentRunner, Forge};
 use orchestrator_actors::{Stage, WorkItemId};
 use ractor::{ActorRef, registry};
 use tokio::sync::Mutex;
@@ -87,7 +87,7 @@ impl Setup {
                 jobs: self.jobs.clone(),
                 forge: self.forge.clone(),
                 board: Arc::new(orchestrator_actors::ports::LocalBoard),
-                projects: Arc::new(orchestrator_actors::projects::Projects::default()),
+                projects: Arc::new(orchestrator_actors::domain::projects::Projects::default()),
                 retry_delay: fast,
                 limits: self.limits,
             }),
@@ -205,7 +205,8 @@ async fn stop(tree: Tree) {
 
 async fn dispatch_details() -> serde_json::Value {
     let cell = registry::where_is(DISPATCH).unwrap();
-    let (_, d) = orchestrator_actors::describe::describe_cell(&cell, Duration::from_secs(2)).await;
+    let (_, d) =
+        orchestrator_actors::actors::describe::describe_cell(&cell, Duration::from_secs(2)).await;
     d.unwrap().details
 }
 

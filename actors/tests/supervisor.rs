@@ -4,10 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orchestrator_actors::restart::RestartPolicy;
-use orchestrator_actors::supervisor::{
+use orchestrator_actors::actors::supervisor::{
     ChildSpec, ShutdownOrder, Supervisor, SupervisorArgs, SupervisorMsg,
 };
+use orchestrator_actors::domain::restart::RestartPolicy;
 use ractor::{Actor, ActorProcessingErr, ActorRef, registry};
 
 /// Records its own `post_stop` in a shared log; `Leave` stops it deliberately, `Fail` fails it.

@@ -4,11 +4,11 @@
 
 use std::collections::VecDeque;
 
-use orchestrator_actors::gates::GateOutcome;
-use orchestrator_actors::ports::{Phase, TaskRecord, TaskUpdate};
-use orchestrator_actors::task_machine::{
+use orchestrator_actors::domain::gates::GateOutcome;
+use orchestrator_actors::domain::task_machine::{
     Decision, Effect, Event, JobSnapshot, MergeResult, ProjectRules, decide, start_reads_job,
 };
+use orchestrator_actors::ports::{Phase, TaskRecord, TaskUpdate};
 use orchestrator_actors::{Role, Stage, WorkItemId};
 
 fn task(labels: &[&str]) -> TaskRecord {

@@ -6,31 +6,32 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use orchestrator_actors::creation::{CreateError, Origin, TaskCreator, TaskRequest};
-use orchestrator_actors::describe::{self, ActorNode, WalkOptions};
-use orchestrator_actors::dispatch::DispatchDeps;
+use orchestrator_actors::actors::describe::{self, ActorNode, WalkOptions};
+use orchestrator_actors::actors::dispatch::DispatchDeps;
+use orchestrator_actors::actors::reaper::ReaperDeps;
+use orchestrator_actors::actors::supervisor::SupervisorMsg;
+use orchestrator_actors::actors::task::TaskCreator;
+use orchestrator_actors::actors::task::TaskDeps;
+use orchestrator_actors::actors::task::TaskMsg;
+use orchestrator_actors::actors::tracker::{TrackerDeps, TrackerMode};
+use orchestrator_actors::actors::tree::{self, Tree, TreeConfig, TreeError};
+use orchestrator_actors::domain::creation::{CreateError, Origin, TaskRequest};
+use orchestrator_actors::domain::gates::GateOutcome;
+use orchestrator_actors::domain::projects::{Project, Projects};
+use orchestrator_actors::domain::resilience::RetryPolicy;
+use orchestrator_actors::domain::restart::RestartPolicy;
+use orchestrator_actors::domain::task_machine::MergeResult;
 use orchestrator_actors::fakes::{
     MemoryCards, MemoryJobs, MemoryStore, NoChat, NoForge, NoProcesses, NoRunner,
 };
-use orchestrator_actors::gates::GateOutcome;
 use orchestrator_actors::ports::JobStore;
 use orchestrator_actors::ports::TrackerLink;
+use orchestrator_actors::ports::workbench::Workplace;
+use orchestrator_actors::ports::workbench::{Forge, ProcessControl};
 use orchestrator_actors::ports::{NewJob, Phase};
 use orchestrator_actors::ports::{
     NewTask, NewTaskFields, Store, StoreError, TaskRecord, TaskUpdate, Transition,
 };
-use orchestrator_actors::projects::{Project, Projects};
-use orchestrator_actors::reaper::ReaperDeps;
-use orchestrator_actors::resilience::RetryPolicy;
-use orchestrator_actors::restart::RestartPolicy;
-use orchestrator_actors::supervisor::SupervisorMsg;
-use orchestrator_actors::task::TaskDeps;
-use orchestrator_actors::task::TaskMsg;
-use orchestrator_actors::task_machine::MergeResult;
-use orchestrator_actors::tracker::{TrackerDeps, TrackerMode};
-use orchestrator_actors::tree::{self, Tree, TreeConfig, TreeError};
-use orchestrator_actors::workbench::Workplace;
-use orchestrator_actors::workbench::{Forge, ProcessControl};
 use orchestrator_actors::{GateKind, Role};
 use orchestrator_actors::{Stage, WorkItemId};
 use ractor::rpc::CallResult;

@@ -1,5 +1,5 @@
 //! Classifies a failed agent run for the retry rules
-//! ([`orchestrator_actors::resilience`]): a rate limit or an overloaded API is transient
+//! ([`orchestrator_actors::domain::resilience`]): a rate limit or an overloaded API is transient
 //! (with the retry-after it stated, if any), a usage limit that says when it resets parks
 //! the queue, everything else is permanent. The evidence is the CLI's result object
 //! (`api_error_status`, its text) and the tail of the run's log — the CLI prints some API
@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use orchestrator_actors::resilience::FailureClass;
+use orchestrator_actors::domain::resilience::FailureClass;
 
 use super::result::CliResult;
 

@@ -10,9 +10,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use orchestrator_actors::Role;
+use orchestrator_actors::domain::resilience::FailureClass;
 use orchestrator_actors::ports::RunFinish;
-use orchestrator_actors::resilience::FailureClass;
-use orchestrator_actors::workbench::{AgentReport, AgentRequest, AgentRunner, SpawnNotice};
+use orchestrator_actors::ports::workbench::{AgentReport, AgentRequest, AgentRunner, SpawnNotice};
 
 use super::classify::classify;
 use super::runner::{self, AgentCommand};

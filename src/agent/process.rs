@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use orchestrator_actors::ports::ProcessId;
-use orchestrator_actors::workbench::ProcessControl;
+use orchestrator_actors::ports::workbench::ProcessControl;
 
 use super::runner::{group_alive, signal_group};
 

@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use orchestrator_actors::ports::ProcessId;
-use orchestrator_actors::workbench::SpawnNotice;
+use orchestrator_actors::ports::workbench::SpawnNotice;
 
 use super::result::{CliResult, parse_stdout};
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use orchestrator_actors::Role;
-use orchestrator_actors::tracker::TrackerMode;
+use orchestrator_actors::actors::tracker::TrackerMode;
 
 use super::{ConfigError, Get, invalid, number, role_key};
 use crate::projects::Projects;

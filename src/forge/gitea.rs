@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestrator_actors::gates::CiOutcome;
+use orchestrator_actors::domain::gates::CiOutcome;
+use orchestrator_actors::domain::task_machine::MergeResult;
 use orchestrator_actors::ports::TaskRecord;
-use orchestrator_actors::task_machine::MergeResult;
 
 use crate::gitea::{CiVerdict, GiteaClient, MergeOptions, MergeOutcome};
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use orchestrator_actors::describe::{self, ActorNode, WalkOptions};
-use orchestrator_actors::tree::ROOT;
+use orchestrator_actors::actors::describe::{self, ActorNode, WalkOptions};
+use orchestrator_actors::actors::tree::ROOT;
 use ractor::registry;
 
 use super::params::{number_param, only_params};

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use orchestrator_actors::task::TaskMsg;
+use orchestrator_actors::actors::task::TaskMsg;
 use ractor::{ActorRef, registry};
 use serde_json::{Value, json};
 

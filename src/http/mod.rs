@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use orchestrator_actors::creation::TaskCreator;
+use orchestrator_actors::actors::task::TaskCreator;
 use orchestrator_actors::ports::{JobStore, PullRequestStore, Store};
 
 pub use error::ApiError;

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use axum::{Json, Router};
-use orchestrator_actors::task::{HumanAction, HumanReply, TaskMsg};
+use orchestrator_actors::actors::task::{HumanAction, HumanReply, TaskMsg};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, registry};
 use serde::Deserialize;

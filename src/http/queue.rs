@@ -5,9 +5,9 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use orchestrator_actors::describe::describe_cell;
-use orchestrator_actors::dispatch::DISPATCH;
-use orchestrator_actors::reaper::REAPER;
+use orchestrator_actors::actors::describe::describe_cell;
+use orchestrator_actors::actors::dispatch::DISPATCH;
+use orchestrator_actors::actors::reaper::REAPER;
 use ractor::registry;
 use serde_json::{Value, json};
 

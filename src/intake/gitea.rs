@@ -4,8 +4,8 @@
 //! deploy stage finishes its task; reviews are reported on the task's card; pushes record
 //! the branch head.
 
+use orchestrator_actors::actors::task::HumanAction;
 use orchestrator_actors::ports::{ActInWrite, ActedInWrite, BranchAt, CommitRef};
-use orchestrator_actors::task::HumanAction;
 use ractor::registry;
 use tracing::warn;
 
@@ -257,7 +257,7 @@ fn status_outcome(
 #[cfg(test)]
 mod tests {
     use orchestrator_actors::WorkItemId;
-    use orchestrator_actors::task::TaskMsg;
+    use orchestrator_actors::actors::task::TaskMsg;
     use ractor::{Actor, ActorProcessingErr, ActorRef};
     use tokio::sync::mpsc;
 

@@ -18,11 +18,11 @@ use std::sync::{Arc, RwLock};
 
 use axum::http::{HeaderMap, StatusCode};
 use orchestrator_actors::WorkItemId;
-use orchestrator_actors::creation::TaskCreator;
+use orchestrator_actors::actors::task::TaskCreator;
+use orchestrator_actors::actors::task::{HumanAction, HumanReply, TaskMsg};
 use orchestrator_actors::ports::{
     Board, BranchHeads, EventJournal, Journaled, NewEvent, Settlement, Store, TrackerLinks,
 };
-use orchestrator_actors::task::{HumanAction, HumanReply, TaskMsg};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, registry};
 use serde_json::Value;

@@ -6,11 +6,11 @@
 //! [`Board`]: orchestrator_actors::ports::Board
 
 use orchestrator_actors::WorkItemId;
-use orchestrator_actors::creation::{CreateError, Origin, TaskRequest};
-use orchestrator_actors::gates;
+use orchestrator_actors::actors::task::HumanAction;
+use orchestrator_actors::domain::creation::{CreateError, Origin, TaskRequest};
+use orchestrator_actors::domain::gates;
+use orchestrator_actors::domain::statuses::HumanTrigger;
 use orchestrator_actors::ports::{BoardStatus, TrackerLink};
-use orchestrator_actors::statuses::HumanTrigger;
-use orchestrator_actors::task::HumanAction;
 use tracing::info;
 
 use super::payload::{IssueSnapshot, PlaneDelivery, html_to_text};

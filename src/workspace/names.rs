@@ -1,7 +1,7 @@
 //! Names the workspace derives or accepts: clone directory names, artifact paths, branches,
 //! shas and origins. Everything here is checked before it reaches git or the file system, so
 //! no input can traverse out of a directory or pass for an option. (A task's branch is named
-//! by the domain, `orchestrator_actors::branch`; the workspace checks whatever it is given.)
+//! by the domain, `orchestrator_actors::domain::branch`; the workspace checks whatever it is given.)
 
 use std::path::Path;
 
@@ -181,7 +181,7 @@ mod tests {
             ("9-lives", "..lock.", false),
         ] {
             let id = WorkItemId::parse(id).unwrap();
-            let name = orchestrator_actors::branch::branch_name(&id, title, is_bug);
+            let name = orchestrator_actors::domain::branch::branch_name(&id, title, is_bug);
             task_branch(&name).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }

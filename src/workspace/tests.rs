@@ -13,7 +13,7 @@ use super::{CiRun, GitError, MergeOutcome, Workspace};
 /// The branch the domain names for a feature task `id` titled `title`.
 fn branch_name(id: &str, title: &str) -> String {
     let id = orchestrator_actors::WorkItemId::parse(id).unwrap();
-    orchestrator_actors::branch::branch_name(&id, title, false)
+    orchestrator_actors::domain::branch::branch_name(&id, title, false)
 }
 
 /// A sample origin, a workspace and a clone of the origin in a fresh temporary directory.

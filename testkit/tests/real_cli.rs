@@ -55,7 +55,7 @@ fn assert_success(run: &ClaudeRun) -> Value {
 }
 
 fn assert_analysis_written(repo: &Path, id: &str) {
-    for file in orchestrator_actors::artifacts::ANALYSIS_ARTIFACTS {
+    for file in orchestrator_actors::domain::artifacts::ANALYSIS_ARTIFACTS {
         let path = repo.join(format!("docs/work-items/{id}/{file}"));
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{} was not written: {e}", path.display()));

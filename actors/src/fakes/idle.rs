@@ -3,13 +3,13 @@
 
 use async_trait::async_trait;
 
-use crate::gates::GateOutcome;
-use crate::pipeline::{GateKind, Role};
-use crate::ports::{Alert, Card, MessageId, Notifier, NotifyError, ProcessId, TaskRecord};
-use crate::task_machine::MergeResult;
-use crate::workbench::{
+use crate::domain::gates::GateOutcome;
+use crate::domain::pipeline::{GateKind, Role};
+use crate::domain::task_machine::MergeResult;
+use crate::ports::workbench::{
     AgentReport, AgentRequest, AgentRunner, Forge, ProcessControl, SpawnNotice, Workplace,
 };
+use crate::ports::{Alert, Card, MessageId, Notifier, NotifyError, ProcessId, TaskRecord};
 
 /// A forge for tests that never get as far as a worktree: every gate defers, every merge
 /// and every worktree fails as infrastructure trouble.

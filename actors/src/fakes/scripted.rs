@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::gates::GateOutcome;
-use crate::pipeline::{GateKind, Role};
+use crate::domain::gates::GateOutcome;
+use crate::domain::pipeline::{GateKind, Role};
+use crate::domain::resilience::FailureClass;
+use crate::domain::task_machine::MergeResult;
+use crate::ports::workbench::{
+    AgentReport, AgentRequest, AgentRunner, Forge, SpawnNotice, Workplace,
+};
 use crate::ports::{ProcessId, RunFinish, TaskRecord};
-use crate::resilience::FailureClass;
-use crate::task_machine::MergeResult;
-use crate::workbench::{AgentReport, AgentRequest, AgentRunner, Forge, SpawnNotice, Workplace};
 
 /// What one agent run does.
 #[derive(Clone, Debug)]
@@ -200,7 +202,7 @@ impl Forge for ScriptedForge {
     async fn prepare(&self, task: &TaskRecord) -> Result<Workplace, String> {
         let worktree = self.root.join(task.work_item_id.as_str());
         Ok(Workplace {
-            branch: crate::branch::of(task),
+            branch: crate::domain::branch::of(task),
             artifacts_dir: worktree.join("docs"),
             worktree,
         })

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{Phase, TaskRecord, TrackerLink};
 use crate::Stage;
-use crate::pipeline::Role;
+use crate::domain::pipeline::Role;
 
 /// The column a task's card should stand in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

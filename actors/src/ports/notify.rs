@@ -1,5 +1,5 @@
 //! The notification port: the live tracker card of a task (a view model built from the store
-//! by [`crate::card::build`]), the alerts a human must act on, where they are delivered
+//! by [`crate::domain::card::build`]), the alerts a human must act on, where they are delivered
 //! ([`Notifier`]) and where a card's chat message id is remembered ([`CardStore`]).
 
 use std::time::Duration;

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use orchestrator_actors::{Stage, WorkItemId, artifacts};
+use orchestrator_actors::domain::artifacts;
+use orchestrator_actors::{Stage, WorkItemId};
 
 use super::directives::Role;
 

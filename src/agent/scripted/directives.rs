@@ -80,10 +80,9 @@ impl Directives {
                         None => (item, None),
                     };
                     map.insert(
-                        role.parse()
-                            .map_err(|e: orchestrator_actors::pipeline::UnknownRole| {
-                                e.to_string()
-                            })?,
+                        role.parse().map_err(
+                            |e: orchestrator_actors::domain::pipeline::UnknownRole| e.to_string(),
+                        )?,
                         times,
                     );
                 }
@@ -95,7 +94,9 @@ impl Directives {
                         Some((role, secs)) => {
                             self.sleep_role.insert(
                                 role.parse().map_err(
-                                    |e: orchestrator_actors::pipeline::UnknownRole| e.to_string(),
+                                    |e: orchestrator_actors::domain::pipeline::UnknownRole| {
+                                        e.to_string()
+                                    },
                                 )?,
                                 seconds(secs)?,
                             );

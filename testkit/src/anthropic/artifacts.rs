@@ -1,11 +1,11 @@
 //! The files the stub has the CLI write for each role: the same names and front matter the
-//! orchestrator's gates read (`orchestrator_actors::artifacts`), with bodies that say no model
+//! orchestrator's gates read (`orchestrator_actors::domain::artifacts`), with bodies that say no model
 //! wrote them. The verdicts come from [`Verdicts`].
 
 use std::path::{Path, PathBuf};
 
-use orchestrator_actors::artifacts;
-use orchestrator_actors::frontmatter;
+use orchestrator_actors::domain::artifacts;
+use orchestrator_actors::domain::frontmatter;
 use orchestrator_actors::{Role, WorkItemId};
 
 use super::config::Verdicts;
@@ -211,7 +211,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use orchestrator_actors::GateKind;
-    use orchestrator_actors::gates::{self, ArtifactSource, GateContext, GateOutcome};
+    use orchestrator_actors::domain::gates::{self, ArtifactSource, GateContext, GateOutcome};
 
     use super::*;
 

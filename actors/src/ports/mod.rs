@@ -11,6 +11,7 @@ mod forge;
 mod intake;
 mod notify;
 mod queue;
+pub mod workbench;
 
 pub use board::{BaseGroup, Board, BoardStatus, LocalBoard};
 pub use forge::{BranchAt, BranchHeads, PullRequest, PullRequestStore};

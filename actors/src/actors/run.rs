@@ -21,13 +21,13 @@ use serde_json::json;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
-use crate::describe::{Describe, Description};
-use crate::dispatch::{DISPATCH, DispatchDeps, DispatchMsg};
-use crate::job_machine::RunEnd;
-use crate::pipeline::Role;
+use crate::actors::describe::{Describe, Description};
+use crate::actors::dispatch::{DISPATCH, DispatchDeps, DispatchMsg};
+use crate::domain::job_machine::RunEnd;
+use crate::domain::pipeline::Role;
+use crate::domain::resilience::FailureClass;
+use crate::ports::workbench::{AgentReport, AgentRequest, Workplace};
 use crate::ports::{Job, NewRun, ProcessId, TaskRecord};
-use crate::resilience::FailureClass;
-use crate::workbench::{AgentReport, AgentRequest, Workplace};
 
 /// The registry name of the run actor of job `id`.
 pub fn run_name(job_id: i64) -> String {

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use crate::gates::GateOutcome;
-use crate::pipeline::{GateKind, Role};
+use crate::domain::gates::GateOutcome;
+use crate::domain::pipeline::{GateKind, Role};
+use crate::domain::resilience::FailureClass;
+use crate::domain::task_machine::MergeResult;
 use crate::ports::{ProcessId, RunFinish, TaskRecord};
-use crate::resilience::FailureClass;
-use crate::task_machine::MergeResult;
 use crate::{Stage, WorkItemId};
 
 /// A task's prepared place of work.
@@ -27,7 +27,7 @@ pub struct Workplace {
 /// The task's repository host: branches, worktrees, gates and merges.
 #[async_trait]
 pub trait Forge: Send + Sync + 'static {
-    /// Makes sure the task's branch ([`crate::branch::of`], cut from fresh `origin/main`)
+    /// Makes sure the task's branch ([`crate::domain::branch::of`], cut from fresh `origin/main`)
     /// and worktree exist.
     async fn prepare(&self, task: &TaskRecord) -> Result<Workplace, String>;
 

@@ -50,7 +50,7 @@ pub fn adr_dir(id: &WorkItemId) -> String {
 /// `06-adr/ADR-<NNN>-<slug>.md`: the path (relative to the work item's directory) of ADR
 /// number `number` titled `title`; a title without ASCII words gets the slug `decision`.
 pub fn adr_file(number: u32, title: &str) -> String {
-    let slug = match crate::ids::slug(title, 40) {
+    let slug = match crate::domain::ids::slug(title, 40) {
         s if s.is_empty() => "decision".to_string(),
         s => s,
     };
@@ -85,7 +85,7 @@ pub struct VerdictArtifact {
     /// Whether all keys or any one of them is required.
     pub rule: KeyRule,
     /// The values a producer should write, for prompts and error messages. (The test
-    /// report's gate also accepts synonyms; see [`crate::gates`].)
+    /// report's gate also accepts synonyms; see [`crate::domain::gates`].)
     pub values: &'static [&'static str],
 }
 

@@ -25,11 +25,11 @@ use tracing::{info, warn};
 
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::describe::{Describe, Description};
-use crate::dispatch::{DISPATCH, DispatchMsg};
+use crate::actors::describe::{Describe, Description};
+use crate::actors::dispatch::{DISPATCH, DispatchMsg};
+use crate::actors::run::run_name;
+use crate::ports::workbench::ProcessControl;
 use crate::ports::{JobStore, RunningJob};
-use crate::run::run_name;
-use crate::workbench::ProcessControl;
 
 /// Registered name of the reaper.
 pub const REAPER: &str = "reaper";

@@ -2,14 +2,14 @@
 //! journal entry to close for its run, the change to write to the job, the park to impose
 //! and what the breaker hears. `dispatch`, the queue's only writer, carries the decision
 //! out; run actors and the reaper only *report* (a run's end, a crash, a verdict). Retry
-//! planning ([`crate::resilience`]) and the reaper's judgement ([`crate::reaper::judge`])
+//! planning ([`crate::domain::resilience`]) and the reaper's judgement ([`crate::actors::reaper::judge`])
 //! feed in here, so every way a job ends is decided in one place and tested without actors.
 
 use std::time::SystemTime;
 
+use crate::actors::reaper::Verdict;
+use crate::domain::resilience::{FailureClass, Plan, RetryPolicy};
 use crate::ports::{Job, JobStatus, Requeue, RunFinish};
-use crate::reaper::Verdict;
-use crate::resilience::{FailureClass, Plan, RetryPolicy};
 
 /// How a run ended, as its run actor reports it.
 #[derive(Clone, Debug, PartialEq)]

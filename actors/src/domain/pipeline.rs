@@ -80,7 +80,7 @@ impl FromStr for Role {
 }
 
 /// The check that must be green before a task may leave a stage. Evaluated by
-/// [`crate::gates::evaluate`].
+/// [`crate::domain::gates::evaluate`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GateKind {

@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::{error, info, warn};
 
-use crate::describe::{Describe, Description};
-use crate::restart::{Decision, GaveUp, RestartPolicy, RestartTracker};
+use crate::actors::describe::{Describe, Description};
+use crate::domain::restart::{Decision, GaveUp, RestartPolicy, RestartTracker};
 
 /// How long a restart waits for the failed incarnation to unregister its name.
 const OLD_INCARNATION_WAIT: Duration = Duration::from_secs(5);

@@ -4,206 +4,17 @@
 //! retries, idempotency — is tested here without actors, processes or git.
 
 use crate::Stage;
-use crate::gates::GateOutcome;
-use crate::pipeline::{self, GateKind, Labels, MAX_DEVELOPER_RETRIES, Role};
+use crate::domain::gates::GateOutcome;
+use crate::domain::pipeline::{self, Labels, MAX_DEVELOPER_RETRIES, Role};
 use crate::ports::{Phase, TaskRecord, TaskUpdate};
 
 /// How many times one stage's own role is relaunched after a failed run or a failed gate of
 /// its own artifacts before the task is parked.
 pub const MAX_STAGE_ATTEMPTS: u32 = 3;
 
-/// Per-project settings that change the flow.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProjectRules {
-    /// The project has a staging stand (otherwise deploy-staging passes as N/A).
-    pub has_staging: bool,
-    /// A production deploy waits for an explicit confirm-deploy.
-    pub confirm_deploy: bool,
-    /// How long infrastructure trouble is retried before the task is blocked.
-    pub limits: InfraLimits,
-}
+mod events;
 
-/// Bounds of the loops that retry infrastructure trouble: when one is spent, the task is
-/// blocked with an `infrastructure:` reason and a human is alerted — never a silent loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InfraLimits {
-    /// Deferred evaluations of one gate in a row (`ORCH_GATE_DEFER_MAX`).
-    pub gate_deferrals: u32,
-    /// Failed merges in a row (`ORCH_MERGE_RETRY_MAX`).
-    pub merge_retries: u32,
-}
-
-impl Default for InfraLimits {
-    fn default() -> Self {
-        Self {
-            gate_deferrals: 20,
-            merge_retries: 5,
-        }
-    }
-}
-
-/// The state of the task's latest job, as the actor found it on start.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JobSnapshot {
-    /// No job for the current stage.
-    None,
-    /// A job for the current stage is queued or running.
-    Active,
-    /// The latest job for the current stage finished.
-    Finished {
-        /// The job.
-        job_id: i64,
-        /// Whether the agent succeeded.
-        success: bool,
-    },
-}
-
-/// How merging the task's branch into `main` went.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MergeResult {
-    /// Merged, and the merge is confirmed as an ancestor of `origin/main`.
-    Merged {
-        /// The validated merge commit.
-        sha: String,
-    },
-    /// The branch does not merge cleanly.
-    Conflict {
-        /// Conflicted files.
-        files: Vec<String>,
-    },
-    /// Infrastructure trouble (git or the forge failed): retried later, never a rollback.
-    Error {
-        /// What failed.
-        message: String,
-    },
-}
-
-/// Something that happened to the task.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    /// The actor (re)started and loaded the task; `job` is what the queue says.
-    Start {
-        /// The current stage's job.
-        job: JobSnapshot,
-    },
-    /// An agent job ended (from its run actor).
-    JobFinished {
-        /// The job.
-        job_id: i64,
-        /// The stage it worked for.
-        stage: Stage,
-        /// Whether the agent succeeded.
-        success: bool,
-        /// Why it failed, when it did.
-        reason: String,
-    },
-    /// Infrastructure failed around the stage's agent run (its worktree could not be made,
-    /// its work could not be published) and the run's own retries are spent.
-    JobInfrastructure {
-        /// The job.
-        job_id: i64,
-        /// The stage it worked for.
-        stage: Stage,
-        /// What failed.
-        reason: String,
-    },
-    /// A gate evaluation came back.
-    GateEvaluated {
-        /// The stage whose gate it was.
-        stage: Stage,
-        /// The verdict.
-        outcome: GateOutcome,
-        /// Evaluations of this gate deferred in a row before this one.
-        deferrals: u32,
-    },
-    /// The merge into `main` ended.
-    MergeFinished {
-        /// How.
-        result: MergeResult,
-        /// Merges that failed on infrastructure in a row before this one.
-        failures: u32,
-    },
-    /// A human approved (the analysis gate).
-    Approve,
-    /// A human rejected the analysis, with a reason for the analyst.
-    Reject {
-        /// Why.
-        reason: String,
-    },
-    /// A human confirmed the production deploy.
-    ConfirmDeploy,
-    /// A human paused the task.
-    Pause,
-    /// A human resumed it.
-    Resume,
-    /// A human stopped the task for good.
-    Cancel {
-        /// Why.
-        reason: String,
-    },
-    /// A human merged the task's pull request on the forge, outside the deploy stage.
-    MergedOutside {
-        /// The merge commit.
-        sha: String,
-        /// Who merged it.
-        by: String,
-    },
-}
-
-/// Work the actor must carry out, after saving the update.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Effect {
-    /// Queue an agent job for `stage`.
-    Enqueue {
-        /// The stage.
-        stage: Stage,
-        /// The role to run.
-        role: Role,
-        /// The text handed to the agent.
-        task_text: String,
-    },
-    /// Evaluate the gate of `stage` (off the actor) and report back.
-    EvaluateGate {
-        /// The stage.
-        stage: Stage,
-        /// Its gate.
-        gate: GateKind,
-    },
-    /// Evaluate the same gate again after a pause (infrastructure trouble).
-    RetryGateLater {
-        /// The stage.
-        stage: Stage,
-        /// Its gate.
-        gate: GateKind,
-    },
-    /// Merge the branch into `main` (off the actor) and report back.
-    Merge,
-    /// Try the merge again after a pause.
-    RetryMergeLater,
-    /// Withdraw the task's queued job.
-    CancelJobs,
-    /// Let the dispatcher look at the queue (a job may have become claimable).
-    WakeDispatch,
-    /// The task reached `done` or `cancelled`: remove its worktree (its branch stays).
-    RemoveWorktree,
-    /// The task is terminal: stop the actor.
-    Stop,
-}
-
-/// What to save and what to do.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Decision {
-    /// The update to save first; `None` when the event changes nothing.
-    pub update: Option<TaskUpdate>,
-    /// Effects to run once the update is saved.
-    pub effects: Vec<Effect>,
-}
-
-impl Decision {
-    fn nothing() -> Self {
-        Self::default()
-    }
-}
+pub use events::{Decision, Effect, Event, InfraLimits, JobSnapshot, MergeResult, ProjectRules};
 
 /// Decides what `event` means for `task`. A decision that would save the task exactly as it
 /// stands saves nothing (its `update` is `None`), so nobody is told of a change that did not
@@ -648,7 +459,7 @@ pub fn task_text(task: &TaskRecord, role: Role, note: Option<&str>) -> String {
         id = task.work_item_id,
         title = task.title,
         repo = task.repo,
-        dir = crate::artifacts::work_item_dir(&task.work_item_id),
+        dir = crate::domain::artifacts::work_item_dir(&task.work_item_id),
         description = task.description,
     );
     if let Some(note) = note.filter(|n| !n.trim().is_empty()) {

@@ -10,12 +10,12 @@ use ractor::rpc::CallResult;
 use ractor::{ActorCell, ActorStatus, Message, RpcReplyPort};
 use serde::Serialize;
 
-use crate::dispatch::DispatchMsg;
-use crate::reaper::ReaperMsg;
-use crate::run::RunMsg;
-use crate::supervisor::SupervisorMsg;
-use crate::task::TaskMsg;
-use crate::tracker::TrackerMsg;
+use crate::actors::dispatch::DispatchMsg;
+use crate::actors::reaper::ReaperMsg;
+use crate::actors::run::RunMsg;
+use crate::actors::supervisor::SupervisorMsg;
+use crate::actors::task::TaskMsg;
+use crate::actors::tracker::TrackerMsg;
 
 /// What an actor says about itself.
 #[derive(Clone, Debug, Default)]

@@ -3,9 +3,9 @@
 //! front matter, and anything that cannot be read as a clear green is not a pass. [`qg0`] is
 //! the gate before all of them: whether a tracker issue may become a task at all.
 
-use crate::artifacts::{self, ANALYSIS_ARTIFACTS};
-use crate::frontmatter::{self, FrontMatter};
-use crate::pipeline::GateKind;
+use crate::domain::artifacts::{self, ANALYSIS_ARTIFACTS};
+use crate::domain::frontmatter::{self, FrontMatter};
+use crate::domain::pipeline::GateKind;
 use crate::{Stage, WorkItemId};
 
 /// Read access to a work item's artifacts. The adapter looks in the task's worktree first and
@@ -67,7 +67,9 @@ impl GateOutcome {
     /// one, else the pipeline table's. `None` for Pass and Defer (the task stays).
     pub fn rollback_target(&self, stage: Stage) -> Option<Stage> {
         match self {
-            GateOutcome::Fail { back_to, .. } => back_to.or(crate::pipeline::spec(stage).on_fail),
+            GateOutcome::Fail { back_to, .. } => {
+                back_to.or(crate::domain::pipeline::spec(stage).on_fail)
+            }
             _ => None,
         }
     }

@@ -15,8 +15,8 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::WorkItemId;
-use crate::card;
-use crate::describe::{Describe, Description};
+use crate::actors::describe::{Describe, Description};
+use crate::domain::card;
 use crate::ports::{Alert, Card, CardStore, JobStore, MessageId, Notifier, NotifyError, Store};
 
 /// Registered name of the tracker.

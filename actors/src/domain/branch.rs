@@ -4,8 +4,8 @@
 //! still checks every branch it touches).
 
 use crate::WorkItemId;
-use crate::ids::slug;
-use crate::pipeline::Labels;
+use crate::domain::ids::slug;
+use crate::domain::pipeline::Labels;
 use crate::ports::TaskRecord;
 
 /// Longest slug in a branch name; long titles make unreadable branches.

@@ -10,27 +10,29 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, registry};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use serde_json::json;
-use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
-use crate::describe::{Describe, Description};
-use crate::gates::GateOutcome;
-use crate::job_machine::JobOutcome;
-use crate::notice::{Notices, notices};
-use crate::pipeline::GateKind;
-use crate::ports::{
-    Alert, Board, BoardStatus, JobStatus, JobStore, NewJob, Phase, Store, TaskRecord,
-};
-use crate::supervisor::{ChildLoader, ChildSpec};
-use crate::task_machine::{
+use crate::actors::describe::{Describe, Description};
+use crate::domain::gates::GateOutcome;
+use crate::domain::job_machine::JobOutcome;
+use crate::domain::notice::{Notices, notices};
+use crate::domain::pipeline::GateKind;
+use crate::domain::task_machine::{
     Decision, Effect, Event, InfraLimits, JobSnapshot, MergeResult, ProjectRules, decide,
     start_reads_job,
 };
-use crate::workbench::Forge;
+use crate::ports::workbench::Forge;
+use crate::ports::{Alert, Board, JobStatus, JobStore, NewJob, Phase, Store, TaskRecord};
 use crate::{Stage, WorkItemId};
+
+mod side_work;
+mod start;
+
+use side_work::{BoardJob, BoardWorker, SideWork, owned, wake_dispatch};
+pub use start::{TaskCreator, spawn_task_actor, task_loader, task_spec};
 
 /// What every task actor works with.
 pub struct TaskDeps {
@@ -41,7 +43,7 @@ pub struct TaskDeps {
     /// Branches, gates and merges.
     pub forge: Arc<dyn Forge>,
     /// The project registry: each task's rules.
-    pub projects: Arc<crate::projects::Projects>,
+    pub projects: Arc<crate::domain::projects::Projects>,
     /// The tracker board the task's card lives on.
     pub board: Arc<dyn Board>,
     /// Pause before re-evaluating a deferred gate or retrying a failed merge.
@@ -78,64 +80,6 @@ pub struct TaskState {
     infra_streak: u32,
     /// The side-work this incarnation owns.
     work: SideWork,
-}
-
-/// Work a task actor started and owns: each is aborted when the incarnation ends (its state
-/// is dropped, whether it stopped or failed), so nothing stale outlives it.
-#[derive(Default)]
-struct SideWork {
-    /// A gate evaluation in flight.
-    gate: Option<AbortOnDropHandle<()>>,
-    /// The merge in flight.
-    merge: Option<AbortOnDropHandle<()>>,
-    /// A timed retry (a deferred gate, a failed merge).
-    timer: Option<AbortOnDropHandle<()>>,
-    /// The board's ordered updates, started on the first one.
-    board: Option<BoardWorker>,
-    /// The worktree's removal, once the task is done or cancelled.
-    cleanup: Option<AbortOnDropHandle<()>>,
-}
-
-/// Carries out a task's board updates one after another, in order, so a slow tracker never
-/// holds the actor and never reorders moves.
-struct BoardWorker {
-    /// Where updates are queued.
-    tx: tokio::sync::mpsc::UnboundedSender<BoardJob>,
-    /// The worker.
-    worker: AbortOnDropHandle<()>,
-}
-
-/// One update of the task's card on its board.
-enum BoardJob {
-    /// Move the card.
-    Show(TaskRecord, BoardStatus),
-    /// Comment on it.
-    Comment(TaskRecord, Option<crate::pipeline::Role>, String),
-}
-
-impl BoardWorker {
-    fn start(board: Arc<dyn Board>) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BoardJob>();
-        let worker = tokio::spawn(async move {
-            while let Some(job) = rx.recv().await {
-                let (id, result) = match &job {
-                    BoardJob::Show(task, status) => {
-                        (&task.work_item_id, board.show(task, *status).await)
-                    }
-                    BoardJob::Comment(task, author, text) => {
-                        (&task.work_item_id, board.comment(task, *author, text).await)
-                    }
-                };
-                if let Err(e) = result {
-                    warn!(task = %id, error = %e, "cannot update the tracker board");
-                }
-            }
-        });
-        Self {
-            tx,
-            worker: AbortOnDropHandle::new(worker),
-        }
-    }
 }
 
 /// A human decision about a task.
@@ -242,7 +186,7 @@ impl TaskActor {
         if let Some(mut update) = update {
             let before = state.record.clone();
             if update.branch.is_none() {
-                update.branch = Some(crate::branch::of(&state.record));
+                update.branch = Some(crate::domain::branch::of(&state.record));
             }
             let id = state.record.work_item_id.clone();
             let saved = self
@@ -290,13 +234,13 @@ impl TaskActor {
         }
         for (kind, text) in notices.alerts {
             info!(task = %task.work_item_id, ?kind, %text, "needs attention");
-            crate::tracker::alert(Alert {
+            crate::actors::tracker::alert(Alert {
                 work_item_id: task.work_item_id.clone(),
                 kind,
                 text,
             });
         }
-        crate::tracker::refresh(task.work_item_id.clone());
+        crate::actors::tracker::refresh(task.work_item_id.clone());
         if !board.is_empty() {
             let worker = state
                 .work
@@ -332,7 +276,7 @@ impl TaskActor {
                     role: role.as_str().to_string(),
                     task_text,
                 };
-                if crate::dispatch::enqueue(job).await?.is_none() {
+                if crate::actors::dispatch::enqueue(job).await?.is_none() {
                     warn!(task = %task.work_item_id, "the task already has an active job");
                 }
             }
@@ -366,7 +310,7 @@ impl TaskActor {
                 }));
             }
             Effect::CancelJobs => {
-                crate::dispatch::cancel_queued(task.work_item_id.clone()).await?;
+                crate::actors::dispatch::cancel_queued(task.work_item_id.clone()).await?;
             }
             Effect::RemoveWorktree => {
                 state.work.cleanup = Some(owned(async move {
@@ -382,18 +326,6 @@ impl TaskActor {
             Effect::Stop => myself.stop(Some(format!("task is {}", task.stage))),
         }
         Ok(())
-    }
-}
-
-/// Spawns work the caller keeps: it ends when the returned handle is dropped.
-fn owned(work: impl Future<Output = ()> + Send + 'static) -> AbortOnDropHandle<()> {
-    AbortOnDropHandle::new(tokio::spawn(work))
-}
-
-/// Tells the dispatcher to look at the queue, if it runs.
-fn wake_dispatch() {
-    if let Some(cell) = registry::where_is(crate::dispatch::DISPATCH) {
-        let _ = cell.send_message(crate::dispatch::DispatchMsg::Wake);
     }
 }
 
@@ -563,7 +495,7 @@ impl Actor for TaskActor {
                 let stage = state.record.stage;
                 if state.record.phase == Phase::Gating
                     && state.work.gate.is_none()
-                    && let Some(gate) = crate::pipeline::spec(stage).gate
+                    && let Some(gate) = crate::domain::pipeline::spec(stage).gate
                 {
                     self.run_effect(&myself, state, Effect::EvaluateGate { stage, gate })
                         .await?;
@@ -632,50 +564,5 @@ impl Actor for TaskActor {
             }
         }
         Ok(())
-    }
-}
-
-/// The child spec of the actor for task `id`.
-pub fn task_spec(deps: Arc<TaskDeps>, id: WorkItemId) -> ChildSpec {
-    ChildSpec::new(id.actor_name(), move || {
-        (TaskActor::new(deps.clone()), id.clone())
-    })
-}
-
-/// Loads one child spec per non-terminal task in the store: the `tasks` supervisor's children.
-pub fn task_loader(deps: Arc<TaskDeps>) -> ChildLoader {
-    Arc::new(move || {
-        let deps = deps.clone();
-        Box::pin(async move {
-            let ids = deps
-                .store
-                .active_task_ids()
-                .await
-                .map_err(|e| format!("cannot list active tasks: {e}"))?;
-            Ok(ids
-                .into_iter()
-                .map(|id| task_spec(deps.clone(), id))
-                .collect())
-        })
-    })
-}
-
-/// Starts the actor of a task just created, under the `tasks` supervisor.
-pub async fn spawn_task_actor(deps: Arc<TaskDeps>, id: WorkItemId) -> Result<(), String> {
-    let tasks =
-        registry::where_is(crate::tree::TASKS).ok_or("the tasks supervisor is not running")?;
-    let spec = task_spec(deps, id.clone());
-    match ractor::rpc::call(
-        &tasks,
-        |reply| crate::supervisor::SupervisorMsg::StartChild(spec, reply),
-        Some(Duration::from_secs(10)),
-    )
-    .await
-    {
-        Ok(ractor::rpc::CallResult::Success(result)) => result,
-        Ok(_) => Err(format!(
-            "the tasks supervisor did not start task {id} in time"
-        )),
-        Err(e) => Err(format!("the tasks supervisor is unreachable: {e}")),
     }
 }

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::statuses::StatusNames;
-use crate::task_machine::ProjectRules;
+use crate::domain::statuses::StatusNames;
+use crate::domain::task_machine::ProjectRules;
 
 /// One project.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

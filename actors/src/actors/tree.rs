@@ -8,12 +8,14 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, registry};
 use tokio::task::JoinHandle;
 
-use crate::dispatch::{DISPATCH, Dispatch, DispatchDeps};
-use crate::reaper::{REAPER, Reaper, ReaperDeps};
-use crate::restart::RestartPolicy;
-use crate::supervisor::{ChildSpec, ShutdownOrder, Supervisor, SupervisorArgs, SupervisorMsg};
-use crate::task::{TaskDeps, task_loader};
-use crate::tracker::{TRACKER, Tracker, TrackerDeps};
+use crate::actors::dispatch::{DISPATCH, Dispatch, DispatchDeps};
+use crate::actors::reaper::{REAPER, Reaper, ReaperDeps};
+use crate::actors::supervisor::{
+    ChildSpec, ShutdownOrder, Supervisor, SupervisorArgs, SupervisorMsg,
+};
+use crate::actors::task::{TaskDeps, task_loader};
+use crate::actors::tracker::{TRACKER, Tracker, TrackerDeps};
+use crate::domain::restart::RestartPolicy;
 
 /// Registered name of the tree's root.
 pub const ROOT: &str = "root";

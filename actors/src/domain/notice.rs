@@ -4,10 +4,10 @@
 //! tested without a tracker or a chat.
 
 use crate::Stage;
-use crate::gates::GateOutcome;
-use crate::pipeline::{self, Role};
+use crate::domain::gates::GateOutcome;
+use crate::domain::pipeline::{self, Role};
+use crate::domain::task_machine::{Event, MergeResult};
 use crate::ports::{AlertKind, BoardStatus, Phase, TaskRecord};
-use crate::task_machine::{Event, MergeResult};
 
 /// What to tell the outside world.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -161,7 +161,7 @@ mod tests {
             &task(Stage::Analysis, Phase::Working),
             Some("pipeline started"),
             &Event::Start {
-                job: crate::task_machine::JobSnapshot::None,
+                job: crate::domain::task_machine::JobSnapshot::None,
             },
         );
         assert_eq!(n.board, Some(BoardStatus::Analysis));

@@ -5,12 +5,9 @@
 //! (pure); [`TaskCreator::create`] is the one way in: it applies the rule, writes the task
 //! through the store and starts its actor.
 
-use std::sync::Arc;
-
 use crate::WorkItemId;
-use crate::ports::{NewTask, NewTaskFields, StoreError, TaskRecord, TrackerLink, TrackerLinks};
-use crate::projects::Projects;
-use crate::task::{TaskDeps, spawn_task_actor};
+use crate::domain::projects::Projects;
+use crate::ports::{NewTask, NewTaskFields, StoreError, TrackerLink};
 
 /// Longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -253,48 +250,10 @@ pub fn validate(projects: &Projects, request: TaskRequest) -> Result<Creation, C
     })
 }
 
-/// The one way a task is created: the rule, the store, then its actor.
-pub struct TaskCreator {
-    /// What task actors work with (the store and the project registry among it).
-    pub tasks: Arc<TaskDeps>,
-    /// Where a task from an issue is written, linked to it.
-    pub links: Arc<dyn TrackerLinks>,
-}
-
-impl TaskCreator {
-    /// Validates `request`, writes the task and starts its actor under the `tasks`
-    /// supervisor; the task as written. Nothing is written when the rule refuses it.
-    pub async fn create(&self, request: TaskRequest) -> Result<TaskRecord, CreateError> {
-        let written = match validate(&self.tasks.projects, request)? {
-            Creation::Numbered { prefix, fields } => self
-                .tasks
-                .store
-                .create_numbered_task(&prefix, fields)
-                .await
-                .map_err(CreateError::Store)?,
-            Creation::Linked { task, link } => {
-                let id = task.work_item_id.clone();
-                self.links
-                    .create_linked_task(task, link)
-                    .await
-                    .map_err(|e| match e {
-                        StoreError::Duplicate(what) => CreateError::Taken { id, what },
-                        e => CreateError::Store(e),
-                    })?
-            }
-        };
-        let id = written.work_item_id.clone();
-        spawn_task_actor(self.tasks.clone(), id.clone())
-            .await
-            .map_err(|reason| CreateError::NotStarted { id, reason })?;
-        Ok(written)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::projects::Project;
+    use crate::domain::projects::Project;
 
     fn projects() -> Projects {
         let project = |repo: &str, prefix: &str, plane: Option<&str>| Project {
