@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use orchestrator::agent::launcher::CliLauncher;
+use orchestrator::claude::launcher::CliLauncher;
 use orchestrator::config::Config;
 use orchestrator_actors::ports::workbench::{AgentRequest, AgentRunner, Workplace};
 use orchestrator_actors::{Role, Stage, WorkItemId};

@@ -48,7 +48,7 @@ pub enum Command {
     /// Dry-run stand-in for `claude -p … --output-format json`: writes the role's artifacts
     /// (ORCH_ROLE, ORCH_WORK_ITEM, ORCH_ARTIFACTS_DIR, ORCH_ATTEMPT, ORCH_STAGE) and prints one
     /// result object. For tests and demos; no model is called.
-    ScriptedAgent(crate::agent::scripted::ScriptedArgs),
+    ScriptedAgent(crate::claude::scripted::ScriptedArgs),
 }
 
 /// Where a running service is.
@@ -65,7 +65,7 @@ pub fn main() -> ExitCode {
     // The scripted agent runs as a child of the service, in a worktree, with agent variables
     // only: loading the service configuration (and a stray `.env`) there would be wrong.
     let command = match cli.command {
-        Command::ScriptedAgent(args) => return crate::agent::scripted::main(&args),
+        Command::ScriptedAgent(args) => return crate::claude::scripted::main(&args),
         command => command,
     };
     let config = match Config::load() {

@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 pub use integrations::{GiteaSettings, Integrations, PlaneSettings};
 
-use crate::agent::settings::{
+use crate::claude::settings::{
     AgentSettings, EFFORTS, PERMISSION_MODES, RoleSettings, model_allowed, split_tools,
 };
 
@@ -58,7 +58,7 @@ pub struct Config {
     pub db_readers: usize,
     /// The project registry (`ORCH_PROJECTS_JSON`): the one copy, shared by everyone who
     /// needs it.
-    pub projects: std::sync::Arc<crate::projects::Projects>,
+    pub projects: std::sync::Arc<crate::config::projects::Projects>,
     /// Agent jobs running at once (`ORCH_MAX_CONCURRENCY`).
     pub max_concurrency: usize,
     /// Bearer token of the operator routes; `None` disables them (`ORCH_OPERATOR_TOKEN`).
@@ -312,7 +312,8 @@ impl Config {
         };
 
         let (key, value) = get("ORCH_PROJECTS_JSON");
-        let projects = crate::projects::parse(&value).map_err(|e| invalid(key, &value, &e))?;
+        let projects =
+            crate::config::projects::parse(&value).map_err(|e| invalid(key, &value, &e))?;
         let integrations = integrations::integrations(&get, &projects)?;
         let (telegram_bot_token, telegram_chat_id, telegram_api_url) =
             integrations::telegram(&get)?;
@@ -579,5 +580,6 @@ fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
 }
 
 mod integrations;
+pub mod projects;
 #[cfg(test)]
 mod tests;

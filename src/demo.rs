@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::projects::{Project, Projects};
-use crate::workspace::{self, git};
+use crate::config::projects::{Project, Projects};
+use crate::git::{self, command};
 
 /// The demo project's repository name.
 const DEMO_REPO: &str = "demo/hello";
@@ -30,7 +30,7 @@ pub fn demo_config(mut config: Config, origin: &Path) -> anyhow::Result<Config> 
         repo: DEMO_REPO.into(),
         origin: origin.display().to_string(),
         prefix: "DEMO".into(),
-        test_cmd: workspace::sample::SAMPLE_TEST_CMD.into(),
+        test_cmd: git::sample::SAMPLE_TEST_CMD.into(),
         staging: false,
         confirm_deploy: false,
         plane_project_id: None,
@@ -51,7 +51,7 @@ pub fn demo_config(mut config: Config, origin: &Path) -> anyhow::Result<Config> 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let origin = std::path::absolute(config.data_dir.join("demo").join("hello.git"))?;
     std::fs::create_dir_all(origin.parent().expect("has a parent"))?;
-    workspace::sample::create_sample_origin(&origin)
+    git::sample::create_sample_origin(&origin)
         .await
         .with_context(|| format!("cannot create the sample project at {}", origin.display()))?;
     let config = demo_config(config, &origin)?;
@@ -142,7 +142,7 @@ async fn drive(base: &str, origin: &Path) -> anyhow::Result<()> {
 
 /// The origin's `main` commit that merged the task's branch.
 async fn merged_into(origin: &Path, id: &str) -> anyhow::Result<String> {
-    let log = git::git(origin, &["log", "--merges", "--format=%h %s", "main"]).await?;
+    let log = command::git(origin, &["log", "--merges", "--format=%h %s", "main"]).await?;
     log.lines()
         .find(|l| l.contains(&format!("({id})")))
         .map(str::to_string)

@@ -6,9 +6,7 @@
 //! it is an ancestor of `origin/main`, and every pushed head is recorded (a CI status
 //! names only a commit).
 
-mod gitea;
-
-pub use gitea::GiteaForge;
+pub use crate::gitea::GiteaForge;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,11 +23,11 @@ use orchestrator_actors::ports::workbench::{Forge, Workplace};
 use orchestrator_actors::ports::{BranchHeads, PullRequestStore, TaskRecord};
 use orchestrator_actors::{GateKind, Role};
 
-use crate::projects::{Project, Projects};
-use crate::workspace::{CiRun, MergeOutcome, Workspace};
+use crate::config::projects::{Project, Projects};
+use crate::git::{CiRun, MergeOutcome, Workspace};
 
 /// The local forge.
-pub struct LocalForge {
+pub struct ProjectForge {
     /// Clones, worktrees and merges.
     workspace: Arc<Workspace>,
     /// Its pull requests.
@@ -44,7 +42,7 @@ pub struct LocalForge {
     gitea: Option<GiteaForge>,
 }
 
-impl LocalForge {
+impl ProjectForge {
     /// A forge over `workspace` for `projects`, keeping its pull requests in `pulls` and
     /// branch heads in `heads`; projects with a `gitea_repo` go through `gitea`.
     pub fn new(
@@ -120,7 +118,7 @@ impl ArtifactSource for Prefetched {
     }
 }
 
-impl LocalForge {
+impl ProjectForge {
     /// Reads every file of the task's work-item directory and its ADR directory.
     async fn prefetch(&self, task: &TaskRecord) -> Result<Prefetched, String> {
         let clone = self.clone_of(task).await?;
@@ -155,7 +153,7 @@ impl LocalForge {
 }
 
 #[async_trait]
-impl Forge for LocalForge {
+impl Forge for ProjectForge {
     async fn prepare(&self, task: &TaskRecord) -> Result<Workplace, String> {
         let clone = self.clone_of(task).await?;
         let branch = self.branch(task);

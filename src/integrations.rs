@@ -11,16 +11,17 @@ use orchestrator_actors::actors::task::TaskCreator;
 use orchestrator_actors::ports::{Board, LocalBoard};
 use tracing::warn;
 
-use crate::board::PlaneBoard;
 use crate::config::Config;
 use crate::forge::GiteaForge;
 use crate::gitea::GiteaClient;
 use crate::intake::{BotAccounts, GiteaIntake, Intake, PlaneIntake, Settler};
+use crate::plane::board::PlaneBoard;
 use crate::plane::{PlaneClient, StatesCache};
 use crate::store::SqliteStore;
 
-/// The connected integrations.
-pub struct Integrations {
+/// The live connections to the configured integrations (their settings are
+/// [`crate::config::Integrations`]).
+pub struct Connections {
     /// The Plane API and its states cache, when configured.
     plane: Option<(Arc<PlaneClient>, Arc<StatesCache>)>,
     /// The Gitea API, when configured.
@@ -31,7 +32,7 @@ pub struct Integrations {
     pub board: Arc<dyn Board>,
 }
 
-impl Integrations {
+impl Connections {
     /// Builds the clients the configuration asks for.
     pub fn connect(config: &Config, store: Arc<SqliteStore>) -> anyhow::Result<Self> {
         let settings = &config.integrations;

@@ -2,26 +2,20 @@
 //! processes, the HTTP surface, signal handling and the CLI. The actor tree and the pipeline domain live in
 //! `orchestrator-actors`; this crate provides the adapters they run on.
 
-pub mod agent;
-pub mod bench;
-pub mod bench_dispatch;
-pub mod bench_pipeline;
-pub mod bench_seed;
-pub mod bench_webhooks;
-pub mod board;
+pub(crate) mod bench;
+pub mod claude;
 pub mod cli;
 pub mod config;
-pub mod demo;
-pub mod forge;
+pub(crate) mod demo;
+pub(crate) mod forge;
+pub mod git;
 pub mod gitea;
-pub mod http;
+pub(crate) mod http;
 pub mod intake;
-pub mod integrations;
-pub mod logging;
+pub(crate) mod integrations;
+pub(crate) mod logging;
 pub mod plane;
-pub mod projects;
-pub mod server;
-pub mod signals;
+pub(crate) mod server;
+pub(crate) mod signals;
 pub mod store;
 pub mod telegram;
-pub mod workspace;

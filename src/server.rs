@@ -21,15 +21,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::agent::launcher::CliLauncher;
-use crate::agent::process::OsProcesses;
+use crate::claude::launcher::CliLauncher;
+use crate::claude::process::OsProcesses;
 use crate::config::Config;
-use crate::forge::LocalForge;
+use crate::forge::ProjectForge;
+use crate::git::Workspace;
 use crate::http::{self, AppState};
-use crate::integrations::Integrations;
+use crate::integrations::Connections;
 use crate::store::{SqliteStore, StoreOptions};
 use crate::telegram::{LogNotifier, TelegramNotifier};
-use crate::workspace::Workspace;
 
 /// How many task actors are started at once at startup.
 const LAUNCH_CONCURRENCY: usize = 64;
@@ -105,8 +105,8 @@ pub async fn run_on(
     let jobs: Arc<dyn JobStore> = store.clone();
     let workspace = Arc::new(Workspace::from_config(&config));
     let pulls: Arc<dyn PullRequestStore> = store.clone();
-    let integrations = Integrations::connect(&config, store.clone())?;
-    let forge: Arc<dyn Forge> = Arc::new(LocalForge::new(
+    let integrations = Connections::connect(&config, store.clone())?;
+    let forge: Arc<dyn Forge> = Arc::new(ProjectForge::new(
         workspace,
         pulls.clone(),
         config.projects.clone(),

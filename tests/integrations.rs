@@ -33,7 +33,7 @@ struct World {
 async fn world(confirm_deploy: bool, omit: &[&str]) -> World {
     let dir = tempfile::tempdir().unwrap();
     let origin = dir.path().join("app.git");
-    orchestrator::workspace::sample::create_sample_origin(&origin)
+    orchestrator::git::sample::create_sample_origin(&origin)
         .await
         .unwrap();
     let plane = PlaneFake::start(
@@ -48,7 +48,7 @@ async fn world(confirm_deploy: bool, omit: &[&str]) -> World {
 
     let projects = json!([{
         "repo": "acme/app", "origin": origin, "prefix": "ACME",
-        "test_cmd": orchestrator::workspace::sample::SAMPLE_TEST_CMD,
+        "test_cmd": orchestrator::git::sample::SAMPLE_TEST_CMD,
         "confirm_deploy": confirm_deploy,
         "plane_project_id": project, "gitea_repo": "acme/app",
     }]);

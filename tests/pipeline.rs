@@ -36,7 +36,7 @@ fn roles(task: &Value) -> Vec<String> {
 }
 
 async fn origin_log(dir: &std::path::Path) -> String {
-    orchestrator::workspace::git::git(&dir.join("ACME.git"), &["log", "--format=%p|%s", "main"])
+    orchestrator::git::command::git(&dir.join("ACME.git"), &["log", "--format=%p|%s", "main"])
         .await
         .unwrap()
 }
@@ -105,7 +105,7 @@ async fn the_happy_path_merges_into_main() {
         async move { gone.then_some(()) }
     })
     .await;
-    let branches = orchestrator::workspace::git::git(
+    let branches = orchestrator::git::command::git(
         &dir.path().join("ACME.git"),
         &["branch", "--list", "feature/ACME-001-greet-by-name"],
     )

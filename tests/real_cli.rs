@@ -93,7 +93,7 @@ async fn the_real_cli_writes_the_analysis_and_its_usage_is_journaled() {
     let first = requests[0].body.as_ref().unwrap();
     assert_eq!(first["model"], "claude-sonnet-4-5");
     let system = first["system"].to_string();
-    let prompt_heading = orchestrator::agent::settings::embedded_prompt(Role::Analyst)
+    let prompt_heading = orchestrator::claude::settings::embedded_prompt(Role::Analyst)
         .lines()
         .next()
         .unwrap();

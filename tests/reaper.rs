@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestrator::agent::process::{OsProcesses, start_ticks};
+use orchestrator::claude::process::{OsProcesses, start_ticks};
 use orchestrator::store::SqliteStore;
 use orchestrator_actors::actors::dispatch::{DISPATCH, Dispatch, DispatchDeps, DispatchMsg};
 use orchestrator_actors::actors::reaper::{Reaper, ReaperDeps};

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use orchestrator::agent::result::{CliResult, parse_stdout};
-use orchestrator::agent::runner::{self, AgentCommand};
+use orchestrator::claude::result::{CliResult, parse_stdout};
+use orchestrator::claude::runner::{self, AgentCommand};
 
 const TASK: &str = "# Add a health endpoint\n\
     The service should answer GET /health with 200.\n\

@@ -10,7 +10,7 @@ use orchestrator_actors::Role;
 use orchestrator_actors::actors::tracker::TrackerMode;
 
 use super::{ConfigError, Get, invalid, number, role_key};
-use crate::projects::Projects;
+use crate::config::projects::Projects;
 
 /// The Plane connection (`ORCH_PLANE_*`).
 #[derive(Clone, Debug)]

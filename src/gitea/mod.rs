@@ -5,6 +5,7 @@
 mod branches;
 mod ci;
 mod error;
+pub mod forge;
 mod pulls;
 mod types;
 
@@ -16,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use error::GiteaError;
+pub use forge::GiteaForge;
 pub use types::{
     CiState, CiVerdict, CombinedStatus, MergeOptions, MergeOutcome, PrBranch, PullRequest,
     StatusItem,

@@ -29,9 +29,9 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::config::Integrations;
+use crate::config::projects::Projects;
 use crate::gitea::GiteaClient;
 use crate::plane::{PlaneClient, StatesCache};
-use crate::projects::Projects;
 
 pub use settler::Settler;
 

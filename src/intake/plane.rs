@@ -15,8 +15,8 @@ use tracing::info;
 
 use super::payload::{IssueSnapshot, PlaneDelivery, html_to_text};
 use super::{Acted, Intake};
-use crate::board::{self, PLANE};
-use crate::projects::Project;
+use crate::config::projects::Project;
+use crate::plane::board::{self, PLANE};
 
 impl Intake {
     /// Why a Plane delivery needs no action, if it needs none.

@@ -2,6 +2,7 @@
 //! that follows Plane's pagination, honours its throttling and writes each role's comments
 //! under that role's bot token, plus a TTL cache of each project's states.
 
+pub mod board;
 mod client;
 mod error;
 mod states;

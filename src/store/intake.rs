@@ -12,8 +12,8 @@ use orchestrator_actors::ports::{
 };
 use rusqlite::{Connection, OptionalExtension};
 
-use super::bodies::{self, Dictionary, StoredBody};
-use super::dictionaries::{self, Family, Offer};
+use super::compression::bodies::{self, Dictionary, StoredBody};
+use super::compression::dictionaries::{self, Family, Offer};
 use super::replays::{self, RecentBodies};
 use super::tasks::{backend, insert_task, is_unique_violation};
 use super::{lock, writer::Undo};

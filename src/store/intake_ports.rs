@@ -11,7 +11,7 @@ use orchestrator_actors::ports::{
     TaskRecord, TrackerLink, TrackerLinks,
 };
 
-use super::dictionaries::Family;
+use super::compression::dictionaries::Family;
 use super::{SqliteStore, intake};
 
 #[async_trait]

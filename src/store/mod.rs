@@ -2,11 +2,10 @@
 //! read-only connections, over a WAL database that is migrated on open. All of the service's
 //! SQL lives under this module.
 
-mod bodies;
 mod cards;
 mod checkpointer;
+mod compression;
 mod connection;
-mod dictionaries;
 mod intake;
 mod intake_ports;
 mod jobs;
@@ -62,7 +61,7 @@ pub struct SqliteStore {
     /// The delivery journal's replay window; used on the writer thread only.
     recent: Arc<Mutex<replays::RecentBodies>>,
     /// The compression dictionaries of delivery bodies, as committed.
-    dictionaries: dictionaries::Dictionaries,
+    dictionaries: compression::dictionaries::Dictionaries,
     /// Makes a second, concurrent `close` wait until the first has finished.
     closing: tokio::sync::Mutex<()>,
 }
@@ -98,7 +97,7 @@ impl SqliteStore {
             writer,
             readers,
             recent: Arc::default(),
-            dictionaries: dictionaries::Dictionaries::default(),
+            dictionaries: compression::dictionaries::Dictionaries::default(),
             closing: tokio::sync::Mutex::new(()),
         })
     }

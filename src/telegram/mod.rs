@@ -14,9 +14,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::info;
 
-/// The public Bot API.
-pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
-
 /// How long one API call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -259,14 +259,14 @@ pub async fn local_mode(dir: &Path, projects: &[(&str, &str, bool)]) -> Vec<(Str
     let mut list = Vec::new();
     for (repo, prefix, confirm_deploy) in projects {
         let origin = dir.join(format!("{prefix}.git"));
-        orchestrator::workspace::sample::create_sample_origin(&origin)
+        orchestrator::git::sample::create_sample_origin(&origin)
             .await
             .unwrap();
         list.push(serde_json::json!({
             "repo": repo,
             "origin": origin,
             "prefix": prefix,
-            "test_cmd": orchestrator::workspace::sample::SAMPLE_TEST_CMD,
+            "test_cmd": orchestrator::git::sample::SAMPLE_TEST_CMD,
             "confirm_deploy": confirm_deploy,
         }));
     }

@@ -7,7 +7,6 @@ use crate::WorkItemId;
 /// Directory (relative to the repository root) holding one sub-directory per work item.
 pub const WORK_ITEMS_DIR: &str = "docs/work-items";
 
-/// The tracker's request as imported; the analyst's input.
 pub const BUSINESS_REQUEST: &str = "00-business-request.md";
 /// Business requirements document (analyst).
 pub const BRD: &str = "01-brd.md";

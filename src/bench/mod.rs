@@ -1,9 +1,14 @@
 //! `orchestrator bench`: seeds a fresh data dir with N non-terminal tasks (by default idle
-//! ones, each waiting on a human — see [`crate::bench_seed`]), starts this very binary's
+//! ones, each waiting on a human — see [`crate::bench::seed`]), starts this very binary's
 //! `serve` on it, and measures what docs/benchmarks.md records — time until every task actor
 //! is up and `/health` answers, idle resident memory, `GET /actors` latency, and the graceful
 //! stop. A measurement tool, not a test: it asserts only that what it measured is what it
 //! meant to measure (all N actors really up and, for idle tasks, the boot changed nothing).
+
+pub mod dispatch;
+pub mod pipeline;
+pub mod seed;
+pub mod webhooks;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -11,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::bench_seed::{Seed, seed};
+use crate::bench::seed::{Seed, seed};
 use crate::store::SqliteStore;
 
 /// Bench parameters.
@@ -80,11 +85,11 @@ pub struct BenchArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("orchestrator-bench-{}", std::process::id()));
     let result = if args.webhooks {
-        crate::bench_webhooks::measure(&args, &dir).await
+        crate::bench::webhooks::measure(&args, &dir).await
     } else if args.dispatch {
-        crate::bench_dispatch::measure(&args, &dir).await
+        crate::bench::dispatch::measure(&args, &dir).await
     } else if args.pipeline {
-        crate::bench_pipeline::measure(&args, &dir).await
+        crate::bench::pipeline::measure(&args, &dir).await
     } else {
         measure(&args, &dir).await
     };

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::git::git;
+use super::command::git;
 use super::sample::{SAMPLE_TEST_CMD, create_sample_origin};
 use super::{CiRun, GitError, MergeOutcome, Workspace};
 
@@ -499,4 +499,24 @@ async fn ci_tells_green_from_red_from_tool_trouble() {
     let missing = s.scratch.join("gone");
     let run = s.ws.run_test_cmd(&missing, SAMPLE_TEST_CMD, long).await;
     assert!(matches!(run, CiRun::ToolError { .. }), "{run:?}");
+}
+
+#[tokio::test]
+async fn lock_files_a_killed_git_left_in_the_clone_do_not_wedge_the_next_merge() {
+    let s = setup().await;
+    let (_, branch, sha) = task_with(&s, "T-11", "After a kill", &[("k.txt", "k\n")]).await;
+    // What a merge's git leaves behind when its future is aborted and git is SIGKILLed.
+    for name in ["index.lock", "HEAD.lock", "refs/heads/main.lock"] {
+        write(&s.clone.join(".git"), name, "");
+    }
+    let outcome =
+        s.ws.merge_into_main(&s.clone, &branch, "Merge T-11")
+            .await
+            .unwrap();
+    assert!(
+        matches!(outcome, MergeOutcome::Merged { .. }),
+        "{outcome:?}"
+    );
+    assert!(s.ws.is_merged(&s.clone, &sha).await.unwrap());
+    assert!(!s.clone.join(".git/index.lock").exists());
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::git::{GitError, git, git_output, path_arg};
+use super::command::{GitError, git, git_output, path_arg};
 
 /// The sample's test command, as a project would configure it.
 pub const SAMPLE_TEST_CMD: &str = "sh test.sh";

@@ -12,7 +12,7 @@ use tokio::net::unix::pipe;
 use tokio::process::Command;
 
 use super::Workspace;
-use super::git::tail_utf8;
+use super::command::tail_utf8;
 
 /// How much output a red run reports: the end is where test runners summarise.
 pub(crate) const OUTPUT_TAIL_BYTES: usize = 4096;

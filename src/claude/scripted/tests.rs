@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::agent::result::parse_stdout;
+use crate::claude::result::parse_stdout;
 
 /// A worktree with its artifacts dir, and the variables a run of `role` gets.
 struct Fixture {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::git::{GitError, git, git_output};
+use super::command::{GitError, git, git_output};
 use super::{Workspace, fetch, names, require_origin_main};
 
 /// What a merge into `main` came to.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use orchestrator_actors::WorkItemId;
 
-use super::git::GitError;
+use super::command::GitError;
 
 /// Longest accepted repo name or branch name.
 const MAX_NAME_BYTES: usize = 200;

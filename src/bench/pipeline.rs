@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bench::BenchArgs;
 use crate::config::Config;
-use crate::projects::{Project, Projects};
-use crate::workspace::sample;
+use crate::config::projects::{Project, Projects};
+use crate::git::sample;
 
 /// Single tasks timed one after another for the per-task figure.
 const SINGLE_RUNS: usize = 5;

@@ -22,9 +22,9 @@ use orchestrator_actors::ports::{JobStore, NewJob, NewTask, Store, TaskRecord};
 use orchestrator_actors::{GateKind, Role, Stage, WorkItemId};
 use ractor::Actor;
 
-use crate::agent::launcher::CliLauncher;
-use crate::agent::process::OsProcesses;
 use crate::bench::BenchArgs;
+use crate::claude::launcher::CliLauncher;
+use crate::claude::process::OsProcesses;
 use crate::config::Config;
 use crate::store::SqliteStore;
 

@@ -129,7 +129,7 @@ fn leading_number(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::result::parse_stdout;
+    use crate::claude::result::parse_stdout;
 
     fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_800_000_000)

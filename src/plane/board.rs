@@ -13,9 +13,9 @@ use orchestrator_actors::ports::{
     BaseGroup, Board, BoardStatus, LocalBoard, TaskRecord, TrackerLink, TrackerLinks,
 };
 
+use crate::config::projects::Projects;
 use crate::intake::BotAccounts;
 use crate::plane::{PlaneClient, PlaneState, StateGroup, StatesCache};
-use crate::projects::Projects;
 use crate::telegram::render::escape;
 
 /// The tracker name in task links.
@@ -238,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_project_may_rename_its_statuses() {
-        let project: crate::projects::Project = serde_json::from_str(
+        let project: crate::config::projects::Project = serde_json::from_str(
             r#"{"repo":"a/b","origin":"o","prefix":"A","test_cmd":"t",
                 "plane_states":{"approved":"Ship it","done":"Released"}}"#,
         )

@@ -56,33 +56,6 @@ pub const PERMISSION_MODES: [&str; 6] = [
 /// Values `--effort` accepts.
 pub const EFFORTS: [&str; 5] = ["low", "medium", "high", "xhigh", "max"];
 
-/// A role's defaults: `(model, timeout s, max turns, allowed tools)`.
-pub fn role_defaults(role: Role) -> (&'static str, u64, u32, &'static str) {
-    match role {
-        Role::Analyst => ("claude-sonnet-4-5", 1800, 40, "Read,Glob,Grep,Write,Edit"),
-        Role::Architect => ("claude-opus-4-8", 1800, 40, "Read,Glob,Grep,Write,Edit"),
-        Role::Developer => (
-            "claude-sonnet-4-5",
-            3600,
-            120,
-            "Read,Glob,Grep,Write,Edit,Bash",
-        ),
-        Role::Reviewer => (
-            "claude-opus-4-8",
-            3000,
-            60,
-            "Read,Glob,Grep,Write,Bash(git diff:*),Bash(git log:*)",
-        ),
-        Role::Tester => (
-            "claude-sonnet-4-5",
-            1800,
-            80,
-            "Read,Glob,Grep,Write,Edit,Bash",
-        ),
-        Role::Deployer => ("claude-sonnet-4-5", 1800, 40, "Read,Glob,Grep,Write,Bash"),
-    }
-}
-
 /// The prompts compiled into the binary, so a fresh machine needs no checkout of
 /// `.openclaw/`.
 pub fn embedded_prompt(role: Role) -> &'static str {

@@ -1,9 +1,9 @@
 //! The git adapter behind the Workspace port: one local clone per repository, one worktree per
 //! task branch, artifact reads (the task worktree first, then `origin/main`), commits, pushes,
-//! the local forge's merge and CI run. Every git call is argv through [`git::git`].
+//! the local forge's merge and CI run. Every git call is argv through [`command::git`].
 
 mod ci;
-pub mod git;
+pub mod command;
 mod merge;
 mod names;
 pub mod sample;
@@ -18,8 +18,8 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::config::Config;
 pub use ci::CiRun;
-pub use git::GitError;
-use git::{git, git_output, path_arg};
+pub use command::GitError;
+use command::{git, git_output, path_arg};
 pub use merge::MergeOutcome;
 
 /// Local clones and task worktrees on this machine. Share one instance (e.g. in an `Arc`):
@@ -50,11 +50,6 @@ impl Workspace {
     /// The workspace described by the service configuration.
     pub fn from_config(config: &Config) -> Self {
         Self::new(config.repos_dir(), config.worktrees_dir.clone())
-    }
-
-    /// Where the clones live.
-    pub fn cache_dir(&self) -> &Path {
-        &self.cache_dir
     }
 
     /// Where the task worktrees live.
@@ -322,7 +317,35 @@ impl Workspace {
             let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
             locks.entry(clone.to_path_buf()).or_default().clone()
         };
-        lock.lock_owned().await
+        let guard = lock.lock_owned().await;
+        clear_stale_locks(clone).await;
+        guard
+    }
+}
+
+/// Lock files of the clone's own working tree and of its local `main`, which only operations
+/// under the clone's lock touch. Task worktrees and remote-tracking refs are not among them:
+/// a worktree's commit or push may hold those locks without the clone's lock.
+const CLONE_LOCK_FILES: &[&str] = &[
+    "index.lock",
+    "HEAD.lock",
+    "ORIG_HEAD.lock",
+    "refs/heads/main.lock",
+];
+
+/// Removes lock files a git process of ours left behind when it was killed half-way (an
+/// aborted merge's git dies with its future): with the clone's lock held no live git of
+/// ours can own them, and left in place they would fail every later operation on the clone.
+async fn clear_stale_locks(clone: &Path) {
+    for name in CLONE_LOCK_FILES {
+        let path = clone.join(".git").join(name);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => tracing::warn!(path = %path.display(), "removed a stale git lock file"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale git lock file")
+            }
+        }
     }
 }
 

@@ -15,9 +15,9 @@ use rusqlite::{Connection, OptionalExtension};
 use tracing::warn;
 
 use super::bodies::{Dictionary, MAX_DICTIONARY, StoredBody};
-use super::intake::unix_ms;
-use super::lock;
-use super::tasks::backend;
+use crate::store::intake::unix_ms;
+use crate::store::lock;
+use crate::store::tasks::backend;
 
 /// How old (ms) a dictionary must be before a body that outgrew it replaces it.
 const REFRESH_MS: i64 = 3_600_000;
