@@ -24,7 +24,7 @@ use orchestrator_actors::ports::{BranchHeads, PullRequestStore, TaskRecord};
 use orchestrator_actors::{GateKind, Role};
 
 use crate::config::projects::{Project, Projects};
-use crate::git::{CiRun, MergeOutcome, Workspace};
+use crate::git::{MergeOutcome, Workspace};
 
 /// The local forge.
 pub struct ProjectForge {
@@ -243,15 +243,9 @@ impl Forge for ProjectForge {
                 };
             };
             Some(
-                match self
-                    .workspace
+                self.workspace
                     .run_test_cmd(&self.worktree(task), &project.test_cmd, self.ci_timeout)
-                    .await
-                {
-                    CiRun::Green { summary } => CiOutcome::Green { summary },
-                    CiRun::Red { output_tail } => CiOutcome::Red { output_tail },
-                    CiRun::ToolError { message } => CiOutcome::ToolError { message },
-                },
+                    .await,
             )
         } else {
             None

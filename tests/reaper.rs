@@ -42,7 +42,7 @@ async fn running_job(store: &SqliteStore, id: &str, boot: &str) -> (i64, String)
         .enqueue_job(NewJob {
             work_item_id: work_item.clone(),
             stage: Stage::Analysis,
-            role: "analyst".into(),
+            role: orchestrator_actors::Role::Analyst,
             task_text: String::new(),
         })
         .await
@@ -55,7 +55,7 @@ async fn running_job(store: &SqliteStore, id: &str, boot: &str) -> (i64, String)
             job_id: job.id,
             work_item_id: work_item,
             stage: Stage::Analysis,
-            role: "analyst".into(),
+            role: orchestrator_actors::Role::Analyst,
             model: None,
             log_path: "x.log".into(),
         })
@@ -164,7 +164,7 @@ async fn orphans_are_requeued_outcomes_finalized_and_other_boots_left_alone() {
         .finish_run(
             &done_run,
             RunFinish {
-                outcome: "succeeded".into(),
+                outcome: orchestrator_actors::ports::RunOutcome::Succeeded,
                 ..RunFinish::default()
             },
         )

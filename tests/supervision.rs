@@ -154,3 +154,62 @@ async fn one_stuck_actor_cannot_hang_the_actors_endpoint() {
             .contains("timed out")
     );
 }
+
+#[tokio::test]
+async fn a_run_that_panics_frees_its_slot_and_its_job_runs_again_with_the_attempt_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    // One slot: the job can only run again if the crashed run gave its slot back.
+    let service =
+        common::start_local_with(dir.path(), false, &[("ORCH_MAX_CONCURRENCY", "1")]).await;
+    let id = common::create(
+        &service,
+        "Crash a run",
+        "scripted-agent: sleep=analyst:60",
+        &[],
+    )
+    .await;
+    let running = |attempts: i64| {
+        let service = &service;
+        let id = id.clone();
+        async move {
+            let (_, queue) = service.get("/queue").await;
+            queue["jobs"].as_array()?.iter().find_map(|j| {
+                (j["task"] == id.as_str()
+                    && j["status"] == "running"
+                    && j["attempts"] == attempts
+                    && !j["pid"].is_null())
+                .then(|| j["job"].as_i64())
+                .flatten()
+            })
+        }
+    };
+    let job = eventually("the analyst running", Duration::from_secs(60), || {
+        running(1)
+    })
+    .await;
+    let (status, _) = service.post(&format!("/debug/runs/{job}/crash")).await;
+    assert_eq!(status, 202);
+    // The same job runs again, its crashed attempt counted; the crashed run is journaled.
+    let again = eventually("the job running again", Duration::from_secs(30), || {
+        running(2)
+    })
+    .await;
+    assert_eq!(again, job);
+    let task = common::task(&service, &id).await;
+    let runs = common::runs(&task);
+    assert_eq!(runs[0]["status"], "crashed", "{runs:?}");
+    assert!(
+        runs[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("crashed on request"),
+        "{runs:?}"
+    );
+    // A bad job id is refused with a reason.
+    let (status, body) = service.post("/debug/runs/nope/crash").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("\"nope\""),
+        "{body}"
+    );
+}

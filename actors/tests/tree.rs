@@ -630,7 +630,7 @@ async fn a_recovered_task_does_what_its_phase_needs_and_nothing_more() {
     jobs.enqueue_job(NewJob {
         work_item_id: id("R-7"),
         stage: Stage::Testing,
-        role: "tester".into(),
+        role: Role::Tester,
         task_text: "test it".into(),
     })
     .await

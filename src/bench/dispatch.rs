@@ -142,7 +142,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         orchestrator_actors::actors::dispatch::enqueue(NewJob {
             work_item_id: id.clone(),
             stage: Stage::Analysis,
-            role: "analyst".into(),
+            role: Role::Analyst,
             task_text: "noop".into(),
         })
         .await

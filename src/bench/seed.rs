@@ -216,7 +216,7 @@ async fn wait(store: &SqliteStore, task: TaskRecord, kind: Waiting) -> anyhow::R
             .enqueue_job(NewJob {
                 work_item_id: id.clone(),
                 stage: record.stage,
-                role: role.as_str().to_string(),
+                role,
                 task_text: task_text(&record, role, None),
             })
             .await?;

@@ -11,8 +11,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use orchestrator_actors::Role;
 use orchestrator_actors::domain::resilience::FailureClass;
-use orchestrator_actors::ports::RunFinish;
 use orchestrator_actors::ports::workbench::{AgentReport, AgentRequest, AgentRunner, SpawnNotice};
+use orchestrator_actors::ports::{RunFinish, RunOutcome};
 
 use super::classify::classify;
 use super::runner::{self, AgentCommand};
@@ -170,13 +170,12 @@ impl AgentRunner for CliLauncher {
         finish.outcome = if outcome.timed_out {
             // Journaled as killed, whichever signal ended it: the run was stopped by us.
             finish.exit_code = Some(-9);
-            "timeout"
+            RunOutcome::Timeout
         } else if success {
-            "succeeded"
+            RunOutcome::Succeeded
         } else {
-            "failed"
-        }
-        .into();
+            RunOutcome::Failed
+        };
         let class = if success || outcome.timed_out {
             FailureClass::Permanent
         } else {

@@ -2,6 +2,7 @@
 //! a code failure (the command ran and exited non-zero) apart from infrastructure trouble (it
 //! could not be parsed, started or finished in time), which must never roll a task back.
 
+use orchestrator_actors::domain::gates::CiOutcome;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Stdio;
@@ -24,39 +25,23 @@ const KEEP_BYTES: usize = 64 * 1024;
 /// After the command ends, how long to wait for output still in the pipe.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
-/// The result of one CI run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CiRun {
-    /// The command exited 0.
-    Green {
-        /// The command, its duration and its last output line.
-        summary: String,
-    },
-    /// The command ran and failed: a code failure.
-    Red {
-        /// The last [`OUTPUT_TAIL_BYTES`] of its stdout and stderr, interleaved as written.
-        output_tail: String,
-    },
-    /// The command could not be parsed, started or finished in time: infrastructure trouble,
-    /// never a verdict on the code.
-    ToolError {
-        /// What went wrong, naming the command.
-        message: String,
-    },
-}
-
 impl Workspace {
     /// Runs `test_cmd` (split like a POSIX shell would split words, but never run by one) in
     /// `worktree` with stdin closed, killing it and everything it started after `timeout`.
-    pub async fn run_test_cmd(&self, worktree: &Path, test_cmd: &str, timeout: Duration) -> CiRun {
+    pub async fn run_test_cmd(
+        &self,
+        worktree: &Path,
+        test_cmd: &str,
+        timeout: Duration,
+    ) -> CiOutcome {
         match run(worktree, test_cmd, timeout).await {
             Ok(run) => run,
-            Err(message) => CiRun::ToolError { message },
+            Err(message) => CiOutcome::ToolError { message },
         }
     }
 }
 
-async fn run(worktree: &Path, test_cmd: &str, timeout: Duration) -> Result<CiRun, String> {
+async fn run(worktree: &Path, test_cmd: &str, timeout: Duration) -> Result<CiOutcome, String> {
     let argv = shell_words::split(test_cmd)
         .map_err(|e| format!("cannot parse test command {test_cmd:?}: {e}"))?;
     let Some((program, args)) = argv.split_first() else {
@@ -148,9 +133,9 @@ async fn run(worktree: &Path, test_cmd: &str, timeout: Duration) -> Result<CiRun
                 summary.push_str(": ");
                 summary.extend(last.chars().take(200));
             }
-            Ok(CiRun::Green { summary })
+            Ok(CiOutcome::Green { summary })
         }
-        Some(Ok(_)) => Ok(CiRun::Red { output_tail: tail }),
+        Some(Ok(_)) => Ok(CiOutcome::Red { output_tail: tail }),
     }
 }
 

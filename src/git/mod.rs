@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::config::Config;
-pub use ci::CiRun;
 pub use command::GitError;
 use command::{git, git_output, path_arg};
 pub use merge::MergeOutcome;

@@ -8,7 +8,9 @@ use tempfile::TempDir;
 
 use super::command::git;
 use super::sample::{SAMPLE_TEST_CMD, create_sample_origin};
-use super::{CiRun, GitError, MergeOutcome, Workspace};
+use orchestrator_actors::domain::gates::CiOutcome;
+
+use super::{GitError, MergeOutcome, Workspace};
 
 /// The branch the domain names for a feature task `id` titled `title`.
 fn branch_name(id: &str, title: &str) -> String {
@@ -415,7 +417,7 @@ async fn ci_tells_green_from_red_from_tool_trouble() {
     let long = Duration::from_secs(60);
 
     let run = s.ws.run_test_cmd(&wt, SAMPLE_TEST_CMD, long).await;
-    let CiRun::Green { summary } = run else {
+    let CiOutcome::Green { summary } = run else {
         panic!("expected green, got {run:?}")
     };
     assert!(
@@ -426,7 +428,7 @@ async fn ci_tells_green_from_red_from_tool_trouble() {
     // Break the app: the sample's own test goes red and says why.
     write(&wt, "app.sh", "printf 'Bye\\n'\n");
     let run = s.ws.run_test_cmd(&wt, SAMPLE_TEST_CMD, long).await;
-    let CiRun::Red { output_tail } = run else {
+    let CiOutcome::Red { output_tail } = run else {
         panic!("expected red, got {run:?}")
     };
     assert!(output_tail.contains("not ok - app.sh Ada"), "{output_tail}");
@@ -437,7 +439,7 @@ async fn ci_tells_green_from_red_from_tool_trouble() {
     let run =
         s.ws.run_test_cmd(&wt, &format!("sh -c '{noisy}'"), long)
             .await;
-    let CiRun::Red { output_tail } = run else {
+    let CiOutcome::Red { output_tail } = run else {
         panic!("expected red, got {run:?}")
     };
     assert!(
@@ -456,7 +458,7 @@ async fn ci_tells_green_from_red_from_tool_trouble() {
         ("   ", "is empty"),
     ] {
         let run = s.ws.run_test_cmd(&wt, cmd, long).await;
-        let CiRun::ToolError { message } = run else {
+        let CiOutcome::ToolError { message } = run else {
             panic!("{cmd}: expected a tool error, got {run:?}")
         };
         assert!(message.contains(expected), "{message}");
@@ -471,7 +473,7 @@ async fn ci_tells_green_from_red_from_tool_trouble() {
     let run =
         s.ws.run_test_cmd(&wt, &cmd, Duration::from_millis(500))
             .await;
-    let CiRun::ToolError { message } = run else {
+    let CiOutcome::ToolError { message } = run else {
         panic!("expected a tool error, got {run:?}")
     };
     assert!(
@@ -498,7 +500,7 @@ async fn ci_tells_green_from_red_from_tool_trouble() {
 
     let missing = s.scratch.join("gone");
     let run = s.ws.run_test_cmd(&missing, SAMPLE_TEST_CMD, long).await;
-    assert!(matches!(run, CiRun::ToolError { .. }), "{run:?}");
+    assert!(matches!(run, CiOutcome::ToolError { .. }), "{run:?}");
 }
 
 #[tokio::test]

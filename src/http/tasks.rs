@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use orchestrator_actors::WorkItemId;
 use orchestrator_actors::actors::describe::{describe_cell, status_name};
 use orchestrator_actors::domain::creation::{CreateError, Origin, TaskRequest};
-use orchestrator_actors::ports::RunRecord;
+use orchestrator_actors::domain::usage::Usage;
 use ractor::registry;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -64,16 +64,13 @@ async fn show(
     let mut body = serde_json::to_value(&task).map_err(render)?;
     body["transitions"] = serde_json::to_value(transitions).map_err(render)?;
     let runs = state.jobs.runs(&id).await?;
-    let mut usage = serde_json::Map::new();
-    let mut total = usage_zero();
+    let mut by_stage = std::collections::BTreeMap::<&str, Usage>::new();
     for run in &runs {
-        let entry = usage.entry(run.stage.as_str()).or_insert_with(usage_zero);
-        add_usage(entry, run);
-        add_usage(&mut total, run);
+        by_stage.entry(run.stage.as_str()).or_default().add(run);
     }
     body["runs"] = serde_json::to_value(&runs).map_err(render)?;
-    body["usage_by_stage"] = serde_json::Value::Object(usage);
-    body["usage_total"] = total;
+    body["usage_by_stage"] = serde_json::to_value(by_stage).map_err(render)?;
+    body["usage_total"] = serde_json::to_value(Usage::of(&runs)).map_err(render)?;
     body["pull_request"] = match &task.branch {
         Some(branch) => serde_json::to_value(state.pulls.pull_request(&task.repo, branch).await?)
             .map_err(render)?,
@@ -81,29 +78,6 @@ async fn show(
     };
     body["actor"] = actor;
     Ok(Json(body))
-}
-
-/// Token and cost counters at zero. Costs are summed as whole nano-dollars, so every sum
-/// is exact: the stages' sums add up to the total to the last digit.
-fn usage_zero() -> Value {
-    json!({"input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
-           "cache_creation_tokens": 0, "cost_nano_usd": 0, "cost_usd": 0.0, "runs": 0})
-}
-
-/// Adds one run's tokens and cost to a usage counter.
-fn add_usage(entry: &mut Value, run: &RunRecord) {
-    let nanos = (run.cost_usd.max(0.0) * 1e9).round() as u64;
-    for (key, add) in [
-        ("input_tokens", run.input_tokens),
-        ("output_tokens", run.output_tokens),
-        ("cache_read_tokens", run.cache_read_tokens),
-        ("cache_creation_tokens", run.cache_creation_tokens),
-        ("cost_nano_usd", nanos),
-        ("runs", 1),
-    ] {
-        entry[key] = json!(entry[key].as_u64().unwrap_or(0) + add);
-    }
-    entry["cost_usd"] = json!(entry["cost_nano_usd"].as_u64().unwrap_or(0) as f64 / 1e9);
 }
 
 /// `POST /tasks`'s body: a task for the local tracker.

@@ -58,7 +58,11 @@ fn into_job(
         id,
         work_item_id: WorkItemId::parse(&work_item_id).map_err(|e| corrupt(e.to_string()))?,
         stage: stage.parse::<Stage>().map_err(|e| corrupt(e.to_string()))?,
-        role,
+        role: role
+            .parse()
+            .map_err(|e: orchestrator_actors::domain::pipeline::UnknownRole| {
+                corrupt(e.to_string())
+            })?,
         status: status.parse().map_err(corrupt)?,
         attempts,
         task_text,
@@ -84,7 +88,7 @@ pub(crate) fn enqueue_job(conn: &mut Connection, job: &NewJob) -> Result<i64, St
     let task = task_rowid(conn, &job.work_item_id)?;
     conn.query_row(
         "INSERT INTO jobs (task_id, stage, role, task_text) VALUES (?1, ?2, ?3, ?4) RETURNING id",
-        (task, job.stage.as_str(), &job.role, &job.task_text),
+        (task, job.stage.as_str(), job.role.as_str(), &job.task_text),
         |row| row.get(0),
     )
     .map_err(|e| {
@@ -260,7 +264,10 @@ pub(crate) fn running_jobs(conn: &Connection) -> Result<Vec<RunningJob>, StoreEr
                 start_ticks: start.unwrap_or(0) as u64,
             }),
             running_s: running_s.unwrap_or(0.0).max(0.0),
-            run_outcome,
+            run_outcome: run_outcome
+                .map(|o| o.parse())
+                .transpose()
+                .map_err(StoreError::Corrupt)?,
             run_reason,
         })
     })
@@ -434,7 +441,7 @@ pub(crate) fn start_run(conn: &mut Connection, run: &NewRun) -> Result<(), Store
             run.job_id,
             task,
             run.stage.as_str(),
-            run.role,
+            run.role.as_str(),
             run.model,
             run.log_path
         ],
@@ -460,7 +467,7 @@ pub(crate) fn finish_run(
             rusqlite::params![
                 run_id,
                 f.exit_code,
-                f.outcome,
+                f.outcome.as_str(),
                 f.reason,
                 f.subtype,
                 f.is_error,

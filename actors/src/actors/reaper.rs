@@ -29,7 +29,7 @@ use crate::actors::describe::{Describe, Description};
 use crate::actors::dispatch::{DISPATCH, DispatchMsg};
 use crate::actors::run::run_name;
 use crate::ports::workbench::ProcessControl;
-use crate::ports::{JobStore, RunningJob};
+use crate::ports::{JobStore, RunOutcome, RunningJob};
 
 /// Registered name of the reaper.
 pub const REAPER: &str = "reaper";
@@ -100,8 +100,8 @@ pub fn judge(
     if actor_alive {
         return Verdict::Leave;
     }
-    if let Some(outcome) = &running.run_outcome {
-        let success = outcome == "succeeded";
+    if let Some(outcome) = running.run_outcome {
+        let success = outcome == RunOutcome::Succeeded;
         let reason = if success {
             String::new()
         } else {
@@ -352,13 +352,13 @@ mod tests {
     use crate::ports::{Job, JobStatus};
     use crate::{Stage, WorkItemId};
 
-    fn running(attempts: u32, running_s: f64, outcome: Option<&str>) -> RunningJob {
+    fn running(attempts: u32, running_s: f64, outcome: Option<RunOutcome>) -> RunningJob {
         RunningJob {
             job: Job {
                 id: 7,
                 work_item_id: WorkItemId::parse("ORCH-7").unwrap(),
                 stage: Stage::Analysis,
-                role: "analyst".into(),
+                role: crate::Role::Analyst,
                 status: JobStatus::Running,
                 attempts,
                 task_text: String::new(),
@@ -368,9 +368,9 @@ mod tests {
             boot_id: Some("b".into()),
             process: None,
             running_s,
-            run_outcome: outcome.map(str::to_string),
+            run_outcome: outcome,
             run_reason: outcome
-                .filter(|o| *o != "succeeded")
+                .filter(|o| *o != RunOutcome::Succeeded)
                 .map(|o| format!("{o}!")),
         }
     }
@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_journaled_outcome_finalizes_a_job_whose_actor_is_gone() {
-        let ok = running(1, 5.0, Some("succeeded"));
+        let ok = running(1, 5.0, Some(RunOutcome::Succeeded));
         assert_eq!(
             judge(&ok, false, 0, BACKSTOP, 3, 3),
             Verdict::Finalize {
@@ -398,7 +398,7 @@ mod tests {
                 reason: String::new()
             }
         );
-        let bad = running(1, 5.0, Some("failed"));
+        let bad = running(1, 5.0, Some(RunOutcome::Failed));
         assert_eq!(
             judge(&bad, false, 0, BACKSTOP, 3, 3),
             Verdict::Finalize {

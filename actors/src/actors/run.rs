@@ -270,7 +270,7 @@ impl RunActor {
             job_id: state.job.id,
             work_item_id: state.job.work_item_id.clone(),
             stage: state.job.stage,
-            role: state.role.as_str().to_string(),
+            role: state.role,
             model: self.deps.runner.model(state.role),
             log_path: self
                 .deps
@@ -306,10 +306,7 @@ impl Actor for RunActor {
         _myself: ActorRef<Self::Msg>,
         job: Job,
     ) -> Result<RunState, ActorProcessingErr> {
-        let role: Role = job
-            .role
-            .parse()
-            .map_err(|e| format!("job {} names {e}", job.id))?;
+        let role = job.role;
         let run_id = job
             .run_id
             .clone()

@@ -137,6 +137,8 @@ pub enum SupervisorMsg {
     Describe(RpcReplyPort<Description>),
     /// Startup: reply once the loaded children have all been started (or failed to).
     WaitReady(RpcReplyPort<()>),
+    /// Startup: whether this supervisor gave up on child `name`, and why.
+    GaveUpOn(String, RpcReplyPort<Option<GaveUp>>),
     /// The tracker (a task was created): supervise this child and start it; replies once it
     /// started or failed to. Idempotent for a child that is already running.
     StartChild(ChildSpec, RpcReplyPort<Result<(), String>>),
@@ -291,6 +293,9 @@ impl Actor for Supervisor {
                     details,
                     child_restarts: state.tracker.restart_counts(),
                 });
+            }
+            SupervisorMsg::GaveUpOn(name, reply) => {
+                let _ = reply.send(state.gave_up.get(&name).cloned());
             }
             SupervisorMsg::WaitReady(reply) => {
                 if state.loading {

@@ -148,15 +148,17 @@ async fn wait_ready(
             return Ok(());
         }
         // Gone or failed mid-load: find out whether the root has given up on it.
-        if let Ok(CallResult::Success(d)) = root
-            .call(SupervisorMsg::Describe, Some(Duration::from_secs(1)))
+        if let Ok(CallResult::Success(Some(gave_up))) = root
+            .call(
+                |reply| SupervisorMsg::GaveUpOn(name.to_string(), reply),
+                Some(Duration::from_secs(1)),
+            )
             .await
         {
-            let gave_up = d.details["gave_up"].as_array().cloned().unwrap_or_default();
-            if let Some(g) = gave_up.iter().find(|g| g["name"] == name) {
-                let error = g["last_error"].as_str().unwrap_or("unknown error");
-                return Err(not_ready(format!("it kept failing: {error}")));
-            }
+            return Err(not_ready(format!(
+                "it kept failing: {}",
+                gave_up.last_error
+            )));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

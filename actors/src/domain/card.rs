@@ -2,9 +2,7 @@
 //! runs. Pure, so every rule about what the card shows is tested here, away from any chat.
 
 use crate::Stage;
-use crate::ports::{
-    Card, CardState, CardTotals, NANOS_PER_USD, RowStatus, RunRecord, StageRow, TaskRecord,
-};
+use crate::ports::{Card, CardState, CardTotals, RowStatus, RunRecord, StageRow, TaskRecord};
 
 /// The stages an agent works, in pipeline order: the card's rows.
 const WORKING: [Stage; 7] = [
@@ -17,15 +15,7 @@ const WORKING: [Stage; 7] = [
     Stage::Deploy,
 ];
 
-/// A run's cost in whole nano-dollars, rounded once; nonsense (negative, NaN) counts as 0.
-pub fn cost_nanos(cost_usd: f64) -> u64 {
-    if cost_usd.is_finite() && cost_usd > 0.0 {
-        // `as` saturates at u64::MAX, which no real cost reaches.
-        (cost_usd * NANOS_PER_USD).round() as u64
-    } else {
-        0
-    }
-}
+pub use crate::domain::usage::cost_nanos;
 
 fn position(stage: Stage) -> usize {
     Stage::ALL

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::actors::reaper::Verdict;
 use crate::domain::resilience::{FailureClass, Plan, RetryPolicy};
-use crate::ports::{Job, JobStatus, Requeue, RunFinish};
+use crate::ports::{Job, JobStatus, Requeue, RunFinish, RunOutcome};
 
 /// How a run ended, as its run actor reports it.
 #[derive(Clone, Debug, PartialEq)]
@@ -141,7 +141,7 @@ pub struct JobRules {
 pub fn decide(job: &Job, event: JobEvent, rules: &JobRules, now: SystemTime) -> JobDecision {
     match event {
         JobEvent::RunEnded(RunEnd::Succeeded { mut finish }) => {
-            finish.outcome = "succeeded".into();
+            finish.outcome = RunOutcome::Succeeded;
             finish.reason = None;
             JobDecision {
                 run: Some(*finish),
@@ -157,7 +157,7 @@ pub fn decide(job: &Job, event: JobEvent, rules: &JobRules, now: SystemTime) -> 
         }) => failed(job, class, reason, finish, rules, now),
         JobEvent::RunEnded(RunEnd::Infrastructure { reason, finish }) => JobDecision {
             run: finish.map(|mut f| {
-                f.outcome = "infrastructure".into();
+                f.outcome = RunOutcome::Infrastructure;
                 f.reason = Some(reason.clone());
                 *f
             }),
@@ -168,7 +168,7 @@ pub fn decide(job: &Job, event: JobEvent, rules: &JobRules, now: SystemTime) -> 
         JobEvent::RunCrashed { error } => {
             let reason = format!("the run crashed: {error}");
             let run = Some(RunFinish {
-                outcome: "crashed".into(),
+                outcome: RunOutcome::Crashed,
                 reason: Some(reason.clone()),
                 ..RunFinish::default()
             });
@@ -219,17 +219,19 @@ fn failed(
         BreakerNote::Other
     });
     let plan = rules.retry.plan(&class, job.transient_attempts, now);
-    let timed_out = finish.as_ref().is_some_and(|f| f.outcome == "timeout");
-    let journal = |outcome: &str| {
+    let timed_out = finish
+        .as_ref()
+        .is_some_and(|f| f.outcome == RunOutcome::Timeout);
+    let journal = |outcome: RunOutcome| {
         finish.clone().map(|mut f| {
-            f.outcome = outcome.to_string();
+            f.outcome = outcome;
             f.reason = Some(reason.clone());
             *f
         })
     };
     match plan {
         Plan::Retry { delay } => JobDecision {
-            run: journal("transient"),
+            run: journal(RunOutcome::Transient),
             change: Some(JobChange::Requeue {
                 how: Requeue::Transient { delay },
                 reason: reason.clone(),
@@ -238,7 +240,7 @@ fn failed(
             ..JobDecision::default()
         },
         Plan::Park { until_unix } => JobDecision {
-            run: journal("usage-limit"),
+            run: journal(RunOutcome::UsageLimit),
             park: Some((until_unix, reason.clone())),
             change: Some(JobChange::Requeue {
                 how: Requeue::Parked,
@@ -256,7 +258,11 @@ fn failed(
                 reason.clone()
             };
             JobDecision {
-                run: journal(if timed_out { "timeout" } else { "failed" }),
+                run: journal(if timed_out {
+                    RunOutcome::Timeout
+                } else {
+                    RunOutcome::Failed
+                }),
                 change: Some(finish_with(JobOutcome::Failed { reason: told })),
                 breaker,
                 ..JobDecision::default()
@@ -300,7 +306,7 @@ mod tests {
             id: 3,
             work_item_id: WorkItemId::parse("J-3").unwrap(),
             stage: Stage::Development,
-            role: "developer".into(),
+            role: crate::Role::Developer,
             status: JobStatus::Running,
             attempts,
             task_text: String::new(),
@@ -319,12 +325,12 @@ mod tests {
         }
     }
 
-    fn failed_with(class: FailureClass, outcome: &str) -> JobEvent {
+    fn failed_with(class: FailureClass, outcome: RunOutcome) -> JobEvent {
         JobEvent::RunEnded(RunEnd::Failed {
             class,
             reason: "boom".into(),
             finish: Some(Box::new(RunFinish {
-                outcome: outcome.into(),
+                outcome,
                 ..RunFinish::default()
             })),
         })
@@ -340,7 +346,7 @@ mod tests {
             &rules(),
             SystemTime::now(),
         );
-        assert_eq!(d.run.unwrap().outcome, "succeeded");
+        assert_eq!(d.run.unwrap().outcome, RunOutcome::Succeeded);
         assert_eq!(
             d.change,
             Some(JobChange::Finish {
@@ -357,11 +363,11 @@ mod tests {
         };
         let d = decide(
             &job(1, 0),
-            failed_with(class.clone(), "failed"),
+            failed_with(class.clone(), RunOutcome::Failed),
             &rules(),
             SystemTime::now(),
         );
-        assert_eq!(d.run.unwrap().outcome, "transient");
+        assert_eq!(d.run.unwrap().outcome, RunOutcome::Transient);
         assert!(matches!(
             d.change,
             Some(JobChange::Requeue { how: Requeue::Transient { delay }, .. }) if delay == Duration::from_secs(7)
@@ -369,7 +375,7 @@ mod tests {
         assert_eq!(d.breaker, Some(BreakerNote::Transient));
         let spent = decide(
             &job(1, 2),
-            failed_with(class, "failed"),
+            failed_with(class, RunOutcome::Failed),
             &rules(),
             SystemTime::now(),
         );
@@ -386,7 +392,12 @@ mod tests {
         let class = FailureClass::UsageLimit {
             resets_at: now + Duration::from_secs(600),
         };
-        let d = decide(&job(1, 0), failed_with(class, "failed"), &rules(), now);
+        let d = decide(
+            &job(1, 0),
+            failed_with(class, RunOutcome::Failed),
+            &rules(),
+            now,
+        );
         assert!(d.park.is_some());
         assert!(matches!(
             d.change,
@@ -395,18 +406,18 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!(d.run.unwrap().outcome, "usage-limit");
+        assert_eq!(d.run.unwrap().outcome, RunOutcome::UsageLimit);
     }
 
     #[test]
     fn a_permanent_failure_ends_the_job_and_keeps_a_timeout_visible() {
         let d = decide(
             &job(1, 0),
-            failed_with(FailureClass::Permanent, "timeout"),
+            failed_with(FailureClass::Permanent, RunOutcome::Timeout),
             &rules(),
             SystemTime::now(),
         );
-        assert_eq!(d.run.unwrap().outcome, "timeout");
+        assert_eq!(d.run.unwrap().outcome, RunOutcome::Timeout);
         assert_eq!(
             d.change,
             Some(JobChange::Finish {
@@ -429,7 +440,7 @@ mod tests {
             SystemTime::now(),
         );
         assert_eq!(d.breaker, None);
-        assert_eq!(d.run.unwrap().outcome, "infrastructure");
+        assert_eq!(d.run.unwrap().outcome, RunOutcome::Infrastructure);
         let Some(JobChange::Finish { outcome }) = d.change else {
             panic!("expected a finish")
         };
@@ -455,7 +466,7 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!(d.run.unwrap().outcome, "crashed");
+        assert_eq!(d.run.unwrap().outcome, RunOutcome::Crashed);
         let spent = decide(&job(3, 0), crash(), &rules(), SystemTime::now());
         assert!(matches!(
             spent.change,

@@ -20,3 +20,4 @@ pub mod restart;
 pub mod stage;
 pub mod statuses;
 pub mod task_machine;
+pub mod usage;

@@ -246,7 +246,7 @@ impl JobStore for MemoryJobs {
             run.work_item_id.clone(),
             RunRecord {
                 run_id: run.run_id,
-                role: run.role,
+                role: run.role.as_str().to_string(),
                 stage: run.stage,
                 status: "running".into(),
                 exit_code: None,
@@ -272,7 +272,7 @@ impl JobStore for MemoryJobs {
             .map(|(_, r)| r)
             .find(|r| r.run_id == run_id)
             .ok_or_else(|| StoreError::NotFound(format!("run {run_id}")))?;
-        run.status = finish.outcome;
+        run.status = finish.outcome.as_str().to_string();
         run.reason = finish.reason;
         run.exit_code = finish.exit_code;
         run.model = finish.model.or(run.model.take());

@@ -16,7 +16,7 @@ use crate::domain::task_machine::MergeResult;
 use crate::ports::workbench::{
     AgentReport, AgentRequest, AgentRunner, Forge, SpawnNotice, Workplace,
 };
-use crate::ports::{ProcessId, RunFinish, TaskRecord};
+use crate::ports::{ProcessId, RunFinish, RunOutcome, TaskRecord};
 
 /// What one agent run does.
 #[derive(Clone, Debug)]
@@ -111,7 +111,11 @@ impl AgentRunner for ScriptedRunner {
             log_path: self.log_path(&request.run_id).display().to_string(),
             finish: RunFinish {
                 exit_code: Some(if success { 0 } else { 1 }),
-                outcome: if success { "succeeded" } else { "failed" }.into(),
+                outcome: if success {
+                    RunOutcome::Succeeded
+                } else {
+                    RunOutcome::Failed
+                },
                 input_tokens: 10,
                 output_tokens: 5,
                 cost_usd: 0.01,

@@ -25,7 +25,7 @@ pub use notify::{
 };
 pub use queue::{
     Job, JobStatus, JobStore, NewJob, NewRun, ProcessId, QueueOverview, QueuePark, Requeue,
-    RunFinish, RunRecord, RunningJob,
+    RunFinish, RunOutcome, RunRecord, RunningJob,
 };
 
 /// A task as the store keeps it.

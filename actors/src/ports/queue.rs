@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::StoreError;
-use crate::{Stage, WorkItemId};
+use crate::{Role, Stage, WorkItemId};
 
 /// Lifecycle of a queued agent job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -60,7 +60,7 @@ pub struct NewJob {
     /// The stage the job works for.
     pub stage: Stage,
     /// The role agent to run.
-    pub role: String,
+    pub role: Role,
     /// The task text handed to the agent.
     pub task_text: String,
 }
@@ -75,7 +75,7 @@ pub struct Job {
     /// The stage it works for.
     pub stage: Stage,
     /// The role agent.
-    pub role: String,
+    pub role: Role,
     /// Where it is in its lifecycle.
     pub status: JobStatus,
     /// Times it was started.
@@ -112,7 +112,7 @@ pub struct RunningJob {
     pub running_s: f64,
     /// The outcome journaled for its run (`succeeded`, `failed`, `timeout`…), if the run
     /// ended; `None` while it runs or if it never reached the journal.
-    pub run_outcome: Option<String>,
+    pub run_outcome: Option<RunOutcome>,
     /// The journaled failure reason of that run.
     pub run_reason: Option<String>,
 }
@@ -166,11 +166,78 @@ pub struct NewRun {
     /// The stage.
     pub stage: Stage,
     /// The role.
-    pub role: String,
+    pub role: Role,
     /// The model asked for, if any.
     pub model: Option<String>,
     /// Where its output goes.
     pub log_path: String,
+}
+
+/// How an agent run ended, as journaled (`agent_runs.outcome`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunOutcome {
+    /// The agent succeeded and its work was published.
+    Succeeded,
+    /// The agent failed; the job ended (an attempt spent).
+    #[default]
+    Failed,
+    /// The agent ran past its role's time budget and was stopped.
+    Timeout,
+    /// A transient API failure; the job went back to the queue.
+    Transient,
+    /// The account's usage limit; the queue was parked and the job requeued.
+    UsageLimit,
+    /// The agent's work could not be prepared for or published; not the agent's fault.
+    Infrastructure,
+    /// The run actor crashed before it reported.
+    Crashed,
+    /// The orchestrator restarted while it ran.
+    Abandoned,
+}
+
+impl RunOutcome {
+    /// Every outcome.
+    pub const ALL: [RunOutcome; 8] = [
+        Self::Succeeded,
+        Self::Failed,
+        Self::Timeout,
+        Self::Transient,
+        Self::UsageLimit,
+        Self::Infrastructure,
+        Self::Crashed,
+        Self::Abandoned,
+    ];
+
+    /// The spelling used in the store and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Timeout => "timeout",
+            Self::Transient => "transient",
+            Self::UsageLimit => "usage-limit",
+            Self::Infrastructure => "infrastructure",
+            Self::Crashed => "crashed",
+            Self::Abandoned => "abandoned",
+        }
+    }
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RunOutcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("unknown run outcome {s:?}"))
+    }
 }
 
 /// What is known when an agent process has ended.
@@ -178,8 +245,8 @@ pub struct NewRun {
 pub struct RunFinish {
     /// Exit code (−9 when killed).
     pub exit_code: Option<i32>,
-    /// `succeeded`, `failed` or `timeout`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: RunOutcome,
     /// Why it failed, for humans.
     pub reason: Option<String>,
     /// The CLI result's `subtype`.

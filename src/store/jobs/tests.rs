@@ -1,5 +1,6 @@
 //! The job queue and run journal against a real SQLite file.
-use orchestrator_actors::ports::{JobStore, NewTaskFields, Phase, Store, TaskUpdate};
+use orchestrator_actors::Role;
+use orchestrator_actors::ports::{JobStore, NewTaskFields, Phase, RunOutcome, Store, TaskUpdate};
 
 use std::time::Duration;
 
@@ -43,7 +44,7 @@ async fn claim_and_start(store: &SqliteStore, id: &str, boot: &str) -> Job {
             job_id: job.id,
             work_item_id: work_item(id),
             stage: Stage::Analysis,
-            role: "analyst".into(),
+            role: Role::Analyst,
             model: None,
             log_path: format!("runs/{run_id}.log"),
         })
@@ -64,10 +65,11 @@ async fn claim_and_start(store: &SqliteStore, id: &str, boot: &str) -> Job {
 }
 
 fn job(id: &str, role: &str) -> NewJob {
+    let role: Role = role.parse().expect("a role");
     NewJob {
         work_item_id: work_item(id),
         stage: Stage::Analysis,
-        role: role.into(),
+        role,
         task_text: format!("do {role} work on {id}"),
     }
 }
@@ -154,7 +156,7 @@ async fn jobs_of_a_previous_boot_are_requeued_without_a_trace_of_their_run() {
             job_id: id,
             work_item_id: work_item("T-1"),
             stage: Stage::Analysis,
-            role: "analyst".into(),
+            role: Role::Analyst,
             model: None,
             log_path: "runs/x.log".into(),
         })
@@ -190,7 +192,7 @@ async fn runs_record_usage_and_cost() {
             job_id: id,
             work_item_id: work_item("T-1"),
             stage: Stage::Analysis,
-            role: "analyst".into(),
+            role: Role::Analyst,
             model: Some("claude-sonnet-4-5".into()),
             log_path: "runs/r.log".into(),
         })
@@ -205,7 +207,7 @@ async fn runs_record_usage_and_cost() {
             &run_id,
             RunFinish {
                 exit_code: Some(0),
-                outcome: "succeeded".into(),
+                outcome: RunOutcome::Succeeded,
                 input_tokens: 11,
                 output_tokens: 5,
                 cache_read_tokens: 3,
@@ -498,7 +500,7 @@ async fn running_jobs_carry_their_process_age_and_journaled_outcome() {
         .finish_run(
             &run_id,
             RunFinish {
-                outcome: "failed".into(),
+                outcome: RunOutcome::Failed,
                 reason: Some("exit 1".into()),
                 ..RunFinish::default()
             },
@@ -506,7 +508,7 @@ async fn running_jobs_carry_their_process_age_and_journaled_outcome() {
         .await
         .unwrap();
     let r = store.running_jobs().await.unwrap().remove(0);
-    assert_eq!(r.run_outcome.as_deref(), Some("failed"));
+    assert_eq!(r.run_outcome, Some(RunOutcome::Failed));
     assert_eq!(r.run_reason.as_deref(), Some("exit 1"));
 }
 

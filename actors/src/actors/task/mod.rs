@@ -273,7 +273,7 @@ impl TaskActor {
                 let job = NewJob {
                     work_item_id: task.work_item_id.clone(),
                     stage,
-                    role: role.as_str().to_string(),
+                    role,
                     task_text,
                 };
                 if crate::actors::dispatch::enqueue(job).await?.is_none() {
