@@ -24,10 +24,10 @@ use orchestrator_actors::fakes::{
 };
 use orchestrator_actors::ports::workbench::{AgentRunner, Forge};
 use orchestrator_actors::ports::{
-    Alert, AlertKind, Card, JobStatus, JobStore, MessageId, NewTask, Notifier, NotifyError, Phase,
-    Store, TaskUpdate,
+    Alert, AlertKind, Card, JobStatus, JobStore, MessageId, NewJob, NewTask, Notifier, NotifyError,
+    Phase, Store, TaskUpdate,
 };
-use orchestrator_actors::{Stage, WorkItemId};
+use orchestrator_actors::{Role, Stage, WorkItemId};
 use ractor::{ActorRef, registry};
 use tokio::sync::Mutex;
 
@@ -63,6 +63,7 @@ struct Setup {
     alerts: Arc<Alerts>,
     limits: InfraLimits,
     infra_retries: u32,
+    reaper_tick: Duration,
 }
 
 impl Setup {
@@ -75,6 +76,7 @@ impl Setup {
             alerts: Arc::new(Alerts::default()),
             limits: InfraLimits::default(),
             infra_retries: 5,
+            reaper_tick: Duration::from_secs(60),
         }
     }
 
@@ -111,7 +113,7 @@ impl Setup {
                 jobs: self.jobs.clone(),
                 processes: Arc::new(NoProcesses),
                 boot_id: "test-boot".into(),
-                tick: Duration::from_secs(60),
+                tick: self.reaper_tick,
                 grace_ticks: 3,
                 backstop: Duration::from_secs(3600),
                 max_attempts: 3,
@@ -408,5 +410,45 @@ async fn a_restart_mid_merge_never_runs_two_merges_at_once() {
         1,
         "the crashed incarnation's merge ended before the new one began"
     );
+    stop(tree).await;
+}
+
+#[tokio::test]
+async fn the_reaper_reports_an_orphaned_job_and_dispatch_runs_it_again() {
+    let _guard = REGISTRY.lock().await;
+    let runner = Arc::new(ScriptedRunner::default());
+    let mut setup = Setup::new(Arc::new(ScriptedForge::default()), runner.clone());
+    setup.reaper_tick = Duration::from_millis(20);
+    // A job this boot claimed whose run actor never came up (it died before it could).
+    setup.seed("O-1", Stage::Analysis, Phase::Working).await;
+    let id = WorkItemId::parse("O-1").unwrap();
+    setup
+        .jobs
+        .enqueue_job(NewJob {
+            work_item_id: id.clone(),
+            stage: Stage::Analysis,
+            role: Role::Analyst,
+            task_text: "analyse".into(),
+        })
+        .await
+        .unwrap();
+    let claimed = setup.jobs.claim_jobs(1, "test-boot").await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let tree = setup.start().await;
+
+    // The reaper's verdict is written by dispatch, which then claims the job and runs it.
+    until_phase(&setup, "O-1", Phase::AwaitingApproval).await;
+    let jobs = setup.jobs.all();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].status, jobs[0].attempts),
+        (JobStatus::Succeeded, 2),
+        "requeued with the lost attempt counted"
+    );
+    assert_eq!(runner.launched(), 1);
+    let reaper = registry::where_is("reaper").unwrap();
+    let (_, d) =
+        orchestrator_actors::actors::describe::describe_cell(&reaper, Duration::from_secs(2)).await;
+    assert_eq!(d.unwrap().details["counters"]["requeued"], 1);
     stop(tree).await;
 }

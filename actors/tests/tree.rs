@@ -279,13 +279,24 @@ async fn a_child_that_keeps_failing_is_left_stopped_and_reported() {
         .cast(TaskMsg::Crash("again".into()))
         .unwrap();
     eventually("C-1 gone", || task_ref("C-1").is_none()).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once its supervisor has recorded giving up, no restart can be pending any more.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let root = loop {
+        let root = walk(Duration::from_secs(1)).await;
+        let tasks = child(&root, "tasks");
+        if tasks.details.as_ref().unwrap()["gave_up"][0]["name"] == "task:C-1" {
+            break root;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the supervisor never gave up on C-1"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     assert!(
         task_ref("C-1").is_none(),
         "a given-up child must stay stopped"
     );
-
-    let root = walk(Duration::from_secs(1)).await;
     let tasks = child(&root, "tasks");
     let gave_up = &tasks.details.as_ref().unwrap()["gave_up"];
     assert_eq!(gave_up[0]["name"], "task:C-1");

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
+use tokio::task::JoinSet;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 use crate::WorkItemId;
@@ -182,10 +184,19 @@ struct Slot {
 
 /// The tracker's bookkeeping.
 pub struct TrackerState {
+    /// Per task: the card's message, sequence and last shown state.
     slots: HashMap<WorkItemId, Slot>,
+    /// Deliveries waiting, in order.
     queue: VecDeque<Delivery>,
+    /// A delivery is in flight.
     in_flight: bool,
+    /// The delivery in flight, owned: it ends with the actor.
+    delivery: Option<AbortOnDropHandle<()>>,
+    /// Cards being rendered, owned: they end with the actor.
+    renders: JoinSet<()>,
+    /// Renders not yet back.
     loading: usize,
+    /// What it did.
     counters: TrackerCounters,
 }
 
@@ -208,7 +219,7 @@ impl TrackerState {
                 .and_then(|s| s.message_id),
             Delivery::Alert(_) => None,
         };
-        tokio::spawn(async move {
+        self.delivery = Some(AbortOnDropHandle::new(tokio::spawn(async move {
             let mut retried = 0;
             let msg = match delivery {
                 Delivery::Card(card) => TrackerMsg::Delivered {
@@ -230,7 +241,7 @@ impl TrackerState {
                 },
             };
             let _ = myself.cast(msg);
-        });
+        })));
     }
 }
 
@@ -364,6 +375,8 @@ impl Actor for Tracker {
             slots: HashMap::new(),
             queue: VecDeque::new(),
             in_flight: false,
+            delivery: None,
+            renders: JoinSet::new(),
             loading: 0,
             counters: TrackerCounters::default(),
         })
@@ -382,7 +395,9 @@ impl Actor for Tracker {
                 slot.next_seq += 1;
                 state.loading += 1;
                 let deps = self.deps.clone();
-                tokio::spawn(async move {
+                // Reap the renders that ended, so the set holds only those in flight.
+                while state.renders.try_join_next().is_some() {}
+                state.renders.spawn(async move {
                     let card = render(&deps, &id).await.unwrap_or_else(|e| {
                         warn!(task = %id, error = %e, "cannot render the tracker card");
                         None
@@ -421,6 +436,7 @@ impl Actor for Tracker {
                 retried,
             } => {
                 state.in_flight = false;
+                state.delivery = None;
                 let c = &mut state.counters;
                 c.retried_after += u64::from(retried);
                 match outcome {
