@@ -15,6 +15,7 @@ use ractor::{
 };
 use serde::Serialize;
 use serde_json::json;
+use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::actors::describe::{Describe, Description};
@@ -123,6 +124,9 @@ pub struct SupervisorState {
     loading: bool,
     /// `WaitReady` callers waiting for `loading` to end.
     waiters: Vec<RpcReplyPort<()>>,
+    /// What it started and owns — the loader, launches, restarts after a backoff — ended
+    /// with the supervisor.
+    work: JoinSet<()>,
     /// How children are stopped.
     shutdown: ShutdownOrder,
     /// Stop timeout per child (or for all, when concurrent).
@@ -168,6 +172,12 @@ impl Describe for SupervisorMsg {
 }
 
 impl SupervisorState {
+    /// Starts `work` as the supervisor's own, reaping what already ended.
+    fn own(&mut self, work: impl Future<Output = ()> + Send + 'static) {
+        while self.work.try_join_next().is_some() {}
+        self.work.spawn(work);
+    }
+
     /// Applies the policy to one failure of `name`: schedule a restart or give up.
     fn on_child_failure(
         &mut self,
@@ -184,7 +194,7 @@ impl SupervisorState {
             Decision::Restart { after } => {
                 warn!(child = %name, %error, backoff_ms = after.as_millis() as u64, "child failed; restarting");
                 let me = myself.clone();
-                tokio::spawn(async move {
+                self.own(async move {
                     // The failed incarnation unregisters its name just after notifying us.
                     if let Some(old) = old {
                         let _ = old.wait(Some(OLD_INCARNATION_WAIT)).await;
@@ -212,8 +222,8 @@ impl SupervisorState {
 
 /// Starts `spec` under `supervisor` off the actor's handler; a failure comes back as
 /// [`SupervisorMsg::StartFailed`].
-fn launch(supervisor: ActorRef<SupervisorMsg>, spec: ChildSpec) {
-    tokio::spawn(async move {
+fn launch(state: &mut SupervisorState, supervisor: ActorRef<SupervisorMsg>, spec: ChildSpec) {
+    state.own(async move {
         if let Err(e) = (spec.start)(supervisor.get_cell()).await {
             let _ = supervisor.cast(SupervisorMsg::StartFailed {
                 name: spec.name,
@@ -250,6 +260,7 @@ impl Actor for Supervisor {
             loading: args.loader.is_some(),
             loader: args.loader,
             waiters: Vec::new(),
+            work: JoinSet::new(),
             shutdown: args.shutdown,
             shutdown_timeout: args.shutdown_timeout,
             launch_concurrency: args.launch_concurrency.max(1),
@@ -262,7 +273,7 @@ impl Actor for Supervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if let Some(loader) = state.loader.clone() {
-            tokio::spawn(async move {
+            state.own(async move {
                 let msg = match loader().await {
                     Ok(specs) => SupervisorMsg::Adopt(specs),
                     Err(e) => SupervisorMsg::LoadFailed(e),
@@ -312,7 +323,7 @@ impl Actor for Supervisor {
                 state.gave_up.remove(&spec.name);
                 state.specs.insert(spec.name.clone(), spec.clone());
                 let supervisor = myself.clone();
-                tokio::spawn(async move {
+                state.own(async move {
                     let result = (spec.start)(supervisor.get_cell()).await.map(|_| ());
                     let _ =
                         reply.send(result.map_err(|e| format!("cannot start {}: {e}", spec.name)));
@@ -325,7 +336,7 @@ impl Actor for Supervisor {
                 }
                 let me = myself.clone();
                 let concurrency = state.launch_concurrency;
-                tokio::spawn(async move {
+                state.own(async move {
                     let cell = me.get_cell();
                     futures::stream::iter(specs)
                         .map(|spec| {
@@ -357,7 +368,7 @@ impl Actor for Supervisor {
                 if let Some(spec) = state.specs.get(&name) {
                     state.tracker.on_restart(&name);
                     info!(child = %name, restarts = state.tracker.restarts(&name), "restarting child");
-                    launch(myself.clone(), spec.clone());
+                    launch(state, myself.clone(), spec.clone());
                 }
             }
             SupervisorMsg::StartFailed { name, error } => {
