@@ -174,8 +174,20 @@ impl Describe for TaskMsg {
 
 impl TaskActor {
     /// Decides `event`, saves the decision and carries out its effects. Returns whether the
-    /// decision changed the task.
+    /// decision changed the task. The work is boxed: every live actor's own future is as
+    /// large as the largest future it awaits inline, and 10,000 idle actors would each hold
+    /// room for a decision's store write and RPCs they are not making.
     async fn process(
+        &self,
+        myself: &ActorRef<TaskMsg>,
+        state: &mut TaskState,
+        event: Event,
+    ) -> Result<bool, ActorProcessingErr> {
+        Box::pin(self.decide_and_apply(myself, state, event)).await
+    }
+
+    /// [`Self::process`], unboxed.
+    async fn decide_and_apply(
         &self,
         myself: &ActorRef<TaskMsg>,
         state: &mut TaskState,
@@ -214,7 +226,7 @@ impl TaskActor {
             self.announce(state, notices(&before, &state.record, reason, &event));
         }
         for effect in effects {
-            self.run_effect(myself, state, effect).await?;
+            self.carry_out(myself, state, effect).await?;
         }
         Ok(changed)
     }
@@ -252,10 +264,20 @@ impl TaskActor {
         }
     }
 
+    /// Carries out one effect (boxed, like [`Self::process`]).
+    async fn run_effect(
+        &self,
+        myself: &ActorRef<TaskMsg>,
+        state: &mut TaskState,
+        effect: Effect,
+    ) -> Result<(), ActorProcessingErr> {
+        Box::pin(self.carry_out(myself, state, effect)).await
+    }
+
     /// Carries out one effect. Queue changes are asked of `dispatch` (an error fails the
     /// incarnation, and its restart decides again from the store); everything slow is
     /// started as owned work that reports back by message.
-    async fn run_effect(
+    async fn carry_out(
         &self,
         myself: &ActorRef<TaskMsg>,
         state: &mut TaskState,
