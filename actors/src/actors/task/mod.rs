@@ -448,11 +448,7 @@ impl Actor for TaskActor {
                         "developer_retries": r.developer_retries,
                         "loaded_at": state.loaded_at,
                         "infra_streak": state.infra_streak,
-                        "side_work": {
-                            "gate": state.work.gate.as_ref().is_some_and(|w| !w.is_finished()),
-                            "merge": state.work.merge.as_ref().is_some_and(|w| !w.is_finished()),
-                            "timer": state.work.timer.as_ref().is_some_and(|w| !w.is_finished()),
-                        },
+                        "in_flight": state.work.in_flight(),
                     }),
                     ..Description::default()
                 });

@@ -43,6 +43,22 @@ pub(super) enum BoardJob {
     Comment(TaskRecord, Option<crate::domain::pipeline::Role>, String),
 }
 
+impl SideWork {
+    /// What is running now, by name (`gate`, `merge`, `timer`, `cleanup`), for Describe.
+    pub(super) fn in_flight(&self) -> Vec<&'static str> {
+        [
+            ("gate", &self.gate),
+            ("merge", &self.merge),
+            ("timer", &self.timer),
+            ("cleanup", &self.cleanup),
+        ]
+        .into_iter()
+        .filter(|(_, work)| work.as_ref().is_some_and(|w| !w.is_finished()))
+        .map(|(name, _)| name)
+        .collect()
+    }
+}
+
 impl BoardWorker {
     pub(super) fn start(board: Arc<dyn Board>) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BoardJob>();
