@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde_json::json;
+use tokio::task::JoinSet;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{error, info, warn};
 
@@ -132,6 +133,10 @@ pub struct DispatchState {
     recovering: Option<AbortOnDropHandle<()>>,
     /// Kills of crashed runs' agents, by job; the job is settled once its agent is gone.
     kills: BTreeMap<i64, AbortOnDropHandle<()>>,
+    /// Enqueue writes in flight: each task's enqueue is independent of every other's, so a
+    /// burst of them (10,000 new tasks at a boot) shares the store's group commit instead of
+    /// waiting for each other; a task waits for its own.
+    enqueues: JoinSet<()>,
     /// Stops claims after a streak of transient failures.
     breaker: Breaker,
 }
@@ -208,6 +213,7 @@ impl Actor for Dispatch {
             recovered: false,
             recovering: None,
             kills: BTreeMap::new(),
+            enqueues: JoinSet::new(),
             breaker: Breaker::new(self.deps.breaker_threshold, self.deps.breaker_cooldown),
         })
     }
@@ -234,17 +240,22 @@ impl Actor for Dispatch {
         match msg {
             DispatchMsg::Wake => self.claim(&myself, state).await,
             DispatchMsg::Enqueue(job, reply) => {
-                let what = format!("{} for task {}", job.role, job.work_item_id);
-                let result = match self.deps.jobs.enqueue_job(job).await {
-                    Ok(id) => Ok(Some(id)),
-                    Err(StoreError::Duplicate(_)) => Ok(None),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(e) = &result {
-                    warn!(job = %what, error = %e, "cannot enqueue");
-                }
-                let _ = reply.send(result);
-                self.claim(&myself, state).await;
+                let jobs = self.deps.jobs.clone();
+                let me = myself.clone();
+                while state.enqueues.try_join_next().is_some() {}
+                state.enqueues.spawn(async move {
+                    let what = format!("{} for task {}", job.role, job.work_item_id);
+                    let result = match jobs.enqueue_job(job).await {
+                        Ok(id) => Ok(Some(id)),
+                        Err(StoreError::Duplicate(_)) => Ok(None),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = &result {
+                        warn!(job = %what, error = %e, "cannot enqueue");
+                    }
+                    let _ = reply.send(result);
+                    let _ = me.cast(DispatchMsg::Wake);
+                });
             }
             DispatchMsg::CancelQueued(id, reply) => {
                 let _ = reply.send(self.deps.jobs.cancel_queued_jobs(&id).await.map_err(text));

@@ -259,7 +259,7 @@ impl TaskActor {
                 .board
                 .get_or_insert_with(|| BoardWorker::start(self.deps.board.clone()));
             for job in board {
-                let _ = worker.tx.send(job);
+                let _ = worker.tx.send(Box::new(job));
             }
         }
     }
