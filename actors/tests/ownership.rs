@@ -200,6 +200,20 @@ async fn until_phase(setup: &Setup, s: &str, phase: Phase) {
     }
 }
 
+/// Waits for the Blocked alert of an infrastructure reason.
+async fn infrastructure_alert(setup: &Setup) {
+    let alerts = setup.alerts.clone();
+    eventually("the blocked alert", || {
+        alerts
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| a.kind == AlertKind::Blocked && a.text.contains("infrastructure:"))
+    })
+    .await;
+}
+
 async fn stop(tree: Tree) {
     tree.shutdown(Duration::from_secs(10)).await;
     eventually("registry cleared", || registry::where_is("root").is_none()).await;
@@ -303,16 +317,7 @@ async fn a_push_that_keeps_failing_blocks_the_task_as_infrastructure_without_spe
         3,
         "the first try and two retries"
     );
-    let alerts = setup.alerts.clone();
-    eventually("the blocked alert", || {
-        alerts
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|a| a.kind == AlertKind::Blocked && a.text.contains("infrastructure:"))
-    })
-    .await;
+    infrastructure_alert(&setup).await;
     stop(tree).await;
 }
 
@@ -334,16 +339,7 @@ async fn an_exhausted_gate_deferral_blocks_the_task_with_an_infrastructure_reaso
         "{reason}"
     );
     assert_eq!((task.stage, task.developer_retries), (Stage::Review, 0));
-    let alerts = setup.alerts.clone();
-    eventually("the blocked alert", || {
-        alerts
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|a| a.kind == AlertKind::Blocked && a.text.contains("infrastructure:"))
-    })
-    .await;
+    infrastructure_alert(&setup).await;
     stop(tree).await;
 }
 

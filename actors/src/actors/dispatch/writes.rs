@@ -52,6 +52,7 @@ fn tell_task(job: &Job, outcome: JobOutcome) {
     }
 }
 
+/// A store error as the text a reply carries.
 pub(super) fn text(e: StoreError) -> String {
     e.to_string()
 }
