@@ -12,6 +12,7 @@ pub mod git;
 pub mod gitea;
 pub(crate) mod http;
 pub mod intake;
+pub mod os;
 pub(crate) mod integrations;
 pub(crate) mod logging;
 pub mod plane;
