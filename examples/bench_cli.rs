@@ -15,6 +15,20 @@ use orchestrator_actors::{Role, Stage, WorkItemId};
 use orchestrator_testkit::anthropic::{AnthropicStub, StubConfig};
 use orchestrator_testkit::claude::{ClaudeEnv, claude_bin, scratch_git_repo};
 
+/// `target/<profile>/orchestrator`, beside this example's own directory.
+fn orchestrator_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|profile| profile.join("orchestrator"))
+        .filter(|bin| bin.exists())
+        .ok_or_else(|| {
+            anyhow::anyhow!("build the orchestrator binary first: cargo build --release")
+        })?;
+    Ok(bin)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let runs: usize = std::env::args()
@@ -35,13 +49,17 @@ async fn main() -> anyhow::Result<()> {
     let prompts = config
         .agents
         .install_prompts(&scratch.path().join("prompts"))?;
-    let launcher = std::sync::Arc::new(CliLauncher::new(
-        claude_bin(),
-        Vec::new(),
-        scratch.path().join("runs"),
-        config.agents.clone(),
-        prompts,
-    ));
+    let launcher = std::sync::Arc::new(
+        CliLauncher::new(
+            claude_bin(),
+            Vec::new(),
+            scratch.path().join("runs"),
+            config.agents.clone(),
+            prompts,
+        )
+        // The agents' shim is the orchestrator binary (`cargo build --release` builds it).
+        .with_shim(orchestrator_binary()?),
+    );
     let repos: Vec<_> = (0..runs).map(|_| scratch_git_repo()).collect();
 
     let started = Instant::now();
@@ -64,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
                 worktree,
             },
             attempt: 1,
+            adopted: false,
         };
         handles.push(tokio::spawn(async move {
             let one = Instant::now();

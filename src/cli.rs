@@ -49,6 +49,10 @@ pub enum Command {
     /// (ORCH_ROLE, ORCH_WORK_ITEM, ORCH_ARTIFACTS_DIR, ORCH_ATTEMPT, ORCH_STAGE) and prints one
     /// result object. For tests and demos; no model is called.
     ScriptedAgent(crate::claude::scripted::ScriptedArgs),
+    /// Internal: the supervisor every agent runs under (started by the service; it outlives
+    /// it and records the agent's exit in `<data>/runs/`).
+    #[command(hide = true)]
+    AgentShim(crate::claude::shim::ShimArgs),
 }
 
 /// Where a running service is.
@@ -66,6 +70,7 @@ pub fn main() -> ExitCode {
     // only: loading the service configuration (and a stray `.env`) there would be wrong.
     let command = match cli.command {
         Command::ScriptedAgent(args) => return crate::claude::scripted::main(&args),
+        Command::AgentShim(args) => return crate::claude::shim::main(&args),
         command => command,
     };
     let config = match Config::load() {
@@ -121,8 +126,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Bench(args) => crate::bench::run(args).await,
         // Dispatched by `main` before any configuration is loaded.
-        Command::ScriptedAgent(_) => {
-            anyhow::bail!("scripted-agent does not run inside the service")
+        Command::ScriptedAgent(_) | Command::AgentShim(_) => {
+            anyhow::bail!("scripted-agent and agent-shim do not run inside the service")
         }
     }
 }

@@ -137,6 +137,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("ORCH_AGENT_PROMPTS_DIR", ""),
     ("ORCH_AGENT_CONFIG_DIR", ""),
     ("ORCH_AGENT_TERM_GRACE_S", "20"),
+    ("ORCH_SHUTDOWN_AGENTS", "adopt"),
     ("ORCH_AGENT_MODEL_ANALYST", "claude-sonnet-4-5"),
     ("ORCH_AGENT_EFFORT_ANALYST", ""),
     ("ORCH_AGENT_TIMEOUT_ANALYST_S", "1800"),
@@ -499,6 +500,12 @@ fn agent_settings(get: &Get<'_>) -> Result<AgentSettings, ConfigError> {
         (!value.trim().is_empty()).then(|| PathBuf::from(value.trim()))
     };
     let term_grace = Duration::from_secs(number(get("ORCH_AGENT_TERM_GRACE_S"), 0, 600)?);
+    let (key, shutdown) = get("ORCH_SHUTDOWN_AGENTS");
+    let keep_on_shutdown = match shutdown.trim() {
+        "adopt" => true,
+        "stop" => false,
+        _ => return Err(invalid(key, &shutdown, "adopt, stop")),
+    };
     Ok(AgentSettings {
         roles,
         permission_mode: value.trim().to_string(),
@@ -506,6 +513,7 @@ fn agent_settings(get: &Get<'_>) -> Result<AgentSettings, ConfigError> {
         prompts_dir: path("ORCH_AGENT_PROMPTS_DIR"),
         config_dir: path("ORCH_AGENT_CONFIG_DIR"),
         term_grace,
+        keep_on_shutdown,
     })
 }
 

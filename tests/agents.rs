@@ -1,13 +1,13 @@
 //! Agent runs that go wrong, on the real binary with the dry-run agent: a rate-limited API
 //! (transient retries after the stated retry-after, the circuit breaker), a usage limit
-//! (the whole queue parks), an exhausted transient budget, a role timeout, and an
-//! orchestrator killed while an agent runs (the orphan is killed, the job requeued once).
+//! (the whole queue parks), an exhausted transient budget and a role timeout. An
+//! orchestrator killed while an agent runs is `adoption.rs`.
 
 mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{Service, create, eventually, first_run_ended, reach, runs, start_local_with, task};
+use common::{create, eventually, first_run_ended, reach, runs, start_local_with};
 use serde_json::Value;
 
 fn time(value: &Value) -> SystemTime {
@@ -20,17 +20,6 @@ fn gap(earlier: &Value, later: &Value) -> f64 {
     time(&later["started_at"])
         .duration_since(time(&earlier["finished_at"]))
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// Whether `pid` is a running (not zombie) process.
-fn running(pid: i64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        Ok(stat) => {
-            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
-            !matches!(state.and_then(|s| s.chars().next()), Some('Z' | 'X') | None)
-        }
-    }
 }
 
 #[tokio::test]
@@ -184,75 +173,4 @@ async fn a_role_over_its_time_budget_is_killed_and_journaled_as_a_timeout() {
         "{run}"
     );
     assert_eq!(run["model"], "claude-sonnet-4-5", "{run}");
-}
-
-#[tokio::test]
-async fn a_restart_kills_the_orphaned_agent_and_requeues_its_job_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let env = [("ORCH_REAPER_TICK_S", "1")];
-    let mut first = start_local_with(dir.path(), false, &env).await;
-    let id = create(
-        &first,
-        "Interrupted",
-        "scripted-agent: sleep=analyst:60",
-        &[],
-    )
-    .await;
-    let job_pid = |service: &Service| {
-        let service_base = service.base.clone();
-        async move {
-            let q: Value = reqwest::get(format!("{service_base}/queue"))
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let job = q["jobs"].as_array()?.first()?.clone();
-            Some((job["pid"].as_i64()?, job))
-        }
-    };
-    let (orphan, job) = eventually("the agent to start", Duration::from_secs(30), || {
-        job_pid(&first)
-    })
-    .await;
-    assert_eq!(job["attempts"], 1, "{job}");
-    // The orchestrator dies without a chance to clean up; its agent lives on.
-    first.signal(libc::SIGKILL);
-    first.wait_exit(Duration::from_secs(10)).expect("it died");
-    assert!(
-        running(orphan),
-        "the agent should outlive a SIGKILLed orchestrator"
-    );
-
-    let mut second = first.restart();
-    let (fresh, job) = eventually("the job to run again", Duration::from_secs(30), || async {
-        job_pid(&second).await.filter(|(pid, _)| *pid != orphan)
-    })
-    .await;
-    assert!(!running(orphan), "the orphan {orphan} survived the restart");
-    assert!(running(fresh));
-    // Requeued once: the second claim is attempt 2, under a new run; the old run is closed.
-    assert_eq!(job["attempts"], 2, "{job}");
-    let t = task(&second, &id).await;
-    let statuses: Vec<&str> = t["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["abandoned", "running"], "{t}");
-    assert!(
-        second
-            .log()
-            .contains("killed an agent a previous boot left running")
-    );
-    // A graceful stop takes the running agent down with it.
-    second.signal(libc::SIGTERM);
-    second
-        .wait_exit(Duration::from_secs(15))
-        .expect("it stopped");
-    eventually("the agent to stop", Duration::from_secs(10), || async {
-        (!running(fresh)).then_some(())
-    })
-    .await;
 }

@@ -58,6 +58,7 @@ async fn running_job(store: &SqliteStore, id: &str, boot: &str) -> (i64, String)
             role: orchestrator_actors::Role::Analyst,
             model: None,
             log_path: "x.log".into(),
+            boot_id: boot.into(),
         })
         .await
         .unwrap();

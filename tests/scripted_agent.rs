@@ -246,6 +246,7 @@ fn runner_command(worktree: &Path, role: &str, task: &str, timeout: Duration) ->
         log_path: worktree.join("runs/reviewer-1.log"),
         timeout,
         term_grace: Duration::from_secs(2),
+        shim: PathBuf::from(common::BIN),
     }
 }
 

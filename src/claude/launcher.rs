@@ -11,12 +11,15 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use orchestrator_actors::Role;
 use orchestrator_actors::domain::resilience::FailureClass;
-use orchestrator_actors::ports::workbench::{AgentReport, AgentRequest, AgentRunner, SpawnNotice};
+use orchestrator_actors::ports::workbench::{
+    AgentReport, AgentRequest, AgentRunner, RunTrace, SpawnNotice,
+};
 use orchestrator_actors::ports::{RunFinish, RunOutcome};
 
 use super::classify::classify;
-use super::runner::{self, AgentCommand};
+use super::runner::{self, AgentCommand, OnDrop};
 use super::settings::AgentSettings;
+use super::strays::Marks;
 
 /// Launches agent processes.
 pub struct CliLauncher {
@@ -30,6 +33,12 @@ pub struct CliLauncher {
     settings: AgentSettings,
     /// Each role's system-prompt file.
     prompts: BTreeMap<Role, PathBuf>,
+    /// The binary the agents' shim runs from.
+    shim: PathBuf,
+    /// What a shutdown does to running agents (`ORCH_SHUTDOWN_AGENTS`).
+    on_drop: OnDrop,
+    /// This instance's agents, as marked in their environment.
+    marks: Marks,
 }
 
 impl CliLauncher {
@@ -42,13 +51,30 @@ impl CliLauncher {
         settings: AgentSettings,
         prompts: BTreeMap<Role, PathBuf>,
     ) -> Self {
+        let runs_dir = std::path::absolute(&runs_dir).unwrap_or(runs_dir);
+        let marks = Marks::new(&runs_dir, settings.term_grace);
+        let on_drop = if settings.keep_on_shutdown {
+            OnDrop::Keep
+        } else {
+            OnDrop::Kill
+        };
         Self {
             program,
             lead_args,
             runs_dir,
             settings,
             prompts,
+            shim: runner::this_binary(),
+            on_drop,
+            marks,
         }
+    }
+
+    /// Runs the agents' shim from `binary` instead of this executable (a program that is not
+    /// the `orchestrator` binary itself, such as an example, points it at one).
+    pub fn with_shim(mut self, binary: PathBuf) -> Self {
+        self.shim = binary;
+        self
     }
 
     /// The full argv after the program for a run of `role` with `task_text`.
@@ -101,6 +127,14 @@ impl AgentRunner for CliLauncher {
         self.runs_dir.join(format!("{run_id}.log"))
     }
 
+    fn trace(&self, run_id: &str) -> RunTrace {
+        self.marks.trace(run_id, &self.log_path(run_id))
+    }
+
+    async fn end_strays(&self, keep: &[String]) -> Vec<String> {
+        self.marks.end_strays(keep).await
+    }
+
     async fn run(&self, request: AgentRequest, spawned: SpawnNotice) -> AgentReport {
         let args = self.args(request.role, &request.task_text);
         let mut env = vec![
@@ -123,20 +157,27 @@ impl AgentRunner for CliLauncher {
                 dir.join(&request.run_id).display().to_string(),
             ));
         }
+        env.extend(self.marks.of(&request.run_id, &request.workplace.worktree));
         let log_path = self.log_path(&request.run_id);
-        let outcome = runner::run_announced(
-            AgentCommand {
-                program: self.program.clone(),
-                args,
-                cwd: request.workplace.worktree.clone(),
-                env,
-                log_path: log_path.clone(),
-                timeout: self.settings.role(request.role).timeout,
-                term_grace: self.settings.term_grace,
-            },
-            Some(spawned),
-        )
-        .await;
+        let cmd = AgentCommand {
+            program: self.program.clone(),
+            args,
+            cwd: request.workplace.worktree.clone(),
+            env,
+            log_path: log_path.clone(),
+            timeout: self.settings.role(request.role).timeout,
+            term_grace: self.settings.term_grace,
+            shim: self.shim.clone(),
+        };
+        let outcome = if request.adopted {
+            let shim = self.marks.shim_of(&request.run_id);
+            runner::attach(&cmd, shim, Some(spawned), self.on_drop).await
+        } else {
+            match self.marks.claim_worktree(&request.workplace.worktree).await {
+                Ok(lock) => runner::launch(&cmd, Some(lock), Some(spawned), self.on_drop).await,
+                Err(reason) => return AgentReport::infrastructure(reason, log_path),
+            }
+        };
         let success = outcome.success();
         let mut finish = RunFinish {
             exit_code: outcome.exit_code,
@@ -195,6 +236,7 @@ impl AgentRunner for CliLauncher {
             model: finish.model.clone(),
             log_path: log_path.display().to_string(),
             finish,
+            infrastructure: false,
         }
     }
 }

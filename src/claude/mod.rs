@@ -9,6 +9,8 @@ pub mod result;
 pub mod runner;
 pub mod scripted;
 pub mod settings;
+pub mod shim;
+pub mod strays;
 
 pub use result::{CliResult, ModelUsage, parse_stdout};
-pub use runner::{AgentCommand, AgentOutcome, run, run_announced};
+pub use runner::{AgentCommand, AgentOutcome, OnDrop, attach, launch, run, run_announced};

@@ -9,44 +9,14 @@ use async_trait::async_trait;
 use orchestrator_actors::ports::ProcessId;
 use orchestrator_actors::ports::workbench::ProcessControl;
 
-use super::runner::{group_alive, signal_group};
+use super::shim::{group_alive, signal_group};
+use crate::os::procs::{live_member_since, stat_of};
 
 /// How often a group being stopped is polled.
 const POLL: Duration = Duration::from_millis(25);
 
-/// One line of `/proc/<pid>/stat`, the fields we use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stat {
-    /// `R`, `S`, `Z`…
-    state: char,
-    /// Process group.
-    pgrp: i64,
-    /// Start time in clock ticks after boot.
-    start_ticks: u64,
-}
-
-/// Parses `pid (comm) state ppid pgrp … starttime …`; `comm` may contain anything, so the
-/// fields are counted after its closing parenthesis.
-fn parse_stat(text: &str) -> Option<Stat> {
-    let (_, rest) = text.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After comm: [0]=state [1]=ppid [2]=pgrp … [19]=starttime (field 22 overall).
-    Some(Stat {
-        state: fields.first()?.chars().next()?,
-        pgrp: fields.get(2)?.parse().ok()?,
-        start_ticks: fields.get(19)?.parse().ok()?,
-    })
-}
-
-fn stat_of(pid: u32) -> Option<Stat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// The start time of `pid` in clock ticks after boot; 0 when it cannot be read (the process
-/// is already gone, or there is no `/proc`).
-pub fn start_ticks(pid: u32) -> u64 {
-    stat_of(pid).map_or(0, |s| s.start_ticks)
-}
+/// The start time of `pid` in clock ticks after boot; 0 when it cannot be read.
+pub use crate::os::procs::start_ticks;
 
 /// Whether a living process still belongs to `process`'s group as it was started: the
 /// leader itself (same pid, same start time), or — once the leader is gone — a member of
@@ -57,7 +27,7 @@ fn owns_group(process: &ProcessId) -> bool {
         return false;
     }
     if let Some(leader) = stat_of(process.pid) {
-        let alive = !matches!(leader.state, 'Z' | 'X');
+        let alive = leader.is_live();
         return leader.start_ticks == process.start_ticks
             && (alive || group_has_member_since(process));
     }
@@ -67,22 +37,6 @@ fn owns_group(process: &ProcessId) -> bool {
 /// Whether a non-zombie process in group `process.pid` started at or after the leader.
 fn group_has_member_since(process: &ProcessId) -> bool {
     live_member_since(i64::from(process.pid), process.start_ticks).unwrap_or(false)
-}
-
-/// Whether group `pgid` has a running (not zombie) member that started at or after
-/// `since` clock ticks; `None` where there is no `/proc` to look in.
-pub(crate) fn live_member_since(pgid: i64, since: u64) -> Option<bool> {
-    let entries = std::fs::read_dir("/proc").ok()?;
-    Some(entries.flatten().any(|entry| {
-        entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-            .and_then(stat_of) // None also when it exited while we looked
-            .is_some_and(|s| {
-                s.pgrp == pgid && !matches!(s.state, 'Z' | 'X') && s.start_ticks >= since
-            })
-    }))
 }
 
 /// The real process table.
@@ -131,20 +85,6 @@ impl ProcessControl for OsProcesses {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_lines_are_read_after_the_command_name() {
-        let line = "4242 (we ird) name)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 12345 67";
-        assert_eq!(
-            parse_stat(line),
-            Some(Stat {
-                state: 'S',
-                pgrp: 4242,
-                start_ticks: 987654
-            })
-        );
-        assert_eq!(parse_stat("garbage"), None);
-    }
 
     #[tokio::test]
     async fn a_group_is_killed_only_while_its_leader_is_the_process_that_was_started() {

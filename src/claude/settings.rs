@@ -41,6 +41,9 @@ pub struct AgentSettings {
     /// How long an agent's process group has between SIGTERM and SIGKILL, whether a timeout,
     /// the reaper or the startup sweep stops it (`ORCH_AGENT_TERM_GRACE_S`).
     pub term_grace: Duration,
+    /// A shutdown leaves running agents to the next boot to adopt (`ORCH_SHUTDOWN_AGENTS=
+    /// adopt`, the default) instead of killing them (`stop`).
+    pub keep_on_shutdown: bool,
 }
 
 /// Values `--permission-mode` accepts (Claude Code 2.1.197).

@@ -329,8 +329,9 @@ pub(crate) fn queue_overview(conn: &Connection) -> Result<QueueOverview, StoreEr
         .prepare(
             "SELECT j.id, t.work_item_id, j.stage, j.role, j.status, j.attempts,
                     j.transient_attempts, j.available_at, j.started_at, j.pid, j.run_id,
-                    j.last_error
+                    j.last_error, r.boot_id, r.adopted_by
              FROM jobs AS j JOIN tasks AS t ON t.id = j.task_id
+             LEFT JOIN agent_runs AS r ON r.run_id = j.run_id
              WHERE j.status IN ('queued', 'running') ORDER BY j.id LIMIT 100",
         )
         .map_err(backend(what))?;
@@ -349,6 +350,8 @@ pub(crate) fn queue_overview(conn: &Connection) -> Result<QueueOverview, StoreEr
                 "pid": r.get::<_, Option<i64>>(9)?,
                 "run_id": r.get::<_, Option<String>>(10)?,
                 "last_error": r.get::<_, Option<String>>(11)?,
+                "launched_by": r.get::<_, Option<String>>(12)?,
+                "adopted_by": r.get::<_, Option<String>>(13)?,
             }))
         })
         .map_err(backend(what))?
@@ -400,6 +403,36 @@ pub(crate) fn requeue_stale_jobs(conn: &mut Connection, boot_id: &str) -> Result
     Ok(n as u32)
 }
 
+/// Moves running job `job_id` of run `run_id`, left by a previous boot, under `boot_id`
+/// without relaunching it: same run, same attempt, same journal row, now marked adopted.
+/// False if the job is no longer running that run.
+pub(crate) fn adopt_job(
+    conn: &mut Connection,
+    job_id: i64,
+    run_id: &str,
+    boot_id: &str,
+) -> Result<bool, StoreError> {
+    let what = format!("adopt run {run_id} of job {job_id}");
+    // All or nothing: the writer runs each write in a savepoint of its own.
+    let n = conn
+        .execute(
+            &format!(
+                "UPDATE jobs SET boot_id = ?3, updated_at = {NOW}
+                 WHERE id = ?1 AND run_id = ?2 AND status = 'running'"
+            ),
+            rusqlite::params![job_id, run_id, boot_id],
+        )
+        .map_err(backend(&what))?;
+    if n == 1 {
+        conn.execute(
+            "UPDATE agent_runs SET adopted_by = ?2 WHERE run_id = ?1",
+            rusqlite::params![run_id, boot_id],
+        )
+        .map_err(backend(&what))?;
+    }
+    Ok(n == 1)
+}
+
 /// Narrows [`one_job`] to the task's queued or running job.
 const ACTIVE: &str = "AND j.status IN ('queued', 'running')";
 
@@ -434,8 +467,10 @@ pub(crate) fn last_job(conn: &Connection, id: &WorkItemId) -> Result<Option<Job>
 pub(crate) fn start_run(conn: &mut Connection, run: &NewRun) -> Result<(), StoreError> {
     let task = task_rowid(conn, &run.work_item_id)?;
     conn.execute(
-        "INSERT INTO agent_runs (run_id, job_id, task_id, stage, role, model, log_path)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        // A start journaled again (its first answer lost to a timeout) changes nothing.
+        "INSERT INTO agent_runs (run_id, job_id, task_id, stage, role, model, log_path, boot_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (run_id) DO NOTHING",
         rusqlite::params![
             run.run_id,
             run.job_id,
@@ -443,7 +478,8 @@ pub(crate) fn start_run(conn: &mut Connection, run: &NewRun) -> Result<(), Store
             run.stage.as_str(),
             run.role.as_str(),
             run.model,
-            run.log_path
+            run.log_path,
+            run.boot_id
         ],
     )
     .map_err(backend(format!("journal run {}", run.run_id)))?;
@@ -497,7 +533,8 @@ pub(crate) fn runs(conn: &Connection, id: &WorkItemId) -> Result<Vec<RunRecord>,
         .prepare_cached(
             "SELECT r.run_id, r.role, r.stage, COALESCE(r.outcome, 'running'), r.exit_code,
                     r.started_at, r.finished_at, r.model, r.input_tokens, r.output_tokens,
-                    r.cache_read_tokens, r.cache_creation_tokens, r.cost_usd, r.reason
+                    r.cache_read_tokens, r.cache_creation_tokens, r.cost_usd, r.reason,
+                    r.boot_id, r.adopted_by
              FROM agent_runs AS r JOIN tasks AS t ON t.id = r.task_id
              WHERE t.work_item_id = ?1 ORDER BY r.id",
         )
@@ -523,6 +560,8 @@ pub(crate) fn runs(conn: &Connection, id: &WorkItemId) -> Result<Vec<RunRecord>,
                     cache_creation_tokens: row.get::<_, i64>(11)? as u64,
                     cost_usd: row.get(12)?,
                     reason: row.get(13)?,
+                    launched_by: row.get(14)?,
+                    adopted_by: row.get(15)?,
                 },
             ))
         })

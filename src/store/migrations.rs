@@ -41,6 +41,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "jobs-by-task",
         include_str!("migrations/0009_jobs_by_task.sql"),
     ),
+    (
+        10,
+        "adopted-runs",
+        include_str!("migrations/0010_adopted_runs.sql"),
+    ),
 ];
 
 /// What opening did to the schema.

@@ -296,6 +296,17 @@ impl JobStore for SqliteStore {
             .await
     }
 
+    async fn adopt_job(
+        &self,
+        job_id: i64,
+        run_id: &str,
+        boot_id: &str,
+    ) -> Result<bool, StoreError> {
+        let (run_id, boot_id) = (run_id.to_string(), boot_id.to_string());
+        self.write(move |conn| jobs::adopt_job(conn, job_id, &run_id, &boot_id))
+            .await
+    }
+
     async fn active_job(&self, id: &WorkItemId) -> Result<Option<Job>, StoreError> {
         let id = id.clone();
         self.read(move |conn| jobs::active_job(conn, &id)).await

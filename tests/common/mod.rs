@@ -107,6 +107,11 @@ impl Service {
         Service::start(&self.data_dir, &env)
     }
 
+    /// The extra environment it was started with.
+    pub fn env_vars(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     /// Everything it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
@@ -160,6 +165,12 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Its agents outlive it by design; a finished test leaves none behind.
+        let home = self.data_dir.join("runs").display().to_string();
+        for found in orchestrator::os::procs::marked("ORCH_AGENT_", "ORCH_AGENT_HOME", &home) {
+            // SAFETY: kill(2) on a process this test's service started (found by its marker).
+            unsafe { libc::kill(found.pid as i32, libc::SIGKILL) };
+        }
     }
 }
 

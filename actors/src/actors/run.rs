@@ -37,6 +37,15 @@ pub fn run_name(job_id: i64) -> String {
 /// How long a run waits for `dispatch` to journal its start.
 const JOURNAL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a run actor starts with.
+pub struct RunStart {
+    /// The job it runs.
+    pub job: Job,
+    /// An earlier boot launched this run and its agent outlived that boot: take it over
+    /// (its start is already journaled) instead of launching it again.
+    pub adopted: bool,
+}
+
 /// The run actor.
 pub struct RunActor {
     deps: Arc<DispatchDeps>,
@@ -91,6 +100,10 @@ pub struct RunState {
     role: Role,
     /// The run's id.
     run_id: String,
+    /// Taken over from an earlier boot.
+    adopted: bool,
+    /// Its start is journaled (at launch, or by the boot that launched it).
+    journaled: bool,
     /// Where it stands.
     step: Step,
     /// The one piece of work in flight (a step's I/O or a retry's timer), aborted when the
@@ -272,6 +285,7 @@ impl RunActor {
             stage: state.job.stage,
             role: state.role,
             model: self.deps.runner.model(state.role),
+            boot_id: self.deps.boot_id.clone(),
             log_path: self
                 .deps
                 .runner
@@ -299,12 +313,12 @@ impl RunActor {
 impl Actor for RunActor {
     type Msg = RunMsg;
     type State = RunState;
-    type Arguments = Job;
+    type Arguments = RunStart;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        job: Job,
+        RunStart { job, adopted }: RunStart,
     ) -> Result<RunState, ActorProcessingErr> {
         let role = job.role;
         let run_id = job
@@ -315,6 +329,8 @@ impl Actor for RunActor {
             job,
             role,
             run_id,
+            adopted,
+            journaled: adopted,
             step: Step::Preparing,
             work: None,
             task: None,
@@ -353,6 +369,7 @@ impl Actor for RunActor {
                         "stage": job.stage,
                         "role": job.role,
                         "run_id": state.run_id,
+                        "adopted": state.adopted,
                         "attempt": job.attempts,
                         "step": state.step,
                         "pid": state.process.map(|p| p.pid),
@@ -379,10 +396,13 @@ impl Actor for RunActor {
                 self.infra_failed(&myself, state, e.reason, || RunMsg::Prepare)
             }
             RunMsg::Prepared(Ok(prepared)) => {
-                if let Err(e) = self.journal_start(state).await {
-                    let reason = format!("cannot journal run {}: {e}", state.run_id);
-                    self.infra_failed(&myself, state, reason, || RunMsg::Prepare);
-                    return Ok(());
+                if !state.journaled {
+                    if let Err(e) = self.journal_start(state).await {
+                        let reason = format!("cannot journal run {}: {e}", state.run_id);
+                        self.infra_failed(&myself, state, reason, || RunMsg::Prepare);
+                        return Ok(());
+                    }
+                    state.journaled = true;
                 }
                 let request = AgentRequest {
                     run_id: state.run_id.clone(),
@@ -392,6 +412,7 @@ impl Actor for RunActor {
                     task_text: state.job.task_text.clone(),
                     workplace: prepared.workplace,
                     attempt: prepared.attempt,
+                    adopted: state.adopted,
                 };
                 state.task = Some(prepared.task);
                 state.step = Step::Running;
@@ -410,7 +431,9 @@ impl Actor for RunActor {
             }
             RunMsg::Exited(report) => {
                 state.work = None;
-                if report.success {
+                if report.infrastructure {
+                    self.infra_failed(&myself, state, report.reason, || RunMsg::Prepare);
+                } else if report.success {
                     info!(job = state.job.id, task = %state.job.work_item_id, role = %state.role, "agent succeeded; publishing its work");
                     state.report = Some(report);
                     myself.cast(RunMsg::Publish)?;

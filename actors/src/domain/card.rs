@@ -134,6 +134,8 @@ mod tests {
             cache_creation_tokens: 0,
             cost_usd,
             reason: None,
+            launched_by: None,
+            adopted_by: None,
         }
     }
 

@@ -80,6 +80,8 @@ mod tests {
             cache_creation_tokens: 1,
             cost_usd,
             reason: None,
+            launched_by: None,
+            adopted_by: None,
         }
     }
 

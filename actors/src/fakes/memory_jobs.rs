@@ -218,6 +218,26 @@ impl JobStore for MemoryJobs {
         Ok(n)
     }
 
+    async fn adopt_job(
+        &self,
+        job_id: i64,
+        run_id: &str,
+        boot_id: &str,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().expect("poisoned");
+        let (jobs, runs) = &mut *inner;
+        let Some((_, boot)) = jobs.iter_mut().find(|(j, _)| {
+            j.id == job_id && j.status == JobStatus::Running && j.run_id.as_deref() == Some(run_id)
+        }) else {
+            return Ok(false);
+        };
+        *boot = Some(boot_id.to_string());
+        if let Some((_, run)) = runs.iter_mut().find(|(_, r)| r.run_id == run_id) {
+            run.adopted_by = Some(boot_id.to_string());
+        }
+        Ok(true)
+    }
+
     async fn active_job(&self, id: &WorkItemId) -> Result<Option<Job>, StoreError> {
         let inner = self.inner.lock().expect("poisoned");
         Ok(inner
@@ -259,6 +279,8 @@ impl JobStore for MemoryJobs {
                 cache_creation_tokens: 0,
                 cost_usd: 0.0,
                 reason: None,
+                launched_by: Some(run.boot_id),
+                adopted_by: None,
             },
         ));
         Ok(())

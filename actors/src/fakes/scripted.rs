@@ -121,6 +121,7 @@ impl AgentRunner for ScriptedRunner {
                 cost_usd: 0.01,
                 ..RunFinish::default()
             },
+            infrastructure: false,
         };
         match step {
             RunScript::Succeed => report(true, FailureClass::Permanent, String::new()),

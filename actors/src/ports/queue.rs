@@ -171,6 +171,8 @@ pub struct NewRun {
     pub model: Option<String>,
     /// Where its output goes.
     pub log_path: String,
+    /// The boot that launches it.
+    pub boot_id: String,
 }
 
 /// How an agent run ended, as journaled (`agent_runs.outcome`).
@@ -304,6 +306,10 @@ pub struct RunRecord {
     pub cost_usd: f64,
     /// Failure reason.
     pub reason: Option<String>,
+    /// The boot that launched it.
+    pub launched_by: Option<String>,
+    /// The later boot that took it over instead of launching it again, if one did.
+    pub adopted_by: Option<String>,
 }
 
 /// The durable job queue and the journal of agent runs.
@@ -363,6 +369,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// Puts jobs left running by another boot back in the queue, clearing every trace of the
     /// old run. Returns how many.
     async fn requeue_stale_jobs(&self, boot_id: &str) -> Result<u32, StoreError>;
+
+    /// Moves running job `job_id` of run `run_id`, left by another boot, under `boot_id`
+    /// without relaunching it (same run, same attempt), and journals the adoption. False if
+    /// the job no longer runs that run.
+    async fn adopt_job(&self, job_id: i64, run_id: &str, boot_id: &str)
+    -> Result<bool, StoreError>;
 
     /// The task's queued or running job, if any.
     async fn active_job(&self, id: &WorkItemId) -> Result<Option<Job>, StoreError>;

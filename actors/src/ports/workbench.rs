@@ -62,6 +62,9 @@ pub struct AgentRequest {
     pub workplace: Workplace,
     /// 1-based count of this role's runs on this task.
     pub attempt: u32,
+    /// An earlier boot launched this very run and left it running (or ended, its exit
+    /// recorded): take it over instead of launching it again.
+    pub adopted: bool,
 }
 
 /// How a run ended.
@@ -80,6 +83,35 @@ pub struct AgentReport {
     pub log_path: String,
     /// What to journal about it.
     pub finish: RunFinish,
+    /// The agent could not be run for reasons outside it (its worktree held, its files
+    /// unwritable): retried as infrastructure, never an attempt.
+    pub infrastructure: bool,
+}
+
+impl AgentReport {
+    /// A run that never started for an infrastructure `reason`.
+    pub fn infrastructure(reason: String, log_path: PathBuf) -> Self {
+        Self {
+            success: false,
+            reason,
+            class: FailureClass::Permanent,
+            model: None,
+            log_path: log_path.display().to_string(),
+            finish: RunFinish::default(),
+            infrastructure: true,
+        }
+    }
+}
+
+/// What an earlier boot left of a run, as the runner finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunTrace {
+    /// Its agent (or the agent's supervisor) still runs: adopt it.
+    Running,
+    /// Its agent ended while no boot watched, and how it ended is recorded: adopt it.
+    Ended,
+    /// Nothing verifiable is left of it.
+    Gone,
 }
 
 /// Runs one agent process to its end (or its timeout).
@@ -91,10 +123,24 @@ pub trait AgentRunner: Send + Sync + 'static {
     /// Where the run's log goes.
     fn log_path(&self, run_id: &str) -> PathBuf;
 
-    /// Runs the agent; never fails — a failure is a report with `success: false`. The
-    /// process is announced on `spawned` as soon as it exists, so it can be journaled (and
-    /// found by the reaper, or killed after a restart) while it runs.
+    /// Runs the agent — or, for an adopted request, takes over the run an earlier boot
+    /// launched — to its end; never fails: a failure is a report with `success: false`. The
+    /// process is announced on `spawned` as soon as it runs, so it can be journaled (and
+    /// found by the reaper) while it runs. A new agent never starts in a worktree where an
+    /// earlier one still lives.
     async fn run(&self, request: AgentRequest, spawned: SpawnNotice) -> AgentReport;
+
+    /// What an earlier boot left of run `run_id`. Runners whose agents cannot outlive the
+    /// service leave nothing.
+    fn trace(&self, _run_id: &str) -> RunTrace {
+        RunTrace::Gone
+    }
+
+    /// Ends every agent of this service whose run is not in `keep` (left by an earlier boot
+    /// and not adoptable); returns a description of each run it ended.
+    async fn end_strays(&self, _keep: &[String]) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Where a runner announces the agent process it started.

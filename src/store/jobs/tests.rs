@@ -40,6 +40,7 @@ async fn claim_and_start(store: &SqliteStore, id: &str, boot: &str) -> Job {
     let run_id = job.run_id.clone().unwrap();
     store
         .start_run(NewRun {
+            boot_id: "boot-test".into(),
             run_id: run_id.clone(),
             job_id: job.id,
             work_item_id: work_item(id),
@@ -152,6 +153,7 @@ async fn jobs_of_a_previous_boot_are_requeued_without_a_trace_of_their_run() {
         .unwrap();
     store
         .start_run(NewRun {
+            boot_id: "boot-test".into(),
             run_id: run_id.clone(),
             job_id: id,
             work_item_id: work_item("T-1"),
@@ -188,6 +190,7 @@ async fn runs_record_usage_and_cost() {
     let run_id = claimed.run_id.unwrap();
     store
         .start_run(NewRun {
+            boot_id: "boot-test".into(),
             run_id: run_id.clone(),
             job_id: id,
             work_item_id: work_item("T-1"),

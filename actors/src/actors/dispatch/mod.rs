@@ -7,8 +7,9 @@
 //! It claims queued jobs FIFO under `max_concurrency` (the store skips paused tasks and allows
 //! one active job per task) and starts one `run:<job>` actor per claimed job as its own
 //! supervised child. A tick catches anything a missed wake-up left behind. At start, before
-//! its first claim, it kills what a previous boot left running (by process group, identified
-//! by pid and start time) in work it owns, then requeues those jobs. A circuit [`Breaker`]
+//! its first claim, it **adopts** every run a previous boot left whose agent still runs (or
+//! ended with its exit recorded) — the same run carries on, launched once — ends every other
+//! agent of this service the runner finds, and requeues the jobs it did not adopt. A circuit [`Breaker`]
 //! stops claims after too many transient failures in a row; a queue parked on a usage limit
 //! is skipped by the store's claim.
 
@@ -20,7 +21,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
 use crate::WorkItemId;
 use crate::actors::describe::{Describe, Description};
@@ -34,7 +35,7 @@ mod ask;
 mod writes;
 
 pub use ask::{cancel_queued, enqueue};
-use writes::{kill_previous_boot, text};
+use writes::{recover_previous_boot, text};
 
 /// Registered name of the dispatcher.
 pub const DISPATCH: &str = "dispatch";
@@ -106,6 +107,8 @@ struct Slot {
     /// Its end is decided (reported, crashed or reaped); the slot is freed once the run
     /// actor is gone.
     ended: bool,
+    /// Taken over from a previous boot rather than launched by this one.
+    adopted: bool,
 }
 
 /// Counters of what the dispatcher decided, for `GET /actors`.
@@ -119,6 +122,8 @@ pub struct DispatchCounters {
     pub requeued: u64,
     /// Run actors that crashed before reporting.
     pub crashed: u64,
+    /// Runs a previous boot launched that this one took over instead of launching again.
+    pub adopted: u64,
 }
 
 /// The dispatcher's bookkeeping.
@@ -177,8 +182,9 @@ pub enum DispatchMsg {
         /// The verdict.
         verdict: Verdict,
     },
-    /// Self, from the owned startup sweep: a previous boot's agents are killed.
-    Recovered(Result<(), String>),
+    /// Self, from the owned startup sweep: the previous boot's runs to adopt (its other
+    /// agents are ended).
+    Recovered(Result<Vec<Job>, String>),
     /// Self, from an owned kill: the agent of a crashed run is gone; settle its job.
     CrashedRunKilled {
         /// The job.
@@ -226,7 +232,7 @@ impl Actor for Dispatch {
         myself.send_interval(self.deps.tick, || DispatchMsg::Wake);
         let deps = self.deps.clone();
         state.recovering = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-            let _ = myself.cast(DispatchMsg::Recovered(kill_previous_boot(deps).await));
+            let _ = myself.cast(DispatchMsg::Recovered(recover_previous_boot(deps).await));
         })));
         Ok(())
     }
@@ -300,19 +306,7 @@ impl Actor for Dispatch {
             DispatchMsg::Recovered(result) => {
                 state.recovering = None;
                 match result {
-                    Ok(()) => {
-                        let requeued = self
-                            .deps
-                            .jobs
-                            .requeue_stale_jobs(&self.deps.boot_id)
-                            .await
-                            .map_err(|e| format!("cannot requeue jobs of a previous boot: {e}"))?;
-                        if requeued > 0 {
-                            info!(requeued, "requeued jobs left running by a previous boot");
-                        }
-                        state.recovered = true;
-                        self.claim(&myself, state).await;
-                    }
+                    Ok(adopt) => self.adopt_and_requeue(&myself, state, adopt).await?,
                     // Failing makes the supervisor restart us, which retries the sweep.
                     Err(e) => return Err(e.into()),
                 }
@@ -334,7 +328,7 @@ impl Actor for Dispatch {
                     .map(|s| {
                         let j = &s.job;
                         json!({"job": j.id, "task": j.work_item_id, "role": j.role, "stage": j.stage,
-                               "pid": s.process.map(|p| p.pid), "ended": s.ended})
+                               "pid": s.process.map(|p| p.pid), "ended": s.ended, "adopted": s.adopted})
                     })
                     .collect();
                 let _ = reply.send(Description {

@@ -10,35 +10,41 @@ use ractor::{Actor, ActorRef};
 use tracing::{info, warn};
 
 use super::{Dispatch, DispatchDeps, DispatchMsg, DispatchState, Slot};
-use crate::actors::run::{RunActor, run_name};
+use crate::actors::run::{RunActor, RunStart, run_name};
 use crate::actors::task::TaskMsg;
 use crate::domain::job_machine::{self, BreakerNote, JobChange, JobEvent, JobOutcome};
+use crate::ports::workbench::RunTrace;
 use crate::ports::{Job, StoreError};
 
-/// Kills every agent process a previous boot left running (by process group, and only if
-/// the pid still belongs to the process that was started). Killing before requeueing means
-/// the requeued job can never run twice at once.
-pub(super) async fn kill_previous_boot(deps: Arc<DispatchDeps>) -> Result<(), String> {
+/// Deals with what a previous boot left running, before the first claim: every run whose
+/// agent is still running, or ended with its exit recorded, is returned to be **adopted**
+/// (the same run carries on, launched once); every other agent of this service the runner
+/// finds — one it cannot tie to a running job — is ended. The jobs not adopted are requeued
+/// afterwards, so a requeued job can never run beside its old agent.
+pub(super) async fn recover_previous_boot(deps: Arc<DispatchDeps>) -> Result<Vec<Job>, String> {
     let running = deps
         .jobs
         .running_jobs()
         .await
         .map_err(|e| format!("cannot list running jobs: {e}"))?;
+    let mut adopt = Vec::new();
     for left in running
-        .iter()
+        .into_iter()
         .filter(|r| r.boot_id.as_deref() != Some(deps.boot_id.as_str()))
     {
-        if let Some(process) = left.process
-            && deps.processes.kill_group(&process).await
-        {
-            warn!(
-                job = left.job.id,
-                pid = process.pid,
-                "killed an agent a previous boot left running"
-            );
+        let Some(run_id) = left.job.run_id.as_deref() else {
+            continue;
+        };
+        match deps.runner.trace(run_id) {
+            RunTrace::Running | RunTrace::Ended => adopt.push(left.job),
+            RunTrace::Gone => {}
         }
     }
-    Ok(())
+    let keep: Vec<String> = adopt.iter().filter_map(|j| j.run_id.clone()).collect();
+    for ended in deps.runner.end_strays(&keep).await {
+        warn!(%ended, "ended an agent a previous boot left running that no job can adopt");
+    }
+    Ok(adopt)
 }
 
 /// Tells the job's task actor (by name) that its job ended.
@@ -165,29 +171,89 @@ impl Dispatch {
         for job in claimed {
             state.counters.claimed += 1;
             info!(job = job.id, task = %job.work_item_id, role = %job.role, stage = %job.stage, "starting run");
+            self.start_run(myself, state, job, false).await;
+        }
+    }
+
+    /// Starts the run actor of `job` (a fresh claim, or a run adopted from a previous boot)
+    /// as a supervised child, holding its slot.
+    pub(super) async fn start_run(
+        &self,
+        myself: &ActorRef<DispatchMsg>,
+        state: &mut DispatchState,
+        job: Job,
+        adopted: bool,
+    ) {
+        let run_id = job.run_id.clone().unwrap_or_default();
+        state.running.insert(
+            job.id,
+            Slot {
+                job: job.clone(),
+                process: None,
+                // An adopted run's start was journaled by the boot that launched it.
+                started: adopted,
+                ended: false,
+                adopted,
+            },
+        );
+        let spawned = Actor::spawn_linked(
+            Some(run_name(job.id)),
+            RunActor::new(self.deps.clone()),
+            RunStart {
+                job: job.clone(),
+                adopted,
+            },
+            myself.get_cell(),
+        )
+        .await;
+        if let Err(e) = spawned {
+            state.running.remove(&job.id);
+            let reason = format!("cannot start the run: {e}");
+            self.settle(state, &job, &run_id, JobEvent::CannotStart { reason })
+                .await;
+        }
+    }
+
+    /// Takes over the runs a previous boot left that the startup sweep found adoptable,
+    /// then requeues that boot's other jobs and starts claiming.
+    pub(super) async fn adopt_and_requeue(
+        &self,
+        myself: &ActorRef<DispatchMsg>,
+        state: &mut DispatchState,
+        adopt: Vec<Job>,
+    ) -> Result<(), String> {
+        for job in adopt {
             let run_id = job.run_id.clone().unwrap_or_default();
-            state.running.insert(
-                job.id,
-                Slot {
-                    job: job.clone(),
-                    process: None,
-                    started: false,
-                    ended: false,
-                },
-            );
-            let spawned = Actor::spawn_linked(
-                Some(run_name(job.id)),
-                RunActor::new(self.deps.clone()),
-                job.clone(),
-                myself.get_cell(),
-            )
-            .await;
-            if let Err(e) = spawned {
-                state.running.remove(&job.id);
-                let reason = format!("cannot start the run: {e}");
-                self.settle(state, &job, &run_id, JobEvent::CannotStart { reason })
-                    .await;
+            match self
+                .deps
+                .jobs
+                .adopt_job(job.id, &run_id, &self.deps.boot_id)
+                .await
+            {
+                Ok(true) => {
+                    info!(job = job.id, task = %job.work_item_id, role = %job.role, run = %run_id, "adopted a run a previous boot left running");
+                    state.counters.adopted += 1;
+                    self.start_run(myself, state, job, true).await;
+                }
+                Ok(false) => {}
+                // Requeued below; its agent, still alive, is ended before the job's next
+                // agent may start in that worktree.
+                Err(e) => {
+                    warn!(job = job.id, error = %e, "cannot adopt the run; requeueing its job")
+                }
             }
         }
+        let requeued = self
+            .deps
+            .jobs
+            .requeue_stale_jobs(&self.deps.boot_id)
+            .await
+            .map_err(|e| format!("cannot requeue jobs of a previous boot: {e}"))?;
+        if requeued > 0 {
+            info!(requeued, "requeued jobs left running by a previous boot");
+        }
+        state.recovered = true;
+        self.claim(myself, state).await;
+        Ok(())
     }
 }

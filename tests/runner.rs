@@ -1,10 +1,15 @@
 //! The runner against tiny `sh` scripts standing in for the agent (tests may use a shell;
 //! the product never does): results, garbage, errors, timeouts with stubborn grandchildren,
-//! leftovers, environment and working directory.
+//! leftovers, environment and working directory — each run under the real `agent-shim`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::*;
+use orchestrator::claude::runner::{AgentCommand, run};
+use orchestrator::claude::shim::group_alive;
+
+/// The binary under test: it runs each agent under its `agent-shim`.
+const BIN: &str = env!("CARGO_BIN_EXE_orchestrator");
 
 const GOOD: &str = r#"{"type":"result","subtype":"success","is_error":false,"result":"done","num_turns":2,"modelUsage":{"m":{"inputTokens":3,"outputTokens":4,"costUSD":0.5}}}"#;
 
@@ -21,6 +26,7 @@ fn agent(dir: &Path, script: &str, timeout: Duration) -> AgentCommand {
         log_path: dir.join("logs").join("nested").join("run.log"),
         timeout,
         term_grace: Duration::from_secs(2),
+        shim: PathBuf::from(BIN),
     }
 }
 
@@ -276,4 +282,99 @@ async fn the_log_tail_covers_only_this_run() {
     // Appended, not truncated: the earlier run is still in the file.
     let log = std::fs::read_to_string(&cmd.log_path).unwrap();
     assert!(log.contains("first-run-output") && log.contains("second-run-output"));
+}
+
+/// A request for run `run_id` of the analyst in `worktree`.
+fn request(run_id: &str, worktree: &Path) -> orchestrator_actors::ports::workbench::AgentRequest {
+    use orchestrator_actors::ports::workbench::{AgentRequest, Workplace};
+    AgentRequest {
+        run_id: run_id.into(),
+        work_item_id: orchestrator_actors::WorkItemId::parse("ACME-1").unwrap(),
+        stage: orchestrator_actors::Stage::Analysis,
+        role: orchestrator_actors::Role::Analyst,
+        task_text: "analyse".into(),
+        workplace: Workplace {
+            branch: "feature/ACME-1".into(),
+            worktree: worktree.to_path_buf(),
+            artifacts_dir: worktree.join("docs/work-items/ACME-1"),
+        },
+        attempt: 1,
+        adopted: false,
+    }
+}
+
+#[tokio::test]
+async fn a_new_agent_never_starts_while_an_earlier_one_lives_in_its_worktree() {
+    use orchestrator::claude::launcher::CliLauncher;
+    use orchestrator::claude::shim::RunFiles;
+    use orchestrator_actors::ports::workbench::AgentRunner;
+
+    let dir = tempfile::tempdir().unwrap();
+    let worktree = dir.path().join("ACME-1");
+    std::fs::create_dir(&worktree).unwrap();
+    let script = dir.path().join("agent.sh");
+    // Run A ignores SIGTERM and would work for a minute; run B answers at once.
+    std::fs::write(
+        &script,
+        format!(
+            "if [ \"$ORCH_AGENT_RUN\" = run-b ]; then echo '{GOOD}'; exit 0; fi\ntrap '' TERM\nsleep 60\n"
+        ),
+    )
+    .unwrap();
+    let config = orchestrator::config::Config::from_vars(
+        [("ORCH_AGENT_TERM_GRACE_S", "1")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+    .unwrap();
+    let runs = dir.path().join("runs");
+    let launcher = std::sync::Arc::new(
+        CliLauncher::new(
+            PathBuf::from("/bin/sh"),
+            vec![script.display().to_string()],
+            runs.clone(),
+            config.agents,
+            Default::default(),
+        )
+        .with_shim(PathBuf::from(BIN)),
+    );
+    // Run A starts, then its watcher goes away (the service died): A keeps working.
+    let a = {
+        let launcher = launcher.clone();
+        let request = request("run-a", &worktree);
+        tokio::spawn(async move {
+            let (spawned, _) = tokio::sync::oneshot::channel();
+            launcher.run(request, spawned).await
+        })
+    };
+    let files_a = RunFiles::of(&runs.join("run-a.log"));
+    let mut started_a = None;
+    for _ in 0..400 {
+        started_a = files_a.started();
+        if started_a.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let started_a = started_a.expect("run A started");
+    a.abort();
+    let _ = a.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pgid_a = libc::pid_t::try_from(started_a.pid).unwrap();
+    assert!(group_alive(pgid_a), "run A outlives its watcher");
+
+    // Run B in the same worktree: A is ended first, and only then does B start.
+    let (spawned, _) = tokio::sync::oneshot::channel();
+    let report = launcher.run(request("run-b", &worktree), spawned).await;
+    assert!(report.success, "{report:?}");
+    assert!(!group_alive(pgid_a), "run A's agent is gone");
+    let ended_a = files_a.ended().expect("A's shim recorded its end");
+    assert_eq!(ended_a.exit_code, Some(-libc::SIGKILL), "{ended_a:?}");
+    let started_b = RunFiles::of(&runs.join("run-b.log")).started().unwrap();
+    assert!(
+        ended_a.ended_unix_ms <= started_b.started_unix_ms,
+        "B started at {} while A lived until {}",
+        started_b.started_unix_ms,
+        ended_a.ended_unix_ms
+    );
 }
