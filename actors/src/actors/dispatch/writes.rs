@@ -28,19 +28,25 @@ pub(super) async fn recover_previous_boot(deps: Arc<DispatchDeps>) -> Result<Vec
         .await
         .map_err(|e| format!("cannot list running jobs: {e}"))?;
     let mut adopt = Vec::new();
-    for left in running
-        .into_iter()
-        .filter(|r| r.boot_id.as_deref() != Some(deps.boot_id.as_str()))
-    {
-        let Some(run_id) = left.job.run_id.as_deref() else {
+    // A dispatcher restarted within a boot finds this boot's runs still running: they are
+    // the reaper's business, never strays.
+    let mut keep = Vec::new();
+    for left in running {
+        let Some(run_id) = left.job.run_id.clone() else {
             continue;
         };
-        match deps.runner.trace(run_id) {
-            RunTrace::Running | RunTrace::Ended => adopt.push(left.job),
+        if left.boot_id.as_deref() == Some(deps.boot_id.as_str()) {
+            keep.push(run_id);
+            continue;
+        }
+        match deps.runner.trace(&run_id) {
+            RunTrace::Running | RunTrace::Ended => {
+                keep.push(run_id);
+                adopt.push(left.job);
+            }
             RunTrace::Gone => {}
         }
     }
-    let keep: Vec<String> = adopt.iter().filter_map(|j| j.run_id.clone()).collect();
     for ended in deps.runner.end_strays(&keep).await {
         warn!(%ended, "ended an agent a previous boot left running that no job can adopt");
     }
