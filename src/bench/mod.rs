@@ -5,6 +5,7 @@
 //! stop. A measurement tool, not a test: it asserts only that what it measured is what it
 //! meant to measure (all N actors really up and, for idle tasks, the boot changed nothing).
 
+pub mod chaos;
 pub mod dispatch;
 pub mod pipeline;
 pub mod seed;
@@ -22,9 +23,10 @@ use crate::store::SqliteStore;
 /// Bench parameters.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Non-terminal tasks to seed.
-    #[arg(long, default_value_t = 10_000)]
-    pub tasks: usize,
+    /// Non-terminal tasks to seed (default 10,000); with `--chaos`, tasks of each run
+    /// (default 12).
+    #[arg(long)]
+    pub tasks: Option<usize>,
     /// What the tasks are doing when the service starts: `idle` (waiting on a human:
     /// approval, deploy confirmation, blocked, paused) or `created` (every one starts its
     /// pipeline at boot).
@@ -40,12 +42,14 @@ pub struct BenchArgs {
     /// With `--pipeline`: tasks in the batch.
     #[arg(long, default_value_t = 20)]
     pub batch: usize,
-    /// With `--pipeline`: repositories the batch is spread over.
-    #[arg(long, default_value_t = 4)]
-    pub repos: usize,
-    /// With `--pipeline`: `ORCH_MAX_CONCURRENCY` of the batch.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
+    /// With `--pipeline` or `--chaos`: repositories the tasks are spread over (default 4 with
+    /// `--pipeline`, 2 with `--chaos`).
+    #[arg(long)]
+    pub repos: Option<usize>,
+    /// With `--pipeline` or `--chaos`: `ORCH_MAX_CONCURRENCY` (default 4 with `--pipeline`, 3
+    /// with `--chaos`).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     /// Measure the queue's dispatch overhead instead: job queued → agent process started,
     /// with a no-op agent.
     #[arg(long, conflicts_with = "pipeline")]
@@ -74,6 +78,25 @@ pub struct BenchArgs {
     /// With `--webhooks`: seconds of the latency run.
     #[arg(long, default_value_t = 10)]
     pub seconds: u32,
+    /// Measure agent launches under random SIGKILLs of the service instead (issue 13): a
+    /// batch of tasks through `serve` with the scripted agent, killed and restarted at random
+    /// moments, then the same batch without kills.
+    #[arg(long, conflicts_with_all = ["pipeline", "dispatch", "webhooks"])]
+    pub chaos: bool,
+    /// With `--chaos`: seconds from a (re)start of the service to its next SIGKILL, drawn
+    /// uniformly from `MIN-MAX` (or a fixed `N`).
+    #[arg(long, default_value = "2-6", value_parser = crate::bench::chaos::parse_seconds_range)]
+    pub kill_every: crate::bench::chaos::SecondsRange,
+    /// With `--chaos`: seed of the random kill times (the same seed, the same schedule).
+    #[arg(long, default_value_t = 13)]
+    pub kill_seed: u64,
+    /// With `--chaos`: seconds every agent run lasts (`scripted-agent: sleep=N` in each
+    /// task's text), so kills land while agents run.
+    #[arg(long, default_value_t = 2)]
+    pub agent_sleep: u32,
+    /// With `--chaos`: seconds each run may take before it is reported as failed.
+    #[arg(long, default_value_t = 900)]
+    pub run_timeout: u64,
     /// With `--webhooks`: rounds of ceiling-then-intake measurements; with several, each
     /// round is printed and the median of every column is the result (a shared machine's
     /// noise moves single rounds by tens of percent).
@@ -90,6 +113,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         crate::bench::dispatch::measure(&args, &dir).await
     } else if args.pipeline {
         crate::bench::pipeline::measure(&args, &dir).await
+    } else if args.chaos {
+        crate::bench::chaos::measure(&args, &dir).await
     } else {
         measure(&args, &dir).await
     };
@@ -98,10 +123,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 async fn measure(args: &BenchArgs, dir: &PathBuf) -> anyhow::Result<()> {
+    let tasks = args.tasks.unwrap_or(10_000);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let seeding = Instant::now();
     let db = dir.join("orchestrator.db");
-    let seeded = seed(&db, args.tasks, args.seed).await?;
+    let seeded = seed(&db, tasks, args.seed).await?;
     eprintln!(
         "seeded {} in {:.2} s",
         seeded.describe(),
@@ -147,10 +173,9 @@ async fn measure(args: &BenchArgs, dir: &PathBuf) -> anyhow::Result<()> {
         .as_array()
         .and_then(|c| c.iter().find(|n| n["name"] == "tasks"))
         .context("no tasks supervisor in /actors")?;
-    if tasks_node["child_count"] != args.tasks {
+    if tasks_node["child_count"] != tasks {
         bail!(
-            "expected {} task actors, /actors shows {}",
-            args.tasks,
+            "expected {tasks} task actors, /actors shows {}",
             tasks_node["child_count"]
         );
     }
@@ -176,7 +201,7 @@ async fn measure(args: &BenchArgs, dir: &PathBuf) -> anyhow::Result<()> {
 
     println!("Seeded: {}.", seeded.describe());
     println!();
-    println!("| measure ({} non-terminal tasks) | result |", args.tasks);
+    println!("| measure ({tasks} non-terminal tasks) | result |");
     println!("|---|---|");
     println!(
         "| start → all task actors up and `/health` ready | {} ms |",

@@ -22,7 +22,8 @@ const SINGLE_RUNS: usize = 5;
 
 /// Runs both measurements in `dir` and prints a Markdown table.
 pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
-    let repos = args.repos.max(1);
+    let repos = args.repos.unwrap_or(4).max(1);
+    let concurrency = args.concurrency.unwrap_or(4);
     let mut projects = Vec::new();
     for n in 0..repos {
         let origin = dir.join(format!("repo{n}.git"));
@@ -51,7 +52,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         Ok(samples)
     })
     .await?;
-    let batch = with_service(dir, "batch", &projects, args.concurrency, |base| {
+    let batch = with_service(dir, "batch", &projects, concurrency, |base| {
         let repos: Vec<String> = projects.iter().map(|p| p.repo.clone()).collect();
         let count = args.batch;
         async move {
@@ -78,7 +79,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     println!(
         "| {} tasks across {repos} repos, ORCH_MAX_CONCURRENCY={} | {:.2} s wall |",
         args.batch,
-        args.concurrency,
+        concurrency,
         batch[0].as_secs_f64()
     );
     Ok(())
