@@ -425,9 +425,10 @@ async fn watch(
 }
 
 /// Whether the boot answering `queue` watches every job of `in_flight`: its dispatcher has
-/// recovered, and each job is either settled (no longer queued or running) or running with a
-/// process the new boot knows — adopted by it (`adopted_by`, once the service reports it) or
-/// in its dispatcher's running set with a pid. A job requeued and waiting is not watched.
+/// recovered, and each job is either settled (no longer queued or running) or running in its
+/// dispatcher's running set with the pid its run actor reported — adopted by this boot or
+/// launched again by it, never one marked adopted by an earlier boot. A job requeued and
+/// waiting is not watched.
 fn watched(in_flight: &[i64], queue: &Value) -> bool {
     let dispatch = &queue["dispatch"];
     if dispatch["recovered"] == false {
@@ -445,12 +446,15 @@ fn watched(in_flight: &[i64], queue: &Value) -> bool {
         let Some(job) = jobs.iter().find(|j| j["job"].as_i64() == Some(*id)) else {
             return true;
         };
-        let adopted = job["adopted_by"]
+        // Adopted or launched again, a job counts once this boot's run actor reported its
+        // agent's process to dispatch: the journaled pid alone is the previous boot's word.
+        let by_this_boot = job["adopted_by"]
             .as_str()
-            .is_some_and(|by| boot.is_none_or(|boot| boot == by));
+            .is_none_or(|by| boot.is_none_or(|boot| boot == by));
         job["status"] == "running"
             && !job["pid"].is_null()
-            && (adopted || held.get(id).copied().unwrap_or(false))
+            && by_this_boot
+            && held.get(id).copied().unwrap_or(false)
     })
 }
 
@@ -502,7 +506,10 @@ mod tests {
         assert!(watched(&[7], &queue(relaunched, held.clone(), true)));
         assert!(!watched(&[7], &queue(stale.clone(), held, false)));
         let adopted = json!([{"job": 7, "status": "running", "pid": 41, "adopted_by": "b2"}]);
-        assert!(watched(&[7], &queue(adopted, json!([]), true)));
+        // Adopted but its run actor has not reported the agent yet: not watched yet.
+        assert!(!watched(&[7], &queue(adopted.clone(), json!([]), true)));
+        let watching = json!([{"job": 7, "pid": 41}]);
+        assert!(watched(&[7], &queue(adopted, watching, true)));
         let adopted_before =
             json!([{"job": 7, "status": "running", "pid": 41, "adopted_by": "b1"}]);
         assert!(!watched(&[7], &queue(adopted_before, json!([]), true)));
