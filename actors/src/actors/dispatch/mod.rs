@@ -404,8 +404,9 @@ impl Actor for Dispatch {
     ) -> Result<(), ActorProcessingErr> {
         state.recovering = None;
         state.kills.clear();
-        // Each run ends its own work as it stops (its agent's group is killed); the next boot
-        // requeues their jobs.
+        // Each run ends its own work as it stops: its agent is left running under its shim for
+        // the next boot to adopt (`ORCH_SHUTDOWN_AGENTS=adopt`) or its group is killed and the
+        // next boot requeues the job (`stop`).
         myself
             .stop_children_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
             .await;
