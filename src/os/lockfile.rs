@@ -111,7 +111,9 @@ mod tests {
         assert!(LockFile::is_held(&path), "the child holds it now");
         child.wait().await.unwrap();
         assert!(!LockFile::is_held(&path));
-        let again = LockFile::acquire(&path, Duration::from_secs(1)).await.unwrap();
+        let again = LockFile::acquire(&path, Duration::from_secs(1))
+            .await
+            .unwrap();
         assert!(again.is_some());
     }
 }
