@@ -174,15 +174,20 @@ impl Forge for ProjectForge {
     }
 
     async fn publish(&self, task: &TaskRecord, role: Role) -> Result<(), String> {
+        // The clone as it stands: prepare made it, and publishing needs no fetch.
+        let clone = self
+            .workspace
+            .clone_dir(&self.project(task)?.repo)
+            .map_err(|e| e.to_string())?;
         let worktree = self.worktree(task);
         let message = format!("{role}: {} {}", task.work_item_id, task.title);
         self.workspace
-            .commit_all(&worktree, &message)
+            .commit_all(&clone, &worktree, &message)
             .await
             .map_err(|e| e.to_string())?;
         let branch = self.branch(task);
         self.workspace
-            .push_branch(&worktree, &branch)
+            .push_branch(&clone, &worktree, &branch)
             .await
             .map_err(|e| e.to_string())?;
         let head = self

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use super::owner::CLONE_ENV;
+
 /// How long one git invocation may run before it is killed: a fetch from an unreachable
 /// remote must surface as an error the caller can defer on, not hang a task forever.
 pub const GIT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -27,6 +29,12 @@ const CONFIG: &[&str] = &[
     "init.defaultBranch=main",
     "core.hooksPath=/dev/null",
     "commit.gpgSign=false",
+    // Automatic gc and maintenance (after a fetch or a commit) stay on, but in the foreground:
+    // then they run inside the git that triggered them, and so inside the clone's turn
+    // (`owner.rs`). Detached, they would outlive it and repack refs (`packed-refs.lock`)
+    // under the next operation; switched off, the clones would need a gc of our own.
+    "gc.autoDetach=false",
+    "maintenance.autoDetach=false",
 ];
 
 /// Variables that would point git at another repository or inject config. They are set when
@@ -95,6 +103,21 @@ pub enum GitError {
     ProtectedBranch {
         /// The branch that was refused.
         branch: String,
+    },
+    /// The clone's lock is still held after its marked holders were ended: a process this
+    /// service did not start as one of the clone's git (or cannot end) keeps it.
+    #[error(
+        "clone {} is held by another process ({}); {ended} leftover git process(es) were ended but the lock is still taken",
+        .clone.display(),
+        .lock.display()
+    )]
+    Held {
+        /// The clone.
+        clone: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+        /// How many processes marked as its git were ended.
+        ended: usize,
     },
     /// A file-system operation around git failed.
     #[error("cannot access {}: {source}", .path.display())]
@@ -171,6 +194,16 @@ pub async fn git(cwd: &Path, args: &[&str]) -> Result<String, GitError> {
 /// Runs `git <args>` in `cwd` and returns whatever it produced; only failing to run at all
 /// (or running past [`GIT_TIMEOUT`]) is an error.
 pub(crate) async fn git_output(cwd: &Path, args: &[&str]) -> Result<GitOutput, GitError> {
+    git_output_with(cwd, args, |_| {}).await
+}
+
+/// [`git_output`], with `prepare` adjusting the command before it starts (a clone's turn
+/// hands git the clone's lock and marker).
+pub(crate) async fn git_output_with(
+    cwd: &Path,
+    args: &[&str],
+    prepare: impl FnOnce(&mut Command),
+) -> Result<GitOutput, GitError> {
     let command = command_line(args);
     let mut cmd = Command::new("git");
     for setting in CONFIG {
@@ -190,6 +223,9 @@ pub(crate) async fn git_output(cwd: &Path, args: &[&str]) -> Result<GitOutput, G
     for name in SCRUBBED_ENV {
         cmd.env_remove(name);
     }
+    // Only git run during a clone's turn may carry its marker: a later boot ends what does.
+    cmd.env_remove(CLONE_ENV);
+    prepare(&mut cmd);
     let spawn_error = |source| GitError::Spawn {
         command: command.clone(),
         dir: cwd.to_path_buf(),

@@ -12,6 +12,8 @@ use orchestrator_actors::domain::gates::CiOutcome;
 
 use super::{GitError, MergeOutcome, Workspace};
 
+mod owner;
+
 /// The branch the domain names for a feature task `id` titled `title`.
 fn branch_name(id: &str, title: &str) -> String {
     let id = orchestrator_actors::WorkItemId::parse(id).unwrap();
@@ -78,11 +80,11 @@ async fn task_with(
         write(&wt, rel, content);
     }
     let sha =
-        s.ws.commit_all(&wt, &format!("feat: {title}"))
+        s.ws.commit_all(&s.clone, &wt, &format!("feat: {title}"))
             .await
             .unwrap()
             .unwrap();
-    s.ws.push_branch(&wt, &branch).await.unwrap();
+    s.ws.push_branch(&s.clone, &wt, &branch).await.unwrap();
     (wt, branch, sha)
 }
 
@@ -131,13 +133,16 @@ async fn a_task_goes_from_worktree_to_merged_main_and_a_conflict_leaves_main_alo
     let (wt2, branch2, sha2) = task_with(&s, "T-2", "Other notes", &[("NOTES.md", "two\n")]).await;
 
     let sha1 =
-        s.ws.commit_all(&wt, "feat: add notes")
+        s.ws.commit_all(&s.clone, &wt, "feat: add notes")
             .await
             .unwrap()
             .unwrap();
     assert_eq!(s.ws.head_sha(&wt).await.unwrap(), sha1);
-    assert_eq!(s.ws.commit_all(&wt, "nothing").await.unwrap(), None);
-    s.ws.push_branch(&wt, &branch).await.unwrap();
+    assert_eq!(
+        s.ws.commit_all(&s.clone, &wt, "nothing").await.unwrap(),
+        None
+    );
+    s.ws.push_branch(&s.clone, &wt, &branch).await.unwrap();
     let pushed = git(&s.origin, &["rev-parse", &format!("refs/heads/{branch}")])
         .await
         .unwrap();
@@ -359,7 +364,7 @@ async fn main_is_never_pushed_from_a_task_and_bad_names_change_nothing() {
     let s = setup().await;
     let main_before = origin_main(&s.origin).await;
     let (wt, _, _) = task_with(&s, "T-4", "Try main", &[("x.txt", "x\n")]).await;
-    let err = s.ws.push_branch(&wt, "main").await.unwrap_err();
+    let err = s.ws.push_branch(&s.clone, &wt, "main").await.unwrap_err();
     assert!(matches!(err, GitError::ProtectedBranch { .. }), "{err}");
     assert!(err.to_string().contains("\"main\""), "{err}");
     assert_eq!(origin_main(&s.origin).await, main_before);
