@@ -90,10 +90,16 @@ impl ProjectForge {
 
     async fn clone_of(&self, task: &TaskRecord) -> Result<PathBuf, String> {
         let project = self.project(task)?;
-        self.workspace
+        let clone = self
+            .workspace
             .ensure_clone(&project.repo, &project.origin)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.workspace
+            .set_append_only(&clone, &project.append_only)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(clone)
     }
 }
 
@@ -247,11 +253,20 @@ impl Forge for ProjectForge {
                     reason: format!("repo {:?} is not configured", task.repo),
                 };
             };
-            Some(
-                self.workspace
-                    .run_test_cmd(&self.worktree(task), &project.test_cmd, self.ci_timeout)
-                    .await,
-            )
+            // The branch's head exactly as committed, in a throwaway checkout: never in the
+            // task's worktree, where what the tests leave behind would be committed next.
+            let clone = self.workspace.clone_dir(&project.repo);
+            let head = self.workspace.head_sha(&self.worktree(task)).await;
+            Some(match (clone, head) {
+                (Ok(clone), Ok(sha)) => {
+                    self.workspace
+                        .run_test_cmd_at(&clone, &sha, &project.test_cmd, self.ci_timeout)
+                        .await
+                }
+                (Err(e), _) | (_, Err(e)) => CiOutcome::ToolError {
+                    message: format!("cannot find the commit to test: {e}"),
+                },
+            })
         } else {
             None
         };

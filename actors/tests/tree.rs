@@ -500,6 +500,7 @@ async fn every_task_is_created_through_one_rule_and_gets_its_actor() {
         plane_project_id: plane.map(str::to_string),
         gitea_repo: None,
         plane_states: Default::default(),
+        append_only: Project::default_append_only(),
     };
     let projects = Projects::new(vec![
         project("acme/app", "ACME", None),

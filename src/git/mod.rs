@@ -8,6 +8,7 @@
 //! its git through that turn ([`owner`]); reads (`rev-parse`, `cat-file`, `ls-tree`) do not
 //! need one.
 
+mod checkout;
 mod ci;
 pub mod command;
 mod merge;
@@ -108,6 +109,27 @@ impl Workspace {
                 source,
             })?;
         Ok(clone)
+    }
+
+    /// Marks `patterns` as append-only in `clone` (`.git/info/attributes`, shared by its
+    /// worktrees): git merges them with its built-in `union` driver, keeping both sides'
+    /// lines, so entries two tasks each added never conflict. Only the orchestrator's clone
+    /// gets the attributes; the repository itself is not changed. Written only when they
+    /// differ, during the clone's turn.
+    pub async fn set_append_only(&self, clone: &Path, patterns: &[String]) -> Result<(), GitError> {
+        let mut wanted = String::from("# Written by the orchestrator: append-only files.\n");
+        for pattern in patterns {
+            wanted.push_str(&format!("{pattern} merge=union\n"));
+        }
+        let path = clone.join(".git").join("info").join("attributes");
+        if tokio::fs::read_to_string(&path).await.ok().as_deref() == Some(wanted.as_str()) {
+            return Ok(());
+        }
+        let _turn = self.turn(clone).await?;
+        if let Some(dir) = path.parent() {
+            create_dir_all(dir).await?;
+        }
+        tokio::fs::write(&path, wanted).await.map_err(io_at(&path))
     }
 
     /// Creates the worktree of task `id` on `branch`, freshly based on `origin/main` (fetched
