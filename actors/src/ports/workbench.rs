@@ -110,6 +110,9 @@ pub enum RunTrace {
     Running,
     /// Its agent ended while no boot watched, and how it ended is recorded: adopt it.
     Ended,
+    /// Its start was journaled but its agent never started (the boot died in between):
+    /// launch it now, as the same run.
+    Unstarted,
     /// Nothing verifiable is left of it.
     Gone,
 }

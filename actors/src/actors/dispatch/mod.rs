@@ -28,7 +28,7 @@ use crate::actors::describe::{Describe, Description};
 use crate::actors::reaper::Verdict;
 use crate::domain::job_machine::{JobEvent, JobRules, RunEnd};
 use crate::domain::resilience::{Breaker, RetryPolicy};
-use crate::ports::workbench::{AgentRunner, Forge, ProcessControl};
+use crate::ports::workbench::{AgentRunner, Forge, ProcessControl, RunTrace};
 use crate::ports::{Job, JobStore, NewJob, NewRun, ProcessId, Store, StoreError};
 
 mod ask;
@@ -184,7 +184,7 @@ pub enum DispatchMsg {
     },
     /// Self, from the owned startup sweep: the previous boot's runs to adopt (its other
     /// agents are ended).
-    Recovered(Result<Vec<Job>, String>),
+    Recovered(Result<Vec<(Job, RunTrace)>, String>),
     /// Self, from an owned kill: the agent of a crashed run is gone; settle its job.
     CrashedRunKilled {
         /// The job.
