@@ -200,7 +200,7 @@ impl Dispatch {
                 job: job.clone(),
                 process: None,
                 // An adopted run's start was journaled by the boot that launched it.
-                started: adopted,
+                started: matches!(taken, Some(RunTrace::Running | RunTrace::Ended)),
                 ended: false,
                 adopted,
             },
@@ -210,9 +210,10 @@ impl Dispatch {
             RunActor::new(self.deps.clone()),
             RunStart {
                 job: job.clone(),
-                // An agent to take over; one that never started is launched now.
+                // An agent to take over; one that never started is launched now, its start
+                // journaled (again, or for the first time if the boot died before that).
                 adopted: matches!(taken, Some(RunTrace::Running | RunTrace::Ended)),
-                journaled: adopted,
+                journaled: matches!(taken, Some(RunTrace::Running | RunTrace::Ended)),
             },
             myself.get_cell(),
         )
