@@ -292,6 +292,14 @@ impl Forge for ProjectForge {
             .map_err(|e| format!("cannot remove the worktree of {}: {e}", task.work_item_id))
     }
 
+    async fn is_on_main(&self, task: &TaskRecord, sha: &str) -> Result<bool, String> {
+        let clone = self.clone_of(task).await?;
+        self.workspace
+            .is_merged(&clone, sha)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn merge(&self, task: &TaskRecord) -> MergeResult {
         let clone = match self.clone_of(task).await {
             Ok(clone) => clone,

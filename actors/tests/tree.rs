@@ -598,6 +598,9 @@ impl Forge for RecordingForge {
     async fn remove_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
         Ok(())
     }
+    async fn is_on_main(&self, _task: &TaskRecord, _sha: &str) -> Result<bool, String> {
+        Err("recorded".into())
+    }
 }
 
 /// Seeds task `s` at `stage` in `phase`, paused or not.
