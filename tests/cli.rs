@@ -76,6 +76,14 @@ async fn people_get_tables_machines_get_json_and_actions_need_the_token() {
         text.contains("transitions") && text.contains("analyst"),
         "{text}"
     );
+    let status = stdout(&cli(cwd, &service, None, &["status"]));
+    assert!(
+        status.contains("ACME-001") && status.contains("webhook deliveries in progress: 0"),
+        "{status}"
+    );
+    let actors = stdout(&cli(cwd, &service, None, &["actors", "--depth", "1"]));
+    assert!(actors.starts_with("root [running]\n  "), "{actors}");
+    assert!(actors.contains("  tasks [running]"), "{actors}");
     let queue = cli(cwd, &service, None, &["queue"]);
     assert!(
         stdout(&queue).contains("breaker  closed"),

@@ -6,7 +6,8 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{create, reach, start_local as start, task};
+use common::{create, reach, start_local as start, start_local_with, task};
+use orchestrator::intake::signature::sign;
 use prometheus_parse::{Sample, Scrape, Value as Metric};
 use serde_json::Value;
 
@@ -158,4 +159,53 @@ async fn metrics_parse_and_match_what_the_api_shows() {
     assert_eq!(queue["breaker"]["state"], "closed");
     assert_eq!(sum(&m, "orchestrator_breaker_open", &[]), 0.0);
     assert_eq!(sum(&m, "orchestrator_queue_parked", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn webhook_deliveries_are_counted_by_source_and_outcome_once_each() {
+    let secret = "gitea-secret-0123";
+    let dir = tempfile::tempdir().unwrap();
+    let service = start_local_with(
+        dir.path(),
+        false,
+        &[
+            ("ORCH_GITEA_URL", "http://127.0.0.1:9"),
+            ("ORCH_GITEA_TOKEN", "gitea-token"),
+            ("ORCH_GITEA_WEBHOOK_SECRET", secret),
+        ],
+    )
+    .await;
+    let before = scrape(&service.base).await;
+    assert_eq!(
+        sum(&before, "orchestrator_webhook_deliveries_total", &[]),
+        0.0
+    );
+
+    // A repository nobody registered: journaled as ignored; its replay is not journaled.
+    let body =
+        br#"{"sha": "abc", "state": "success", "repository": {"full_name": "someone/else"}}"#;
+    for _ in 0..2 {
+        let response = reqwest::Client::new()
+            .post(format!("{}/webhook/gitea", service.base))
+            .header("Content-Type", "application/json")
+            .header("X-Gitea-Event", "status")
+            .header("X-Gitea-Delivery", "g-1")
+            .header("X-Gitea-Signature", sign(secret, body))
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    let m = scrape(&service.base).await;
+    assert_eq!(
+        sum(
+            &m,
+            "orchestrator_webhook_deliveries_total",
+            &[("source", "gitea"), ("outcome", "ignored")]
+        ),
+        1.0
+    );
+    assert_eq!(sum(&m, "orchestrator_webhook_deliveries_total", &[]), 1.0);
 }
