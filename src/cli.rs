@@ -57,7 +57,8 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Measure startup with many tasks, idle memory and GET /actors latency (see docs/benchmarks.md).
+    /// Measure startup with many tasks, idle memory, GET /actors and GET /metrics latency
+    /// (see docs/benchmarks.md).
     Bench(crate::bench::BenchArgs),
     /// Dry-run stand-in for `claude -p … --output-format json`: writes the role's artifacts
     /// (ORCH_ROLE, ORCH_WORK_ITEM, ORCH_ARTIFACTS_DIR, ORCH_ATTEMPT, ORCH_STAGE) and prints one
