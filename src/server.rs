@@ -232,6 +232,7 @@ pub async fn run_on(
         operator_token: config.operator_token.clone(),
         describe_timeout: config.describe_timeout,
         intake: integrations.intake(&config, store.clone(), creator),
+        journal: store.clone(),
     });
     info!("listening on http://{addr}");
     let server =
