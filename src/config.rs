@@ -83,6 +83,9 @@ pub struct Config {
     /// Sweeps a job may look orphaned before the reaper requeues it
     /// (`ORCH_REAPER_GRACE_TICKS`).
     pub reaper_grace_ticks: u32,
+    /// Interval of the reconciler's pass (`ORCH_RECONCILE_INTERVAL_S`); it also makes one
+    /// at start.
+    pub reconcile_interval: Duration,
     /// Budget of one CI run of a project's test command (`ORCH_CI_TIMEOUT_S`).
     pub ci_timeout: Duration,
     /// Pause before re-checking a gate or merge that hit infrastructure trouble, or before a
@@ -193,6 +196,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("ORCH_BREAKER_COOLDOWN_S", "300"),
     ("ORCH_REAPER_TICK_S", "15"),
     ("ORCH_REAPER_GRACE_TICKS", "4"),
+    ("ORCH_RECONCILE_INTERVAL_S", "300"),
     ("ORCH_CI_TIMEOUT_S", "1800"),
     ("ORCH_RETRY_DELAY_S", "30"),
     ("ORCH_GATE_DEFER_MAX", "20"),
@@ -390,6 +394,11 @@ impl Config {
             )?),
             reaper_tick: Duration::from_secs(number(get("ORCH_REAPER_TICK_S"), 1, 3_600)?),
             reaper_grace_ticks: number(get("ORCH_REAPER_GRACE_TICKS"), 1, 1_000)? as u32,
+            reconcile_interval: Duration::from_secs(number(
+                get("ORCH_RECONCILE_INTERVAL_S"),
+                1,
+                86_400,
+            )?),
             ci_timeout: Duration::from_secs(number(get("ORCH_CI_TIMEOUT_S"), 1, 86_400)?),
             retry_delay: Duration::from_secs(number(get("ORCH_RETRY_DELAY_S"), 1, 3_600)?),
             gate_defer_max: number(get("ORCH_GATE_DEFER_MAX"), 0, 10_000)? as u32,

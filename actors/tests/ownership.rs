@@ -126,6 +126,7 @@ impl Setup {
                 mode: TrackerMode::Edit,
                 max_retry_wait: Duration::from_secs(1),
             }),
+            reconciler: None,
             policy: RestartPolicy {
                 max_restarts: 5,
                 window: Duration::from_secs(60),

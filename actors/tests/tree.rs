@@ -126,6 +126,7 @@ fn config_with(
             max_attempts: 3,
         }),
         tracker,
+        reconciler: None,
         policy,
         shutdown_timeout: Duration::from_secs(5),
         launch_concurrency: 8,

@@ -1,6 +1,8 @@
 //! `GET /queue` — the job queue at a glance: counts per status, the queued and running jobs
 //! (attempts, transient retries, when each becomes claimable), the usage-limit park, the
-//! dispatcher's circuit breaker and running set, and the reaper's counters.
+//! dispatcher's circuit breaker and running set, the reaper's counters, and what the
+//! reconciler found (deliveries acted on late or superseded, missed board transitions, tasks
+//! it cannot make sense of).
 
 use axum::extract::State;
 use axum::routing::get;
@@ -8,6 +10,7 @@ use axum::{Json, Router};
 use orchestrator_actors::actors::describe::describe_cell;
 use orchestrator_actors::actors::dispatch::DISPATCH;
 use orchestrator_actors::actors::reaper::REAPER;
+use orchestrator_actors::actors::reconciler::RECONCILER;
 use ractor::registry;
 use serde_json::{Value, json};
 
@@ -32,6 +35,7 @@ async fn queue(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let overview = state.jobs.queue_overview().await?;
     let dispatch = details(DISPATCH, &state).await;
     let reaper = details(REAPER, &state).await;
+    let reconciler = details(RECONCILER, &state).await;
     Ok(Json(json!({
         "counts": overview.counts,
         "parked": overview.parked,
@@ -39,5 +43,6 @@ async fn queue(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
         "jobs": overview.active,
         "dispatch": dispatch,
         "reaper": reaper,
+        "reconciler": reconciler,
     })))
 }

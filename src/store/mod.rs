@@ -12,6 +12,7 @@ mod jobs;
 mod migrations;
 mod pulls;
 mod readers;
+mod reconcile;
 mod replays;
 mod tasks;
 mod writer;
@@ -31,6 +32,7 @@ use rusqlite::Connection;
 
 pub use connection::OpenError;
 pub use migrations::{MigrationReport, supported_version};
+pub use reconcile::JournaledEvent;
 
 use readers::Readers;
 use writer::Writer;

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::actors::dispatch::DispatchMsg;
 use crate::actors::reaper::ReaperMsg;
+use crate::actors::reconciler::ReconcilerMsg;
 use crate::actors::run::RunMsg;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::actors::task::TaskMsg;
@@ -134,6 +135,11 @@ pub async fn describe_cell(
         (ReaperMsg::KIND, call::<ReaperMsg>(cell, timeout).await)
     } else if cell.is_message_type_of::<TrackerMsg>() == Some(true) {
         (TrackerMsg::KIND, call::<TrackerMsg>(cell, timeout).await)
+    } else if cell.is_message_type_of::<ReconcilerMsg>() == Some(true) {
+        (
+            ReconcilerMsg::KIND,
+            call::<ReconcilerMsg>(cell, timeout).await,
+        )
     } else {
         ("unknown", Err("actor does not answer Describe".into()))
     }

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::actors::dispatch::{DISPATCH, Dispatch, DispatchDeps};
 use crate::actors::reaper::{REAPER, Reaper, ReaperDeps};
+use crate::actors::reconciler::{RECONCILER, Reconciler, ReconcilerDeps};
 use crate::actors::supervisor::{
     ChildSpec, ShutdownOrder, Supervisor, SupervisorArgs, SupervisorMsg,
 };
@@ -35,6 +36,8 @@ pub struct TreeConfig {
     pub reaper: Arc<ReaperDeps>,
     /// What the chat tracker works with.
     pub tracker: Arc<TrackerDeps>,
+    /// What the reconciler works with; `None` runs none (nothing to reconcile with).
+    pub reconciler: Option<Arc<ReconcilerDeps>>,
     /// Restart policy of every supervisor.
     pub policy: RestartPolicy,
     /// Per-child stop timeout.
@@ -79,7 +82,13 @@ fn supervisor_spec(name: &str, config: &TreeConfig, singletons: bool) -> ChildSp
             let reaper = ChildSpec::new(REAPER, move || (Reaper::new(deps.clone()), ()));
             let deps = config.tracker.clone();
             let tracker = ChildSpec::new(TRACKER, move || (Tracker::new(deps.clone()), ()));
-            (vec![dispatch, reaper, tracker], None)
+            let mut children = vec![dispatch, reaper, tracker];
+            if let Some(deps) = config.reconciler.clone() {
+                children.push(ChildSpec::new(RECONCILER, move || {
+                    (Reconciler::new(deps.clone()), ())
+                }));
+            }
+            (children, None)
         } else {
             (Vec::new(), Some(task_loader(config.tasks.clone())))
         };

@@ -15,6 +15,7 @@ pub mod job_machine;
 pub mod notice;
 pub mod pipeline;
 pub mod projects;
+pub mod reconcile;
 pub mod resilience;
 pub mod restart;
 pub mod stage;

@@ -11,6 +11,7 @@ mod forge;
 mod intake;
 mod notify;
 mod queue;
+mod reconcile;
 pub mod workbench;
 
 pub use board::{BaseGroup, Board, BoardStatus, LocalBoard};
@@ -27,6 +28,7 @@ pub use queue::{
     Job, JobStatus, JobStore, NewJob, NewRun, ProcessId, QueueOverview, QueuePark, Requeue,
     RunFinish, RunOutcome, RunRecord, RunningJob,
 };
+pub use reconcile::{BoardCheck, Reconcile, Redone};
 
 /// A task as the store keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -171,6 +171,8 @@ pub enum AlertKind {
     AgentFailed,
     /// The task is parked until a human steps in.
     Blocked,
+    /// The reconciler found something about the task it cannot make sense of.
+    Unreconciled,
 }
 
 impl AlertKind {
@@ -181,6 +183,7 @@ impl AlertKind {
             AlertKind::DeployFailed => "deploy failed",
             AlertKind::AgentFailed => "agent failed",
             AlertKind::Blocked => "blocked",
+            AlertKind::Unreconciled => "cannot reconcile",
         }
     }
 }
