@@ -1,5 +1,5 @@
-//! The command line: `serve` runs the service; `status`, `tasks` and `actors` ask a running
-//! one over HTTP; `bench` measures startup, memory and introspection at scale;
+//! The command line: `serve` runs the service; `doctor` checks what it needs; `status`,
+//! `tasks` and `actors` ask a running one over HTTP; `bench` measures startup, memory and introspection at scale;
 //! `scripted-agent` is the dry-run agent (it runs without the service configuration).
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 
@@ -26,6 +26,10 @@ pub enum Command {
     Serve,
     /// Watch a sample task travel the whole pipeline locally, with the dry-run agent.
     Demo,
+    /// Check what the service needs — the agent program (and its version), git, the data
+    /// directory, each Plane board's statuses, Gitea and its repositories, the Telegram
+    /// token — and print a checklist; exits 1 when a check fails.
+    Doctor,
     /// Show the active tasks of a running service.
     Status(ClientArgs),
     /// List tasks, or show one task with its journal and live actor.
@@ -111,6 +115,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             crate::logging::init_quiet(&config);
             crate::demo::run(config).await
         }
+        Command::Doctor => crate::preflight::doctor(&config).await,
         Command::Status(client) => print_get(&config, &client, "/status").await,
         Command::Tasks { id: None, client } => print_get(&config, &client, "/tasks").await,
         Command::Tasks {

@@ -16,6 +16,7 @@ pub(crate) mod integrations;
 pub(crate) mod logging;
 pub mod os;
 pub mod plane;
+pub(crate) mod preflight;
 pub(crate) mod server;
 pub(crate) mod signals;
 pub mod store;

@@ -98,6 +98,10 @@ pub async fn run_on(
         )
     })?;
     let addr = listener.local_addr()?;
+    // Logged as it comes; owned here, so it ends with the service.
+    let _preflight = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(crate::preflight::log(
+        config.clone(),
+    )));
 
     let store = Arc::new(
         SqliteStore::open_with(

@@ -1,6 +1,7 @@
 //! `GET /queue` — the job queue at a glance: counts per status, the queued and running jobs
 //! (attempts, transient retries, when each becomes claimable), the usage-limit park, the
-//! dispatcher's circuit breaker and running set, the reaper's counters, and what the
+//! hold while the agent program cannot start, the dispatcher's circuit breaker and running
+//! set, the reaper's counters, and what the
 //! reconciler found (deliveries acted on late or superseded, missed board transitions, tasks
 //! it cannot make sense of).
 
@@ -40,6 +41,7 @@ async fn queue(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
         "counts": overview.counts,
         "parked": overview.parked,
         "breaker": dispatch.get("breaker").cloned().unwrap_or(Value::Null),
+        "held": dispatch.get("agent_hold").cloned().unwrap_or(Value::Null),
         "jobs": overview.active,
         "dispatch": dispatch,
         "reaper": reaper,

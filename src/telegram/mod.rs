@@ -62,6 +62,15 @@ impl TelegramNotifier {
         }
     }
 
+    /// The bot's `@username`, from `getMe`: the token is valid.
+    pub async fn bot_name(&self) -> Result<String, NotifyError> {
+        let me = self.call("getMe", json!({})).await?;
+        Ok(me
+            .get("username")
+            .and_then(Value::as_str)
+            .map_or_else(|| "(no username)".to_string(), |u| format!("@{u}")))
+    }
+
     /// Calls `method` with `body` (the chat id added); the `result` on success.
     async fn call(&self, method: &str, mut body: Value) -> Result<Value, NotifyError> {
         body["chat_id"] = self.chat_id.clone();

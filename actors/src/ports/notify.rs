@@ -173,6 +173,8 @@ pub enum AlertKind {
     Blocked,
     /// The reconciler found something about the task it cannot make sense of.
     Unreconciled,
+    /// The agent program cannot be started: the queue is held.
+    AgentUnavailable,
 }
 
 impl AlertKind {
@@ -184,6 +186,7 @@ impl AlertKind {
             AlertKind::AgentFailed => "agent failed",
             AlertKind::Blocked => "blocked",
             AlertKind::Unreconciled => "cannot reconcile",
+            AlertKind::AgentUnavailable => "agent cannot start",
         }
     }
 }

@@ -11,7 +11,8 @@
 //! ended with its exit recorded) — the same run carries on, launched once — ends every other
 //! agent of this service the runner finds, and requeues the jobs it did not adopt. A circuit [`Breaker`]
 //! stops claims after too many transient failures in a row; a queue parked on a usage limit
-//! is skipped by the store's claim.
+//! is skipped by the store's claim; while the agent program cannot start, the queue is held
+//! (`hold.rs`) and no attempt is spent.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::ports::workbench::{AgentRunner, Forge, ProcessControl};
 use crate::ports::{Job, JobStore, NewJob, NewRun, ProcessId, Store, StoreError};
 
 mod ask;
+mod hold;
 mod writes;
 
 pub use ask::{cancel_queued, enqueue};
@@ -144,6 +146,8 @@ pub struct DispatchState {
     enqueues: JoinSet<()>,
     /// Stops claims after a streak of transient failures.
     breaker: Breaker,
+    /// Set while the agent program cannot start: no claims.
+    hold: Option<hold::Hold>,
 }
 
 /// Messages the dispatcher handles.
@@ -192,6 +196,9 @@ pub enum DispatchMsg {
         /// The crash.
         error: String,
     },
+    /// Self, from the owned probe while the queue is held: whether the agent program can
+    /// start now.
+    AgentProbed(Result<(), String>),
     /// Anyone: reply with running jobs and counters.
     Describe(RpcReplyPort<Description>),
 }
@@ -221,6 +228,7 @@ impl Actor for Dispatch {
             kills: BTreeMap::new(),
             enqueues: JoinSet::new(),
             breaker: Breaker::new(self.deps.breaker_threshold, self.deps.breaker_cooldown),
+            hold: None,
         })
     }
 
@@ -321,6 +329,11 @@ impl Actor for Dispatch {
                 }
                 self.claim(&myself, state).await;
             }
+            DispatchMsg::AgentProbed(result) => {
+                if self.probed(state, result) {
+                    self.claim(&myself, state).await;
+                }
+            }
             DispatchMsg::Describe(reply) => {
                 let running: Vec<_> = state
                     .running
@@ -340,6 +353,7 @@ impl Actor for Dispatch {
                         "boot_id": self.deps.boot_id,
                         "recovered": state.recovered,
                         "breaker": state.breaker.view(Instant::now()),
+                        "agent_hold": state.hold.as_ref().map(|h| json!({"reason": h.reason, "since": h.since})),
                     }),
                     ..Description::default()
                 });
