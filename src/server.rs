@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use std::path::PathBuf;
 
+use orchestrator_actors::actors::disk_watchdog::DiskWatchdogDeps;
 use orchestrator_actors::actors::dispatch::DispatchDeps;
 use orchestrator_actors::actors::reaper::ReaperDeps;
 use orchestrator_actors::actors::reconciler::ReconcilerDeps;
@@ -219,6 +220,15 @@ pub async fn run_on(
             interval: config.reconcile_interval,
             // At least one try, whatever the budget of other infrastructure retries.
             retries: config.infra_retry_max.max(1),
+        })),
+        disk: Some(Arc::new(DiskWatchdogDeps {
+            probe: Arc::new(crate::os::disk::StatvfsProbe::new(vec![
+                ("data".into(), data_dir.clone()),
+                ("clones".into(), config.repos_dir()),
+                ("worktrees".into(), config.worktrees_dir.clone()),
+            ])),
+            rules: config.disk,
+            interval: config.disk_interval,
         })),
         policy: restart_policy(&config),
         // Each supervisor level waits this long for its children before moving on.

@@ -127,6 +127,7 @@ fn config_with(
         }),
         tracker,
         reconciler: None,
+        disk: None,
         policy,
         shutdown_timeout: Duration::from_secs(5),
         launch_concurrency: 8,

@@ -10,6 +10,7 @@ use ractor::rpc::CallResult;
 use ractor::{ActorCell, ActorStatus, Message, RpcReplyPort};
 use serde::Serialize;
 
+use crate::actors::disk_watchdog::DiskWatchdogMsg;
 use crate::actors::dispatch::DispatchMsg;
 use crate::actors::reaper::ReaperMsg;
 use crate::actors::reconciler::ReconcilerMsg;
@@ -135,6 +136,11 @@ pub async fn describe_cell(
         (ReaperMsg::KIND, call::<ReaperMsg>(cell, timeout).await)
     } else if cell.is_message_type_of::<TrackerMsg>() == Some(true) {
         (TrackerMsg::KIND, call::<TrackerMsg>(cell, timeout).await)
+    } else if cell.is_message_type_of::<DiskWatchdogMsg>() == Some(true) {
+        (
+            DiskWatchdogMsg::KIND,
+            call::<DiskWatchdogMsg>(cell, timeout).await,
+        )
     } else if cell.is_message_type_of::<ReconcilerMsg>() == Some(true) {
         (
             ReconcilerMsg::KIND,

@@ -8,6 +8,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, registry};
 use tokio::task::JoinHandle;
 
+use crate::actors::disk_watchdog::{DISK_WATCHDOG, DiskWatchdog, DiskWatchdogDeps};
 use crate::actors::dispatch::{DISPATCH, Dispatch, DispatchDeps};
 use crate::actors::reaper::{REAPER, Reaper, ReaperDeps};
 use crate::actors::reconciler::{RECONCILER, Reconciler, ReconcilerDeps};
@@ -38,6 +39,8 @@ pub struct TreeConfig {
     pub tracker: Arc<TrackerDeps>,
     /// What the reconciler works with; `None` runs none (nothing to reconcile with).
     pub reconciler: Option<Arc<ReconcilerDeps>>,
+    /// What the disk watchdog works with; `None` runs none.
+    pub disk: Option<Arc<DiskWatchdogDeps>>,
     /// Restart policy of every supervisor.
     pub policy: RestartPolicy,
     /// Per-child stop timeout.
@@ -86,6 +89,11 @@ fn supervisor_spec(name: &str, config: &TreeConfig, singletons: bool) -> ChildSp
             if let Some(deps) = config.reconciler.clone() {
                 children.push(ChildSpec::new(RECONCILER, move || {
                     (Reconciler::new(deps.clone()), ())
+                }));
+            }
+            if let Some(deps) = config.disk.clone() {
+                children.push(ChildSpec::new(DISK_WATCHDOG, move || {
+                    (DiskWatchdog::new(deps.clone()), ())
                 }));
             }
             (children, None)

@@ -8,6 +8,7 @@ pub mod artifacts;
 pub mod branch;
 pub mod card;
 pub mod creation;
+pub mod disk;
 pub mod frontmatter;
 pub mod gates;
 pub mod ids;

@@ -9,7 +9,7 @@ use crate::domain::task_machine::MergeResult;
 use crate::ports::workbench::{
     AgentReport, AgentRequest, AgentRunner, Forge, ProcessControl, SpawnNotice, Workplace,
 };
-use crate::ports::{Alert, Card, MessageId, Notifier, NotifyError, ProcessId, TaskRecord};
+use crate::ports::{Alert, Card, MessageId, Notice, Notifier, NotifyError, ProcessId, TaskRecord};
 
 /// A forge for tests that never get as far as a worktree: every gate defers, every merge
 /// and every worktree fails as infrastructure trouble.
@@ -69,6 +69,9 @@ impl Notifier for NoChat {
         Ok(())
     }
     async fn send_alert(&self, _alert: &Alert) -> Result<(), NotifyError> {
+        Ok(())
+    }
+    async fn send_notice(&self, _notice: &Notice) -> Result<(), NotifyError> {
         Ok(())
     }
 }

@@ -202,6 +202,15 @@ pub struct Alert {
     pub text: String,
 }
 
+/// A message about the service as a whole, not one task (a filesystem filling up).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    /// What it is about, in a word or two (`disk`).
+    pub topic: String,
+    /// What happened, in words a human can act on.
+    pub text: String,
+}
+
 /// Why a delivery did not go through.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NotifyError {
@@ -230,6 +239,9 @@ pub trait Notifier: Send + Sync + 'static {
     async fn delete_message(&self, id: MessageId) -> Result<(), NotifyError>;
     /// Posts an alert as a separate, notifying message.
     async fn send_alert(&self, alert: &Alert) -> Result<(), NotifyError>;
+
+    /// Posts a notifying message about the service as a whole.
+    async fn send_notice(&self, notice: &Notice) -> Result<(), NotifyError>;
 }
 
 /// Remembers which chat message is each task's card, so a restart keeps editing it.

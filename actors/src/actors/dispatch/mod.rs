@@ -12,7 +12,8 @@
 //! agent of this service the runner finds, and requeues the jobs it did not adopt. A circuit [`Breaker`]
 //! stops claims after too many transient failures in a row; a queue parked on a usage limit
 //! is skipped by the store's claim; while the agent program cannot start, the queue is held
-//! (`hold.rs`) and no attempt is spent.
+//! (`hold.rs`) and no attempt is spent; while the disk watchdog says a filesystem is
+//! critically full, no new run starts either.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -148,6 +149,8 @@ pub struct DispatchState {
     breaker: Breaker,
     /// Set while the agent program cannot start: no claims.
     hold: Option<hold::Hold>,
+    /// Set while a filesystem is critically full (the disk watchdog says why): no claims.
+    disk: Option<String>,
 }
 
 /// Messages the dispatcher handles.
@@ -199,6 +202,9 @@ pub enum DispatchMsg {
     /// Self, from the owned probe while the queue is held: whether the agent program can
     /// start now.
     AgentProbed(Result<(), String>),
+    /// The disk watchdog, after each reading: why no new agent run may start (a filesystem
+    /// is critically full), or `None` when they may.
+    Disk(Option<String>),
     /// Anyone: reply with running jobs and counters.
     Describe(RpcReplyPort<Description>),
 }
@@ -229,6 +235,7 @@ impl Actor for Dispatch {
             enqueues: JoinSet::new(),
             breaker: Breaker::new(self.deps.breaker_threshold, self.deps.breaker_cooldown),
             hold: None,
+            disk: None,
         })
     }
 
@@ -329,6 +336,17 @@ impl Actor for Dispatch {
                 }
                 self.claim(&myself, state).await;
             }
+            DispatchMsg::Disk(pause) => {
+                let resumed = state.disk.is_some() && pause.is_none();
+                if pause.is_some() && state.disk.is_none() {
+                    warn!(reason = ?pause, "a filesystem is critically full; no new agent run starts");
+                }
+                state.disk = pause;
+                if resumed {
+                    tracing::info!("the disk has room again; claims resume");
+                    self.claim(&myself, state).await;
+                }
+            }
             DispatchMsg::AgentProbed(result) => {
                 if self.probed(state, result) {
                     self.claim(&myself, state).await;
@@ -354,6 +372,7 @@ impl Actor for Dispatch {
                         "recovered": state.recovered,
                         "breaker": state.breaker.view(Instant::now()),
                         "agent_hold": state.hold.as_ref().map(|h| json!({"reason": h.reason, "since": h.since})),
+                        "disk_pause": state.disk,
                     }),
                     ..Description::default()
                 });

@@ -164,6 +164,9 @@ impl Dispatch {
             self.probe(myself, state);
             return;
         }
+        if state.disk.is_some() {
+            return;
+        }
         if !state.recovered
             || state.running.len() >= self.deps.max_concurrency
             || state.breaker.is_open(Instant::now())
