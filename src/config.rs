@@ -91,6 +91,12 @@ pub struct Config {
     pub disk: orchestrator_actors::domain::disk::DiskRules,
     /// Interval of the disk watchdog's reading (`ORCH_DISK_CHECK_S`).
     pub disk_interval: Duration,
+    /// Interval of the housekeeping sweep (`ORCH_HOUSEKEEPING_INTERVAL_S`).
+    pub housekeeping_interval: Duration,
+    /// How long a finished run's files are kept (`ORCH_RUN_LOG_RETENTION_DAYS`).
+    pub run_log_retention: Duration,
+    /// How long settled webhook deliveries are kept (`ORCH_EVENT_RETENTION_DAYS`).
+    pub event_retention: Duration,
     /// Budget of one CI run of a project's test command (`ORCH_CI_TIMEOUT_S`).
     pub ci_timeout: Duration,
     /// Pause before re-checking a gate or merge that hit infrastructure trouble, or before a
@@ -206,6 +212,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("ORCH_DISK_CRITICAL_PCT", "95"),
     ("ORCH_DISK_CHECK_S", "60"),
     ("ORCH_DISK_REMINDER_S", "3600"),
+    ("ORCH_HOUSEKEEPING_INTERVAL_S", "3600"),
+    ("ORCH_RUN_LOG_RETENTION_DAYS", "30"),
+    ("ORCH_EVENT_RETENTION_DAYS", "90"),
     ("ORCH_CI_TIMEOUT_S", "1800"),
     ("ORCH_RETRY_DELAY_S", "30"),
     ("ORCH_GATE_DEFER_MAX", "20"),
@@ -430,6 +439,17 @@ impl Config {
                 }
             },
             disk_interval: Duration::from_secs(number(get("ORCH_DISK_CHECK_S"), 1, 3_600)?),
+            housekeeping_interval: Duration::from_secs(number(
+                get("ORCH_HOUSEKEEPING_INTERVAL_S"),
+                1,
+                604_800,
+            )?),
+            run_log_retention: Duration::from_secs(
+                86_400 * number(get("ORCH_RUN_LOG_RETENTION_DAYS"), 1, 36_500)?,
+            ),
+            event_retention: Duration::from_secs(
+                86_400 * number(get("ORCH_EVENT_RETENTION_DAYS"), 1, 36_500)?,
+            ),
             ci_timeout: Duration::from_secs(number(get("ORCH_CI_TIMEOUT_S"), 1, 86_400)?),
             retry_delay: Duration::from_secs(number(get("ORCH_RETRY_DELAY_S"), 1, 3_600)?),
             gate_defer_max: number(get("ORCH_GATE_DEFER_MAX"), 0, 10_000)? as u32,

@@ -10,6 +10,7 @@ pub(crate) mod demo;
 pub(crate) mod forge;
 pub mod git;
 pub mod gitea;
+pub(crate) mod housekeeping;
 pub(crate) mod http;
 pub mod intake;
 pub(crate) mod integrations;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use orchestrator_actors::actors::disk_watchdog::DiskWatchdogDeps;
 use orchestrator_actors::actors::dispatch::DispatchDeps;
+use orchestrator_actors::actors::housekeeper::HousekeeperDeps;
 use orchestrator_actors::actors::reaper::ReaperDeps;
 use orchestrator_actors::actors::reconciler::ReconcilerDeps;
 use orchestrator_actors::actors::task::TaskCreator;
@@ -184,6 +185,7 @@ pub async fn run_on(
     )
     .await
     .context("cannot read the webhook journal")?;
+    let housekeeping_forge = forge.clone();
     let tree_config = TreeConfig {
         tasks: task_deps.clone(),
         dispatch: Arc::new(DispatchDeps {
@@ -229,6 +231,18 @@ pub async fn run_on(
             ])),
             rules: config.disk,
             interval: config.disk_interval,
+        })),
+        housekeeper: Some(Arc::new(HousekeeperDeps {
+            world: Arc::new(crate::housekeeping::ServiceHousekeeping {
+                store: store.clone(),
+                forge: housekeeping_forge,
+                runs_dir: data_dir.join("runs"),
+                worktrees_dir: config.worktrees_dir.clone(),
+            }),
+            store: dyn_store.clone(),
+            interval: config.housekeeping_interval,
+            run_retention: config.run_log_retention,
+            event_retention: config.event_retention,
         })),
         policy: restart_policy(&config),
         // Each supervisor level waits this long for its children before moving on.

@@ -131,6 +131,7 @@ impl Setup {
             }),
             reconciler: None,
             disk: None,
+            housekeeper: None,
             policy: RestartPolicy {
                 max_restarts: 5,
                 window: Duration::from_secs(60),

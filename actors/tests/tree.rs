@@ -128,6 +128,7 @@ fn config_with(
         tracker,
         reconciler: None,
         disk: None,
+        housekeeper: None,
         policy,
         shutdown_timeout: Duration::from_secs(5),
         launch_concurrency: 8,

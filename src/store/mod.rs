@@ -6,6 +6,7 @@ mod cards;
 mod checkpointer;
 mod compression;
 mod connection;
+mod housekeeping;
 mod intake;
 mod intake_ports;
 mod jobs;

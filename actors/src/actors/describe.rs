@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::actors::disk_watchdog::DiskWatchdogMsg;
 use crate::actors::dispatch::DispatchMsg;
+use crate::actors::housekeeper::HousekeeperMsg;
 use crate::actors::reaper::ReaperMsg;
 use crate::actors::reconciler::ReconcilerMsg;
 use crate::actors::run::RunMsg;
@@ -136,6 +137,11 @@ pub async fn describe_cell(
         (ReaperMsg::KIND, call::<ReaperMsg>(cell, timeout).await)
     } else if cell.is_message_type_of::<TrackerMsg>() == Some(true) {
         (TrackerMsg::KIND, call::<TrackerMsg>(cell, timeout).await)
+    } else if cell.is_message_type_of::<HousekeeperMsg>() == Some(true) {
+        (
+            HousekeeperMsg::KIND,
+            call::<HousekeeperMsg>(cell, timeout).await,
+        )
     } else if cell.is_message_type_of::<DiskWatchdogMsg>() == Some(true) {
         (
             DiskWatchdogMsg::KIND,

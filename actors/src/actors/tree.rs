@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::actors::disk_watchdog::{DISK_WATCHDOG, DiskWatchdog, DiskWatchdogDeps};
 use crate::actors::dispatch::{DISPATCH, Dispatch, DispatchDeps};
+use crate::actors::housekeeper::{HOUSEKEEPER, Housekeeper, HousekeeperDeps};
 use crate::actors::reaper::{REAPER, Reaper, ReaperDeps};
 use crate::actors::reconciler::{RECONCILER, Reconciler, ReconcilerDeps};
 use crate::actors::supervisor::{
@@ -41,6 +42,8 @@ pub struct TreeConfig {
     pub reconciler: Option<Arc<ReconcilerDeps>>,
     /// What the disk watchdog works with; `None` runs none.
     pub disk: Option<Arc<DiskWatchdogDeps>>,
+    /// What the housekeeper works with; `None` runs none.
+    pub housekeeper: Option<Arc<HousekeeperDeps>>,
     /// Restart policy of every supervisor.
     pub policy: RestartPolicy,
     /// Per-child stop timeout.
@@ -94,6 +97,11 @@ fn supervisor_spec(name: &str, config: &TreeConfig, singletons: bool) -> ChildSp
             if let Some(deps) = config.disk.clone() {
                 children.push(ChildSpec::new(DISK_WATCHDOG, move || {
                     (DiskWatchdog::new(deps.clone()), ())
+                }));
+            }
+            if let Some(deps) = config.housekeeper.clone() {
+                children.push(ChildSpec::new(HOUSEKEEPER, move || {
+                    (Housekeeper::new(deps.clone()), ())
                 }));
             }
             (children, None)

@@ -11,6 +11,7 @@ pub mod creation;
 pub mod disk;
 pub mod frontmatter;
 pub mod gates;
+pub mod housekeeping;
 pub mod ids;
 pub mod job_machine;
 pub mod notice;

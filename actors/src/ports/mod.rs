@@ -9,6 +9,7 @@ use crate::{Stage, WorkItemId};
 mod board;
 mod disk;
 mod forge;
+mod housekeeping;
 mod intake;
 mod notify;
 mod queue;
@@ -18,6 +19,7 @@ pub mod workbench;
 pub use board::{BaseGroup, Board, BoardStatus, LocalBoard};
 pub use disk::{DiskProbe, FsReading};
 pub use forge::{BranchAt, BranchHeads, PullRequest, PullRequestStore};
+pub use housekeeping::{Housekeeping, RunFiles};
 pub use intake::{
     ActInWrite, ActedInWrite, CommitRef, EventJournal, Journaled, NewEvent, Settlement,
     TrackerLink, TrackerLinks,
