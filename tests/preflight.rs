@@ -22,6 +22,9 @@ async fn a_missing_agent_binary_holds_the_queue_and_spends_no_attempt() {
     let reason = queue["held"]["reason"].as_str().unwrap();
     assert!(reason.contains(&shown), "{queue}");
     assert!(reason.contains("ORCH_CLAUDE_BIN"), "{queue}");
+    // The job went back to the queue in the same step that held it: a later look at the
+    // queue shows it (the one above may have read the jobs just before).
+    let (_, queue) = service.get("/queue").await;
     let jobs = queue["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 1, "{queue}");
     assert_eq!(jobs[0]["status"], "queued", "{queue}");
