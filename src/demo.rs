@@ -36,6 +36,7 @@ pub fn demo_config(mut config: Config, origin: &Path) -> anyhow::Result<Config> 
         plane_project_id: None,
         gitea_repo: None,
         plane_states: Default::default(),
+        append_only: Project::default_append_only(),
     };
     config.projects = Arc::new(Projects::new(vec![project])?);
     config.claude_bin = std::env::current_exe()

@@ -90,10 +90,16 @@ impl ProjectForge {
 
     async fn clone_of(&self, task: &TaskRecord) -> Result<PathBuf, String> {
         let project = self.project(task)?;
-        self.workspace
+        let clone = self
+            .workspace
             .ensure_clone(&project.repo, &project.origin)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.workspace
+            .set_append_only(&clone, &project.append_only)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(clone)
     }
 }
 
@@ -174,15 +180,20 @@ impl Forge for ProjectForge {
     }
 
     async fn publish(&self, task: &TaskRecord, role: Role) -> Result<(), String> {
+        // The clone as it stands: prepare made it, and publishing needs no fetch.
+        let clone = self
+            .workspace
+            .clone_dir(&self.project(task)?.repo)
+            .map_err(|e| e.to_string())?;
         let worktree = self.worktree(task);
         let message = format!("{role}: {} {}", task.work_item_id, task.title);
         self.workspace
-            .commit_all(&worktree, &message)
+            .commit_all(&clone, &worktree, &message)
             .await
             .map_err(|e| e.to_string())?;
         let branch = self.branch(task);
         self.workspace
-            .push_branch(&worktree, &branch)
+            .push_branch(&clone, &worktree, &branch)
             .await
             .map_err(|e| e.to_string())?;
         let head = self
@@ -242,11 +253,20 @@ impl Forge for ProjectForge {
                     reason: format!("repo {:?} is not configured", task.repo),
                 };
             };
-            Some(
-                self.workspace
-                    .run_test_cmd(&self.worktree(task), &project.test_cmd, self.ci_timeout)
-                    .await,
-            )
+            // The branch's head exactly as committed, in a throwaway checkout: never in the
+            // task's worktree, where what the tests leave behind would be committed next.
+            let clone = self.workspace.clone_dir(&project.repo);
+            let head = self.workspace.head_sha(&self.worktree(task)).await;
+            Some(match (clone, head) {
+                (Ok(clone), Ok(sha)) => {
+                    self.workspace
+                        .run_test_cmd_at(&clone, &sha, &project.test_cmd, self.ci_timeout)
+                        .await
+                }
+                (Err(e), _) | (_, Err(e)) => CiOutcome::ToolError {
+                    message: format!("cannot find the commit to test: {e}"),
+                },
+            })
         } else {
             None
         };
@@ -270,6 +290,14 @@ impl Forge for ProjectForge {
             .remove_worktree(&clone, task.work_item_id.as_str())
             .await
             .map_err(|e| format!("cannot remove the worktree of {}: {e}", task.work_item_id))
+    }
+
+    async fn is_on_main(&self, task: &TaskRecord, sha: &str) -> Result<bool, String> {
+        let clone = self.clone_of(task).await?;
+        self.workspace
+            .is_merged(&clone, sha)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn merge(&self, task: &TaskRecord) -> MergeResult {

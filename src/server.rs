@@ -32,6 +32,7 @@ use crate::git::Workspace;
 use crate::http::{self, AppState};
 use crate::intake::IntakeReconciler;
 use crate::integrations::Connections;
+use crate::os::lockfile::LockFile;
 use crate::store::{SqliteStore, StoreOptions};
 use crate::telegram::{LogNotifier, TelegramNotifier};
 
@@ -99,6 +100,18 @@ pub async fn run_on(
             config.runs_dir().display()
         )
     })?;
+    // One service per data directory: a second one would take the first's agents and git for
+    // a dead boot's and end them. Held for the service's life; never inherited by an agent.
+    let instance = config.data_dir.join("orchestrator.lock");
+    let _instance = LockFile::try_acquire(&instance)
+        .with_context(|| format!("cannot lock {}", instance.display()))?
+        .with_context(|| {
+            format!(
+                "another orchestrator is already running on the data directory {} (it holds {})",
+                config.data_dir.display(),
+                instance.display()
+            )
+        })?;
     let addr = listener.local_addr()?;
     // Logged as it comes; owned here, so it ends with the service.
     let _preflight = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(crate::preflight::log(

@@ -47,6 +47,34 @@ async fn a_fresh_data_dir_serves_health_and_the_bare_tree_then_stops_cleanly() {
 }
 
 #[tokio::test]
+async fn a_second_service_on_the_same_data_dir_is_refused_and_the_first_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut first = Service::start(&data, &[]);
+    let second = common::command(dir.path())
+        .arg("serve")
+        .env("ORCH_DATA_DIR", &data)
+        .env("ORCH_BIND", "127.0.0.1:0")
+        .output()
+        .expect("run a second serve");
+    assert!(!second.status.success(), "{second:?}");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("another orchestrator is already running")
+            && stderr.contains(&data.display().to_string()),
+        "{stderr}"
+    );
+    assert_eq!(first.get("/health").await.0, 200);
+    first.signal(libc::SIGTERM);
+    first
+        .wait_exit(Duration::from_secs(10))
+        .expect("it stopped");
+    // Once the first is gone, the data directory is free again.
+    let again = Service::start(&data, &[]);
+    assert_eq!(again.get("/health").await.0, 200);
+}
+
+#[tokio::test]
 async fn a_restart_reuses_the_database_and_recovers_every_non_terminal_task() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -380,3 +380,37 @@ async fn operator_routes_are_refused_without_a_configured_token() {
             .contains("ORCH_OPERATOR_TOKEN")
     );
 }
+
+#[tokio::test]
+async fn what_the_tests_leave_behind_never_reaches_the_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = common::local_mode(dir.path(), &[("acme/app", "ACME", false)]).await;
+    // A test command that leaves a cache behind, like Python's `__pycache__`.
+    let litter =
+        r#"sh -c "mkdir -p __pycache__ && echo cache > __pycache__/app.pyc && sh test.sh""#;
+    for (key, value) in env.iter_mut() {
+        if key == "ORCH_PROJECTS_JSON" {
+            let mut projects: Value = serde_json::from_str(value).unwrap();
+            projects[0]["test_cmd"] = json!(litter);
+            *value = projects.to_string();
+        }
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let service = Service::start(&dir.path().join("data"), &env);
+    let id = create(&service, "Litter", "Leave no trace.", &["autoApprove"]).await;
+    reach(&service, &id, "done", "idle").await;
+    let files = orchestrator::git::command::git(
+        &dir.path().join("ACME.git"),
+        &["ls-tree", "-r", "--name-only", "main"],
+    )
+    .await
+    .unwrap();
+    assert!(!files.contains("__pycache__"), "{files}");
+    assert!(files.contains(&format!("docs/work-items/{id}/")), "{files}");
+    // And no CI checkout is left beside the clones.
+    let checkouts = service.data_dir.join("repos").join("_ci");
+    let left: Vec<_> = std::fs::read_dir(&checkouts)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -588,15 +588,33 @@ fn recovery_on_start_resumes_where_the_task_stood() {
 }
 
 #[test]
-fn a_pull_request_merged_by_a_human_finishes_the_task_except_in_deploy() {
+fn a_pull_request_merged_by_a_human_finishes_the_task_once_its_commit_is_on_main() {
     let merged = || Event::MergedOutside {
         sha: "m1".into(),
         by: "bob".into(),
     };
+    let checked = |on_main: Result<bool, String>, failures: u32| Event::OutsideMergeChecked {
+        sha: "m1".into(),
+        by: "bob".into(),
+        on_main,
+        failures,
+    };
+    let rules = ProjectRules::default();
     let mut t = task(&[]);
     t.stage = Stage::Review;
     t.phase = Phase::Working;
-    let d = decide(&t, &ProjectRules::default(), merged());
+    // The forge's word is checked first: nothing changes yet.
+    let d = decide(&t, &rules, merged());
+    assert_eq!(d.update, None);
+    assert_eq!(
+        d.effects,
+        vec![Effect::CheckOutsideMerge {
+            sha: "m1".into(),
+            by: "bob".into()
+        }]
+    );
+    // On origin/main: done.
+    let d = decide(&t, &rules, checked(Ok(true), 0));
     let (to, reason) = d.update.unwrap().to.unwrap();
     assert_eq!(to, Stage::Done);
     assert!(reason.contains("bob") && reason.contains("m1"), "{reason}");
@@ -604,12 +622,34 @@ fn a_pull_request_merged_by_a_human_finishes_the_task_except_in_deploy() {
         d.effects,
         vec![Effect::CancelJobs, Effect::RemoveWorktree, Effect::Stop]
     );
+    // Not on origin/main (merged into another base, or history rewritten): ignored.
+    assert_eq!(
+        decide(&t, &rules, checked(Ok(false), 0)),
+        Decision::default()
+    );
+    // The forge cannot tell: checked again later, then blocked as infrastructure.
+    assert_eq!(
+        decide(&t, &rules, checked(Err("fetch failed".into()), 0)).effects,
+        vec![Effect::RetryOutsideMergeCheckLater {
+            sha: "m1".into(),
+            by: "bob".into()
+        }]
+    );
+    let spent = rules.limits.merge_retries;
+    let d = decide(&t, &rules, checked(Err("fetch failed".into()), spent));
+    let u = d.update.unwrap();
+    assert_eq!(u.phase, Phase::Blocked);
+    assert!(
+        u.blocked_reason.unwrap().starts_with("infrastructure:"),
+        "blocked as infrastructure"
+    );
 
     // In deploy the orchestrator merges itself: its own merge event changes nothing.
     t.stage = Stage::Deploy;
     t.phase = Phase::Merging;
+    assert_eq!(decide(&t, &rules, merged()), Decision::default());
     assert_eq!(
-        decide(&t, &ProjectRules::default(), merged()),
+        decide(&t, &rules, checked(Ok(true), 0)),
         Decision::default()
     );
 }

@@ -503,6 +503,7 @@ async fn every_task_is_created_through_one_rule_and_gets_its_actor() {
         plane_project_id: plane.map(str::to_string),
         gitea_repo: None,
         plane_states: Default::default(),
+        append_only: Project::default_append_only(),
     };
     let projects = Projects::new(vec![
         project("acme/app", "ACME", None),
@@ -599,6 +600,9 @@ impl Forge for RecordingForge {
     }
     async fn remove_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
         Ok(())
+    }
+    async fn is_on_main(&self, _task: &TaskRecord, _sha: &str) -> Result<bool, String> {
+        Err("recorded".into())
     }
 }
 

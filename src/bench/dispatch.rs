@@ -57,6 +57,9 @@ impl Forge for ScratchForge {
         // Every task shares the one scratch directory, which outlives them all.
         Ok(())
     }
+    async fn is_on_main(&self, _task: &TaskRecord, _sha: &str) -> Result<bool, String> {
+        Err("nothing is merged in the bench".into())
+    }
 }
 
 /// The real launcher, noting when each task's agent process was announced.

@@ -38,6 +38,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
             plane_project_id: None,
             gitea_repo: None,
             plane_states: Default::default(),
+            append_only: Project::default_append_only(),
         });
     }
     // The single-task figure runs alone; the batch gets its own service and data.

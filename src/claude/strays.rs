@@ -101,6 +101,10 @@ impl Marks {
         if files.ended().is_some() {
             return RunTrace::Ended;
         }
+        if !files.pid.exists() {
+            // Nothing of it runs and its shim never recorded an agent: it never started.
+            return RunTrace::Unstarted;
+        }
         RunTrace::Gone
     }
 
@@ -212,5 +216,37 @@ impl Marks {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_dead_boot_left_of_a_run_is_read_from_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let marks = Marks::new(dir.path(), Duration::from_secs(1));
+        let log = dir.path().join("run-1-1.log");
+        let files = RunFiles::of(&log);
+        // Journaled, but no agent ever started: launch it now as the same run.
+        assert_eq!(marks.trace("run-1-1", &log), RunTrace::Unstarted);
+        // An agent started and vanished without a recorded end: nothing to adopt.
+        std::fs::write(
+            &files.pid,
+            r#"{"pid":1,"start_ticks":1,"started_unix_ms":1}"#,
+        )
+        .unwrap();
+        assert_eq!(marks.trace("run-1-1", &log), RunTrace::Gone);
+        // Its end recorded while nobody watched: adopt the result.
+        std::fs::write(
+            &files.exit,
+            r#"{"exit_code":0,"error":null,"ended_unix_ms":2}"#,
+        )
+        .unwrap();
+        assert_eq!(marks.trace("run-1-1", &log), RunTrace::Ended);
+        // Killed by a service stopping with ORCH_SHUTDOWN_AGENTS=stop: never adopted.
+        std::fs::write(&files.abandoned, "x").unwrap();
+        assert_eq!(marks.trace("run-1-1", &log), RunTrace::Gone);
     }
 }

@@ -1,6 +1,6 @@
 //! The projects the orchestrator works on, from `ORCH_PROJECTS_JSON`:
 //! `[{"repo","origin","prefix","test_cmd","staging","confirm_deploy","plane_project_id",
-//! "gitea_repo","plane_states"}]`, read into the one [`Projects`] registry (a domain type of
+//! "gitea_repo","plane_states","append_only"}]`, read into the one [`Projects`] registry (a domain type of
 //! the actors crate). Validated up front; an error names the entry and the field.
 
 use orchestrator_actors::domain::statuses::STATUS_KEYS;
@@ -87,6 +87,19 @@ pub fn parse(json: &str) -> Result<Projects, String> {
         {
             return Err(at("gitea_repo", "must look like owner/name"));
         }
+        if let Some(bad) = p.append_only.iter().find(|pattern| {
+            pattern.is_empty()
+                || pattern.len() > 200
+                || pattern.starts_with(['!', '#'])
+                || pattern.chars().any(|c| c.is_whitespace() || c.is_control())
+        }) {
+            return Err(at(
+                "append_only",
+                &format!(
+                    "has {bad:?}: each entry must be a path or glob (gitattributes pattern) without spaces, not starting with '!' or '#'"
+                ),
+            ));
+        }
         if let Some(key) = p.plane_states.unknown_key() {
             return Err(at(
                 "plane_states",
@@ -144,6 +157,10 @@ mod tests {
             (
                 r#"[{"repo":"a/b","origin":"--upload-pack=x","prefix":"A","test_cmd":"t"}]"#,
                 "origin must be",
+            ),
+            (
+                r#"[{"repo":"a/b","origin":"o","prefix":"A","test_cmd":"t","append_only":["CHANGE LOG.md"]}]"#,
+                "append_only has",
             ),
             (
                 r#"[{"repo":"a/b","origin":"o","prefix":"A","test_cmd":"'unterminated"}]"#,

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use super::owner::CLONE_ENV;
+
 /// How long one git invocation may run before it is killed: a fetch from an unreachable
 /// remote must surface as an error the caller can defer on, not hang a task forever.
 pub const GIT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -27,6 +29,12 @@ const CONFIG: &[&str] = &[
     "init.defaultBranch=main",
     "core.hooksPath=/dev/null",
     "commit.gpgSign=false",
+    // Automatic gc and maintenance (after a fetch or a commit) stay on, but in the foreground:
+    // then they run inside the git that triggered them, and so inside the clone's turn
+    // (`owner.rs`). Detached, they would outlive it and repack refs (`packed-refs.lock`)
+    // under the next operation; switched off, the clones would need a gc of our own.
+    "gc.autoDetach=false",
+    "maintenance.autoDetach=false",
 ];
 
 /// Variables that would point git at another repository or inject config. They are set when
@@ -95,6 +103,21 @@ pub enum GitError {
     ProtectedBranch {
         /// The branch that was refused.
         branch: String,
+    },
+    /// The clone's lock is still held after its marked holders were ended: a process this
+    /// service did not start as one of the clone's git (or cannot end) keeps it.
+    #[error(
+        "clone {} is held by another process ({}); {ended} leftover git process(es) were ended but the lock is still taken",
+        .clone.display(),
+        .lock.display()
+    )]
+    Held {
+        /// The clone.
+        clone: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+        /// How many processes marked as its git were ended.
+        ended: usize,
     },
     /// A file-system operation around git failed.
     #[error("cannot access {}: {source}", .path.display())]
@@ -171,6 +194,16 @@ pub async fn git(cwd: &Path, args: &[&str]) -> Result<String, GitError> {
 /// Runs `git <args>` in `cwd` and returns whatever it produced; only failing to run at all
 /// (or running past [`GIT_TIMEOUT`]) is an error.
 pub(crate) async fn git_output(cwd: &Path, args: &[&str]) -> Result<GitOutput, GitError> {
+    git_output_with(cwd, args, |_| {}).await
+}
+
+/// [`git_output`], with `prepare` adjusting the command before it starts (a clone's turn
+/// hands git the clone's lock and marker).
+pub(crate) async fn git_output_with(
+    cwd: &Path,
+    args: &[&str],
+    prepare: impl FnOnce(&mut Command),
+) -> Result<GitOutput, GitError> {
     let command = command_line(args);
     let mut cmd = Command::new("git");
     for setting in CONFIG {
@@ -181,8 +214,10 @@ pub(crate) async fn git_output(cwd: &Path, args: &[&str]) -> Result<GitOutput, G
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Dropping the future on timeout must not leave git running.
+        // Dropping the future on timeout must not leave git running — nor what it started
+        // (remote helpers, pack-objects): its own group, killed whole by `GroupKill`.
         .kill_on_drop(true)
+        .process_group(0)
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         // Messages we match on (push rejections) must not be translated.
@@ -190,14 +225,22 @@ pub(crate) async fn git_output(cwd: &Path, args: &[&str]) -> Result<GitOutput, G
     for name in SCRUBBED_ENV {
         cmd.env_remove(name);
     }
+    // Only git run during a clone's turn may carry its marker: a later boot ends what does.
+    cmd.env_remove(CLONE_ENV);
+    prepare(&mut cmd);
     let spawn_error = |source| GitError::Spawn {
         command: command.clone(),
         dir: cwd.to_path_buf(),
         source,
     };
     let child = cmd.spawn().map_err(spawn_error)?;
+    let mut group = GroupKill(child.id().and_then(|pid| libc::pid_t::try_from(pid).ok()));
     let output = match tokio::time::timeout(GIT_TIMEOUT, child.wait_with_output()).await {
-        Ok(result) => result.map_err(spawn_error)?,
+        Ok(result) => {
+            // It ended and was reaped: its group id may be reused from now on.
+            group.0 = None;
+            result.map_err(spawn_error)?
+        }
         Err(_) => {
             return Err(GitError::Timeout {
                 command,
@@ -213,6 +256,22 @@ pub(crate) async fn git_output(cwd: &Path, args: &[&str]) -> Result<GitOutput, G
         command,
         dir: cwd.to_path_buf(),
     })
+}
+
+/// SIGKILLs a git's whole process group if its call is abandoned (timed out, or its future
+/// dropped) before git ended.
+struct GroupKill(Option<libc::pid_t>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: kill(2) has no memory effects; a negative pid addresses the group git
+            // leads (its leader is not reaped yet, so the id is still its own).
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// `git <args>` as a reader would type it, quoted where needed and cut to a readable length.
@@ -287,5 +346,41 @@ mod tests {
         assert_eq!(tail_utf8("aé".as_bytes(), 2), "é");
         assert_eq!(tail_utf8(b"abc", 10), "abc");
         assert!(command_line(&["commit", "-m", &"x".repeat(1000)]).ends_with('…'));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_git_takes_what_it_started_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        // An alias that starts a long-running child of git, as a remote helper would be.
+        let alias = format!(
+            "alias.hang=!sh -c 'echo $$ > {}; exec sleep 60'",
+            pid_file.display()
+        );
+        let cwd = dir.path().to_path_buf();
+        let call = tokio::spawn(async move { git_output(&cwd, &["-c", &alias, "hang"]).await });
+        let mut child = None;
+        for _ in 0..400 {
+            if let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+            {
+                child = Some(pid);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let child = child.expect("git started its child");
+        call.abort();
+        let _ = call.await;
+        let mut gone = false;
+        for _ in 0..200 {
+            if !crate::os::procs::stat_of(child).is_some_and(|s| s.is_live()) {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(gone, "git's child {child} outlived the abandoned call");
     }
 }

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use super::command::{GitError, git, git_output};
+use super::command::GitError;
+use super::owner::CloneTurn;
 use super::{Workspace, fetch, names, require_origin_main};
 
 /// What a merge into `main` came to.
@@ -33,7 +34,7 @@ enum Attempt {
 impl Workspace {
     /// Merges `origin/<branch>` into `origin/main` with a merge commit titled `message` and
     /// pushes `main`. Runs in the clone's own working tree: nothing else uses it (artifacts are
-    /// read from `origin/main` objects, tasks have their own worktrees), and the clone's lock
+    /// read from `origin/main` objects, tasks have their own worktrees), and the clone's turn
     /// keeps merges of one repository in sequence. The caller still confirms the merge with
     /// [`Workspace::is_merged`].
     pub async fn merge_into_main(
@@ -43,12 +44,12 @@ impl Workspace {
         message: &str,
     ) -> Result<MergeOutcome, GitError> {
         names::task_branch(branch)?;
-        let _lock = self.lock(clone).await;
-        match merge_once(clone, branch, message).await? {
+        let turn = self.turn(clone).await?;
+        match merge_once(&turn, clone, branch, message).await? {
             Attempt::Done(outcome) => Ok(outcome),
             Attempt::Raced(error) => {
                 tracing::info!(%branch, %error, "origin/main moved during the merge; retrying once");
-                match merge_once(clone, branch, message).await? {
+                match merge_once(&turn, clone, branch, message).await? {
                     Attempt::Done(outcome) => Ok(outcome),
                     Attempt::Raced(error) => Err(error),
                 }
@@ -57,20 +58,26 @@ impl Workspace {
     }
 }
 
-async fn merge_once(clone: &Path, branch: &str, message: &str) -> Result<Attempt, GitError> {
-    fetch(clone).await?;
+async fn merge_once(
+    turn: &CloneTurn,
+    clone: &Path,
+    branch: &str,
+    message: &str,
+) -> Result<Attempt, GitError> {
+    fetch(turn, clone).await?;
     require_origin_main(clone).await?;
     let theirs = format!("origin/{branch}");
-    let exists = git_output(
-        clone,
-        &[
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            &format!("refs/remotes/{theirs}"),
-        ],
-    )
-    .await?;
+    let exists = turn
+        .git_output(
+            clone,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/remotes/{theirs}"),
+            ],
+        )
+        .await?;
     if !exists.success() {
         return Err(GitError::State {
             path: clone.to_path_buf(),
@@ -78,8 +85,8 @@ async fn merge_once(clone: &Path, branch: &str, message: &str) -> Result<Attempt
         });
     }
     // Start from exactly origin/main, whatever an interrupted earlier merge left behind.
-    let _ = git_output(clone, &["merge", "--abort"]).await?;
-    git(
+    let _ = turn.git_output(clone, &["merge", "--abort"]).await?;
+    turn.git(
         clone,
         &[
             "checkout",
@@ -91,16 +98,18 @@ async fn merge_once(clone: &Path, branch: &str, message: &str) -> Result<Attempt
         ],
     )
     .await?;
-    git(clone, &["clean", "--quiet", "--force", "-d", "-x"]).await?;
+    turn.git(clone, &["clean", "--quiet", "--force", "-d", "-x"])
+        .await?;
 
-    let merged = git_output(
-        clone,
-        &["merge", "--no-ff", "--no-edit", "-m", message, &theirs],
-    )
-    .await?;
+    let merged = turn
+        .git_output(
+            clone,
+            &["merge", "--no-ff", "--no-edit", "-m", message, &theirs],
+        )
+        .await?;
     if !merged.success() {
-        let files = conflicted_files(clone).await?;
-        if let Err(e) = git(clone, &["merge", "--abort"]).await {
+        let files = conflicted_files(turn, clone).await?;
+        if let Err(e) = turn.git(clone, &["merge", "--abort"]).await {
             // The next merge resets the working tree anyway.
             tracing::warn!(error = %e, "git merge --abort failed after a failed merge");
         }
@@ -109,17 +118,18 @@ async fn merge_once(clone: &Path, branch: &str, message: &str) -> Result<Attempt
         }
         return Ok(Attempt::Done(MergeOutcome::Conflict { files }));
     }
-    let sha = git(clone, &["rev-parse", "--verify", "HEAD"]).await?;
-    let pushed = git_output(
-        clone,
-        &[
-            "push",
-            "--quiet",
-            "origin",
-            "refs/heads/main:refs/heads/main",
-        ],
-    )
-    .await?;
+    let sha = turn.git(clone, &["rev-parse", "--verify", "HEAD"]).await?;
+    let pushed = turn
+        .git_output(
+            clone,
+            &[
+                "push",
+                "--quiet",
+                "origin",
+                "refs/heads/main:refs/heads/main",
+            ],
+        )
+        .await?;
     if pushed.success() {
         Ok(Attempt::Done(MergeOutcome::Merged { sha }))
     } else if lost_race(&pushed.stderr) {
@@ -130,8 +140,10 @@ async fn merge_once(clone: &Path, branch: &str, message: &str) -> Result<Attempt
 }
 
 /// Paths left unmerged by a failed merge.
-async fn conflicted_files(clone: &Path) -> Result<Vec<String>, GitError> {
-    let out = git_output(clone, &["diff", "--name-only", "--diff-filter=U", "-z"]).await?;
+async fn conflicted_files(turn: &CloneTurn, clone: &Path) -> Result<Vec<String>, GitError> {
+    let out = turn
+        .git_output(clone, &["diff", "--name-only", "--diff-filter=U", "-z"])
+        .await?;
     if !out.success() {
         return Err(out.into_error());
     }

@@ -1,37 +1,45 @@
 //! The git adapter behind the Workspace port: one local clone per repository, one worktree per
 //! task branch, artifact reads (the task worktree first, then `origin/main`), commits, pushes,
 //! the local forge's merge and CI run. Every git call is argv through [`command::git`].
+//!
+//! One writer per clone: every operation that writes a clone's refs, config, index or
+//! objects — fetch, worktree add and remove, merge, and a task worktree's commit and push,
+//! since a worktree shares all of those with its clone — runs during the clone's turn, and
+//! its git through that turn ([`owner`]); reads (`rev-parse`, `cat-file`, `ls-tree`) do not
+//! need one.
 
+mod checkout;
 mod ci;
 pub mod command;
 mod merge;
 mod names;
+mod owner;
 pub mod sample;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use std::time::Duration;
 
 use crate::config::Config;
 pub use command::GitError;
 use command::{git, git_output, path_arg};
 pub use merge::MergeOutcome;
+use owner::CloneTurn;
+pub use owner::LEFTOVER_GIT_WAIT;
 
-/// Local clones and task worktrees on this machine. Share one instance (e.g. in an `Arc`):
-/// it serialises the git operations that move a clone's refs or working tree, which git
-/// itself would otherwise fail with "cannot lock ref" when tasks of one repo run together.
+/// Local clones and task worktrees on this machine. The git operations that write a clone
+/// take turns on it ([`owner`]), which git itself would otherwise fail with "cannot lock ref"
+/// when tasks of one repo run together.
 #[derive(Debug)]
 pub struct Workspace {
     /// One non-bare clone per repository, named after it (`<data>/repos`).
     cache_dir: PathBuf,
     /// One worktree per task, named after its id (`ORCH_WORKTREES_DIR`).
     worktrees_dir: PathBuf,
-    /// One lock per clone, taken by fetches, worktree changes and merges.
-    locks: Mutex<HashMap<PathBuf, Arc<AsyncMutex<()>>>>,
+    /// How long a git of an earlier boot may keep working on a clone before it is ended.
+    leftover_git_wait: Duration,
 }
 
 impl Workspace {
@@ -42,8 +50,15 @@ impl Workspace {
         Self {
             cache_dir: absolute(cache_dir.into()),
             worktrees_dir: absolute(worktrees_dir.into()),
-            locks: Mutex::new(HashMap::new()),
+            leftover_git_wait: LEFTOVER_GIT_WAIT,
         }
+    }
+
+    /// This workspace, giving a git left running on a clone by an earlier boot `wait`
+    /// (instead of [`LEFTOVER_GIT_WAIT`]) to finish before it is ended.
+    pub fn with_leftover_git_wait(mut self, wait: Duration) -> Self {
+        self.leftover_git_wait = wait;
+        self
     }
 
     /// The workspace described by the service configuration.
@@ -67,13 +82,14 @@ impl Workspace {
         let name = names::clone_dir_name(repo)?;
         let origin = names::origin(origin)?;
         let clone = self.cache_dir.join(&name);
-        let _lock = self.lock(&clone).await;
+        let turn = self.turn(&clone).await?;
         if exists(&clone.join(".git")).await? {
             // The configured origin may have moved since the clone was made.
-            if git(&clone, &["remote", "get-url", "origin"]).await? != origin {
-                git(&clone, &["remote", "set-url", "origin", &origin]).await?;
+            if turn.git(&clone, &["remote", "get-url", "origin"]).await? != origin {
+                turn.git(&clone, &["remote", "set-url", "origin", &origin])
+                    .await?;
             }
-            fetch(&clone).await?;
+            fetch(&turn, &clone).await?;
             return Ok(clone);
         }
         create_dir_all(&self.cache_dir).await?;
@@ -81,7 +97,7 @@ impl Workspace {
         let partial = self.cache_dir.join(format!(".{name}.partial"));
         remove_dir_all(&partial).await?;
         let partial_arg = path_arg(&partial)?;
-        git(
+        turn.git(
             &self.cache_dir,
             &["clone", "--quiet", "--", &origin, partial_arg],
         )
@@ -93,6 +109,27 @@ impl Workspace {
                 source,
             })?;
         Ok(clone)
+    }
+
+    /// Marks `patterns` as append-only in `clone` (`.git/info/attributes`, shared by its
+    /// worktrees): git merges them with its built-in `union` driver, keeping both sides'
+    /// lines, so entries two tasks each added never conflict. Only the orchestrator's clone
+    /// gets the attributes; the repository itself is not changed. Written only when they
+    /// differ, during the clone's turn.
+    pub async fn set_append_only(&self, clone: &Path, patterns: &[String]) -> Result<(), GitError> {
+        let mut wanted = String::from("# Written by the orchestrator: append-only files.\n");
+        for pattern in patterns {
+            wanted.push_str(&format!("{pattern} merge=union\n"));
+        }
+        let path = clone.join(".git").join("info").join("attributes");
+        if tokio::fs::read_to_string(&path).await.ok().as_deref() == Some(wanted.as_str()) {
+            return Ok(());
+        }
+        let _turn = self.turn(clone).await?;
+        if let Some(dir) = path.parent() {
+            create_dir_all(dir).await?;
+        }
+        tokio::fs::write(&path, wanted).await.map_err(io_at(&path))
     }
 
     /// Creates the worktree of task `id` on `branch`, freshly based on `origin/main` (fetched
@@ -107,10 +144,10 @@ impl Workspace {
         names::work_item_id(id)?;
         names::task_branch(branch)?;
         let path = self.worktrees_dir.join(id);
-        let _lock = self.lock(clone).await;
-        fetch(clone).await?;
+        let turn = self.turn(clone).await?;
+        fetch(&turn, clone).await?;
         // Forget worktrees whose directories were deleted by hand, so their paths can be reused.
-        git(clone, &["worktree", "prune"]).await?;
+        turn.git(clone, &["worktree", "prune"]).await?;
         if let Some(checked_out) = registered_worktree(clone, &path).await? {
             if checked_out.as_deref() == Some(branch) {
                 return Ok(path);
@@ -132,7 +169,7 @@ impl Workspace {
         create_dir_all(&self.worktrees_dir).await?;
         // --no-track: the task branch must not track origin/main, or a bare `git push` in the
         // worktree would aim at main.
-        git(
+        turn.git(
             clone,
             &[
                 "worktree",
@@ -216,30 +253,44 @@ impl Workspace {
         Ok(found.into_iter().collect())
     }
 
-    /// Stages everything in `worktree` and commits it; the new HEAD sha, or `None` when there
-    /// was nothing to commit.
+    /// Stages everything in `worktree` (a worktree of `clone`) and commits it; the new HEAD
+    /// sha, or `None` when there was nothing to commit. Runs during the clone's turn: the
+    /// commit writes the clone's objects and refs, and may start git's automatic gc.
     pub async fn commit_all(
         &self,
+        clone: &Path,
         worktree: &Path,
         message: &str,
     ) -> Result<Option<String>, GitError> {
-        git(worktree, &["add", "--all"]).await?;
-        let staged = git_output(worktree, &["diff", "--cached", "--quiet"]).await?;
+        let turn = self.turn(clone).await?;
+        turn.git(worktree, &["add", "--all"]).await?;
+        let staged = turn
+            .git_output(worktree, &["diff", "--cached", "--quiet"])
+            .await?;
         match staged.code {
             Some(0) => return Ok(None),
             Some(1) => {}
             _ => return Err(staged.into_error()),
         }
-        git(worktree, &["commit", "--quiet", "-m", message]).await?;
+        turn.git(worktree, &["commit", "--quiet", "-m", message])
+            .await?;
         self.head_sha(worktree).await.map(Some)
     }
 
-    /// Pushes `branch` to the same name on origin and sets it as upstream. Never forces, and
-    /// refuses `main`: main changes only through [`Workspace::merge_into_main`].
-    pub async fn push_branch(&self, worktree: &Path, branch: &str) -> Result<(), GitError> {
+    /// Pushes `branch` from `worktree` (a worktree of `clone`) to the same name on origin and
+    /// sets it as upstream, during the clone's turn: that writes the clone's
+    /// `refs/remotes/origin/<branch>` and config, which a fetch writes too. Never forces,
+    /// and refuses `main`: main changes only through [`Workspace::merge_into_main`].
+    pub async fn push_branch(
+        &self,
+        clone: &Path,
+        worktree: &Path,
+        branch: &str,
+    ) -> Result<(), GitError> {
         names::task_branch(branch)?;
         let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
-        git(
+        let turn = self.turn(clone).await?;
+        turn.git(
             worktree,
             &["push", "--quiet", "--set-upstream", "origin", &refspec],
         )
@@ -256,18 +307,19 @@ impl Workspace {
     /// merge happened.
     pub async fn is_merged(&self, clone: &Path, sha: &str) -> Result<bool, GitError> {
         names::sha(sha)?;
-        let _lock = self.lock(clone).await;
-        fetch(clone).await?;
-        let out = git_output(
-            clone,
-            &[
-                "merge-base",
-                "--is-ancestor",
-                sha,
-                "refs/remotes/origin/main",
-            ],
-        )
-        .await?;
+        let turn = self.turn(clone).await?;
+        fetch(&turn, clone).await?;
+        let out = turn
+            .git_output(
+                clone,
+                &[
+                    "merge-base",
+                    "--is-ancestor",
+                    sha,
+                    "refs/remotes/origin/main",
+                ],
+            )
+            .await?;
         match out.code {
             Some(0) => Ok(true),
             Some(1) => Ok(false),
@@ -281,7 +333,7 @@ impl Workspace {
     pub async fn remove_worktree(&self, clone: &Path, id: &str) -> Result<(), GitError> {
         names::work_item_id(id)?;
         let path = self.worktrees_dir.join(id);
-        let _lock = self.lock(clone).await;
+        let turn = self.turn(clone).await?;
         // Without a clone nothing was ever checked out from it.
         let registered = exists(&clone.join(".git")).await?
             && registered_worktree(clone, &path).await?.is_some();
@@ -295,12 +347,13 @@ impl Workspace {
             return Ok(());
         }
         // --force: a finished task's uncommitted leftovers must not keep its directory alive.
-        if let Err(e) = git(clone, &["worktree", "remove", "--force", path_arg(&path)?]).await {
+        let remove = ["worktree", "remove", "--force", path_arg(&path)?];
+        if let Err(e) = turn.git(clone, &remove).await {
             // A worktree an agent damaged (its `.git` file deleted) is still ours to delete.
             tracing::debug!(error = %e, worktree = %path.display(), "git worktree remove failed; deleting the directory");
             remove_dir_all(&path).await?;
         }
-        git(clone, &["worktree", "prune"]).await?;
+        turn.git(clone, &["worktree", "prune"]).await?;
         if registered_worktree(clone, &path).await?.is_some() {
             return Err(GitError::State {
                 path,
@@ -310,53 +363,21 @@ impl Workspace {
         Ok(())
     }
 
-    /// The lock of `clone`, held by every operation that moves its refs or working tree.
-    async fn lock(&self, clone: &Path) -> OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.entry(clone.to_path_buf()).or_default().clone()
-        };
-        let guard = lock.lock_owned().await;
-        clear_stale_locks(clone).await;
-        guard
-    }
-}
-
-/// Lock files of the clone's own working tree and of its local `main`, which only operations
-/// under the clone's lock touch. Task worktrees and remote-tracking refs are not among them:
-/// a worktree's commit or push may hold those locks without the clone's lock.
-const CLONE_LOCK_FILES: &[&str] = &[
-    "index.lock",
-    "HEAD.lock",
-    "ORIG_HEAD.lock",
-    "refs/heads/main.lock",
-];
-
-/// Removes lock files a git process of ours left behind when it was killed half-way (an
-/// aborted merge's git dies with its future): with the clone's lock held no live git of
-/// ours can own them, and left in place they would fail every later operation on the clone.
-async fn clear_stale_locks(clone: &Path) {
-    for name in CLONE_LOCK_FILES {
-        let path = clone.join(".git").join(name);
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => tracing::warn!(path = %path.display(), "removed a stale git lock file"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale git lock file")
-            }
-        }
+    /// The turn of `clone`, held by every operation that writes to it or its worktrees.
+    async fn turn(&self, clone: &Path) -> Result<CloneTurn, GitError> {
+        CloneTurn::take(clone, self.leftover_git_wait).await
     }
 }
 
 /// Brings the clone's view of origin up to date.
-async fn fetch(clone: &Path) -> Result<(), GitError> {
-    git(clone, &["fetch", "--quiet", "--prune", "origin"])
+async fn fetch(turn: &CloneTurn, clone: &Path) -> Result<(), GitError> {
+    turn.git(clone, &["fetch", "--quiet", "--prune", "origin"])
         .await
         .map(drop)
 }
 
 /// Artifact reads from `main` need `origin/main`; its absence is a broken clone, not a
-/// missing artifact, and must not read as "no verdict".
+/// missing artifact, and must not read as "no verdict". A read, so it needs no turn.
 async fn require_origin_main(clone: &Path) -> Result<(), GitError> {
     let out = git_output(
         clone,
@@ -379,7 +400,8 @@ async fn require_origin_main(clone: &Path) -> Result<(), GitError> {
 }
 
 /// The branch checked out in the registered worktree at `path`: `None` when no worktree of
-/// `clone` is there, `Some(None)` when it is on a detached HEAD.
+/// `clone` is there, `Some(None)` when it is on a detached HEAD. A read (`worktree list`
+/// writes nothing), so it needs no turn; its callers hold one to act on the answer.
 async fn registered_worktree(
     clone: &Path,
     path: &Path,

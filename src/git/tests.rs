@@ -12,6 +12,8 @@ use orchestrator_actors::domain::gates::CiOutcome;
 
 use super::{GitError, MergeOutcome, Workspace};
 
+mod owner;
+
 /// The branch the domain names for a feature task `id` titled `title`.
 fn branch_name(id: &str, title: &str) -> String {
     let id = orchestrator_actors::WorkItemId::parse(id).unwrap();
@@ -78,11 +80,11 @@ async fn task_with(
         write(&wt, rel, content);
     }
     let sha =
-        s.ws.commit_all(&wt, &format!("feat: {title}"))
+        s.ws.commit_all(&s.clone, &wt, &format!("feat: {title}"))
             .await
             .unwrap()
             .unwrap();
-    s.ws.push_branch(&wt, &branch).await.unwrap();
+    s.ws.push_branch(&s.clone, &wt, &branch).await.unwrap();
     (wt, branch, sha)
 }
 
@@ -131,13 +133,16 @@ async fn a_task_goes_from_worktree_to_merged_main_and_a_conflict_leaves_main_alo
     let (wt2, branch2, sha2) = task_with(&s, "T-2", "Other notes", &[("NOTES.md", "two\n")]).await;
 
     let sha1 =
-        s.ws.commit_all(&wt, "feat: add notes")
+        s.ws.commit_all(&s.clone, &wt, "feat: add notes")
             .await
             .unwrap()
             .unwrap();
     assert_eq!(s.ws.head_sha(&wt).await.unwrap(), sha1);
-    assert_eq!(s.ws.commit_all(&wt, "nothing").await.unwrap(), None);
-    s.ws.push_branch(&wt, &branch).await.unwrap();
+    assert_eq!(
+        s.ws.commit_all(&s.clone, &wt, "nothing").await.unwrap(),
+        None
+    );
+    s.ws.push_branch(&s.clone, &wt, &branch).await.unwrap();
     let pushed = git(&s.origin, &["rev-parse", &format!("refs/heads/{branch}")])
         .await
         .unwrap();
@@ -359,7 +364,7 @@ async fn main_is_never_pushed_from_a_task_and_bad_names_change_nothing() {
     let s = setup().await;
     let main_before = origin_main(&s.origin).await;
     let (wt, _, _) = task_with(&s, "T-4", "Try main", &[("x.txt", "x\n")]).await;
-    let err = s.ws.push_branch(&wt, "main").await.unwrap_err();
+    let err = s.ws.push_branch(&s.clone, &wt, "main").await.unwrap_err();
     assert!(matches!(err, GitError::ProtectedBranch { .. }), "{err}");
     assert!(err.to_string().contains("\"main\""), "{err}");
     assert_eq!(origin_main(&s.origin).await, main_before);
@@ -521,4 +526,82 @@ async fn lock_files_a_killed_git_left_in_the_clone_do_not_wedge_the_next_merge()
     );
     assert!(s.ws.is_merged(&s.clone, &sha).await.unwrap());
     assert!(!s.clone.join(".git/index.lock").exists());
+}
+
+#[tokio::test]
+async fn append_only_files_merge_with_the_union_driver_and_others_still_conflict() {
+    let s = setup().await;
+    s.ws.set_append_only(&s.clone, &["CHANGELOG.md".to_string()])
+        .await
+        .unwrap();
+    // Idempotent: a second call changes nothing.
+    s.ws.set_append_only(&s.clone, &["CHANGELOG.md".to_string()])
+        .await
+        .unwrap();
+    let base = "# Changelog\n\n- the beginning\n";
+    let (_, seed, _) = task_with(
+        &s,
+        "T-20",
+        "seed",
+        &[("CHANGELOG.md", base), ("NOTES.md", "x\n")],
+    )
+    .await;
+    let merged =
+        s.ws.merge_into_main(&s.clone, &seed, "Merge T-20")
+            .await
+            .unwrap();
+    assert!(matches!(merged, MergeOutcome::Merged { .. }), "{merged:?}");
+    // Two tasks each add their entry at the same place, and each edits the same line of a
+    // file that is not append-only.
+    let (_, one, _) = task_with(
+        &s,
+        "T-21",
+        "one",
+        &[
+            ("CHANGELOG.md", &format!("{base}- one\n")),
+            ("NOTES.md", "one\n"),
+        ],
+    )
+    .await;
+    let (_, two, _) = task_with(
+        &s,
+        "T-22",
+        "two",
+        &[("CHANGELOG.md", &format!("{base}- two\n"))],
+    )
+    .await;
+    let (_, three, _) = task_with(&s, "T-23", "three", &[("NOTES.md", "three\n")]).await;
+    for branch in [&one, &two] {
+        let outcome =
+            s.ws.merge_into_main(&s.clone, branch, "Merge")
+                .await
+                .unwrap();
+        assert!(
+            matches!(outcome, MergeOutcome::Merged { .. }),
+            "{branch}: {outcome:?}"
+        );
+    }
+    let changelog = git(&s.origin, &["show", "main:CHANGELOG.md"])
+        .await
+        .unwrap();
+    assert!(
+        changelog.contains("- one") && changelog.contains("- two"),
+        "{changelog}"
+    );
+    assert!(!changelog.contains("<<<<<<<"), "{changelog}");
+    let conflict =
+        s.ws.merge_into_main(&s.clone, &three, "Merge")
+            .await
+            .unwrap();
+    assert_eq!(
+        conflict,
+        MergeOutcome::Conflict {
+            files: vec!["NOTES.md".to_string()]
+        }
+    );
+    // The repository itself carries no attributes of ours.
+    let tree = git(&s.origin, &["ls-tree", "-r", "--name-only", "main"])
+        .await
+        .unwrap();
+    assert!(!tree.contains(".gitattributes"), "{tree}");
 }

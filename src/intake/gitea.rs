@@ -64,6 +64,7 @@ impl Intake {
             GiteaDelivery::Merged {
                 number,
                 head,
+                base,
                 sha,
                 by,
                 ..
@@ -73,6 +74,17 @@ impl Intake {
                     Ok(None) => return (None, Ok(format!("PR #{number} ({head}) has no task"))),
                     Err(e) => return (None, Err(e.to_string())),
                 };
+                // Only a merge into main can finish a task (fail closed: an unknown base
+                // is not main).
+                if base.as_deref() != Some("main") {
+                    let into = base.as_deref().unwrap_or("an unknown base");
+                    return (
+                        Some(task),
+                        Ok(format!(
+                            "PR #{number} merged by {by} into {into}, not main: ignored"
+                        )),
+                    );
+                }
                 let action = HumanAction::MergedOutside {
                     sha,
                     by: by.clone(),

@@ -467,10 +467,11 @@ pub(crate) fn last_job(conn: &Connection, id: &WorkItemId) -> Result<Option<Job>
 pub(crate) fn start_run(conn: &mut Connection, run: &NewRun) -> Result<(), StoreError> {
     let task = task_rowid(conn, &run.work_item_id)?;
     conn.execute(
-        // A start journaled again (its first answer lost to a timeout) changes nothing.
+        // A start journaled again — its first answer lost to a timeout, or a run whose boot
+        // died before its agent started — keeps its row; the boot launching it is recorded.
         "INSERT INTO agent_runs (run_id, job_id, task_id, stage, role, model, log_path, boot_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (run_id) DO NOTHING",
+         ON CONFLICT (run_id) DO UPDATE SET boot_id = excluded.boot_id",
         rusqlite::params![
             run.run_id,
             run.job_id,

@@ -44,6 +44,9 @@ pub struct RunStart {
     /// An earlier boot launched this run and its agent outlived that boot: take it over
     /// (its start is already journaled) instead of launching it again.
     pub adopted: bool,
+    /// Its start is already journaled (by an earlier boot that died before the agent
+    /// started, or that launched it): the run carries on as the same journal row.
+    pub journaled: bool,
 }
 
 /// The run actor.
@@ -318,7 +321,11 @@ impl Actor for RunActor {
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        RunStart { job, adopted }: RunStart,
+        RunStart {
+            job,
+            adopted,
+            journaled,
+        }: RunStart,
     ) -> Result<RunState, ActorProcessingErr> {
         let role = job.role;
         let run_id = job
@@ -330,7 +337,7 @@ impl Actor for RunActor {
             role,
             run_id,
             adopted,
-            journaled: adopted,
+            journaled,
             step: Step::Preparing,
             work: None,
             task: None,

@@ -266,6 +266,7 @@ mod tests {
             plane_project_id: plane.map(str::to_string),
             gitea_repo: None,
             plane_states: Default::default(),
+            append_only: Project::default_append_only(),
         };
         Projects::new(vec![
             project("acme/app", "ACME", None),

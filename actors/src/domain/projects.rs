@@ -39,9 +39,19 @@ pub struct Project {
     /// Status names of this project's Plane board that differ from the defaults.
     #[serde(default)]
     pub plane_states: StatusNames,
+    /// Files every change only appends to (gitattributes patterns, default `CHANGELOG.md`):
+    /// the orchestrator's clone merges them with git's `union` driver, so two tasks that each
+    /// add an entry never conflict there. The user's repository is not touched.
+    #[serde(default = "Project::default_append_only")]
+    pub append_only: Vec<String>,
 }
 
 impl Project {
+    /// The append-only files of a project that names none: `CHANGELOG.md`.
+    pub fn default_append_only() -> Vec<String> {
+        vec!["CHANGELOG.md".to_string()]
+    }
+
     /// The rules that change how its tasks flow.
     pub fn rules(&self) -> ProjectRules {
         ProjectRules {
@@ -176,6 +186,7 @@ mod tests {
             plane_project_id: None,
             gitea_repo: None,
             plane_states: StatusNames::default(),
+            append_only: Project::default_append_only(),
         }
     }
 

@@ -36,6 +36,9 @@ impl Forge for NoForge {
     async fn remove_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
         Ok(()) // it never made one
     }
+    async fn is_on_main(&self, _task: &TaskRecord, _sha: &str) -> Result<bool, String> {
+        Err("no forge in this test".into())
+    }
 }
 
 /// A runner that must never be reached (its dispatcher claims nothing).

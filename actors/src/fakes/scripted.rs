@@ -242,4 +242,8 @@ impl Forge for ScriptedForge {
         self.removed.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
+    async fn is_on_main(&self, _task: &TaskRecord, sha: &str) -> Result<bool, String> {
+        // A scripted origin's main holds every commit but those named "not-on-main".
+        Ok(!sha.contains("not-on-main"))
+    }
 }

@@ -40,6 +40,10 @@ pub trait Forge: Send + Sync + 'static {
     /// Merges the task's branch into `main` and confirms it landed.
     async fn merge(&self, task: &TaskRecord) -> MergeResult;
 
+    /// Whether commit `sha` is on the task's repository's `origin/main` (fetched now): the
+    /// proof a merge made outside the pipeline must give before it counts.
+    async fn is_on_main(&self, task: &TaskRecord, sha: &str) -> Result<bool, String>;
+
     /// Removes the task's worktree (and the repository's record of it), keeping its branch
     /// locally and on the origin. Idempotent: a task without a worktree is `Ok`.
     async fn remove_worktree(&self, task: &TaskRecord) -> Result<(), String>;
@@ -110,6 +114,9 @@ pub enum RunTrace {
     Running,
     /// Its agent ended while no boot watched, and how it ended is recorded: adopt it.
     Ended,
+    /// Its start was journaled but its agent never started (the boot died in between):
+    /// launch it now, as the same run.
+    Unstarted,
     /// Nothing verifiable is left of it.
     Gone,
 }

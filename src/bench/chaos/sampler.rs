@@ -18,6 +18,8 @@ const EVERY: Duration = Duration::from_millis(100);
 /// The argument that marks an agent process: the scripted agent is this binary run as
 /// `orchestrator scripted-agent …`.
 const AGENT_ARG: &str = "scripted-agent";
+/// The subcommand of the supervisor every agent runs under.
+const SHIM_ARG: &str = "agent-shim";
 
 /// What the sampler saw over a run.
 #[derive(Clone, Debug, Default)]
@@ -157,13 +159,14 @@ fn processes_under(root: &Path) -> Vec<(u32, PathBuf)> {
         .collect()
 }
 
-/// Whether `pid` was started as `… scripted-agent …`.
+/// Whether `pid` was started as `… scripted-agent …` — the agent itself, not the
+/// `agent-shim` it runs under (whose argv names the agent's too).
 fn is_agent(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|raw| {
-            raw.split(|&b| b == 0)
-                .skip(1)
-                .any(|arg| arg == AGENT_ARG.as_bytes())
+            let args: Vec<&[u8]> = raw.split(|&b| b == 0).skip(1).collect();
+            args.first() != Some(&SHIM_ARG.as_bytes())
+                && args.iter().any(|arg| *arg == AGENT_ARG.as_bytes())
         })
         .unwrap_or(false)
 }

@@ -26,6 +26,8 @@ pub enum GiteaDelivery {
         number: i64,
         /// Its head branch.
         head: String,
+        /// The branch it was merged into (`None` when the payload does not say).
+        base: Option<String>,
         /// The merge commit.
         sha: String,
         /// Who merged it.
@@ -146,6 +148,8 @@ struct PullFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     head: Option<HeadFields>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    base: Option<HeadFields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     merged: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     merge_commit_sha: Option<Value>,
@@ -225,6 +229,10 @@ pub fn gitea(event: &str, body: &GiteaFields) -> Result<GiteaDelivery, String> {
                 repo: need_repo()?,
                 number: number()?,
                 head: head()?,
+                base: pull
+                    .and_then(|p| p.base.as_ref())
+                    .and_then(|b| text(&b.git_ref).or_else(|| text(&b.label)))
+                    .map(str::to_string),
                 sha: pull
                     .and_then(|p| text(&p.merge_commit_sha))
                     .unwrap_or("")
@@ -291,6 +299,19 @@ mod tests {
             read("pull_request", &merged).unwrap().kind(),
             "pull_request.merged"
         );
+        // The base it was merged into is read (and its absence is not taken for main).
+        let GiteaDelivery::Merged { base, .. } = read("pull_request", &merged).unwrap() else {
+            panic!()
+        };
+        assert_eq!(base, None);
+        let mut into_release = merged.clone();
+        into_release["pull_request"]["base"] =
+            json!({"ref": "release/1.x", "label": "release/1.x"});
+        let GiteaDelivery::Merged { base, .. } = read("pull_request", &into_release).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(base.as_deref(), Some("release/1.x"));
         let mut closed = merged.clone();
         closed["pull_request"]["merged"] = json!(false);
         assert_eq!(

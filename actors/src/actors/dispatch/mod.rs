@@ -30,7 +30,7 @@ use crate::actors::describe::{Describe, Description};
 use crate::actors::reaper::Verdict;
 use crate::domain::job_machine::{JobEvent, JobRules, RunEnd};
 use crate::domain::resilience::{Breaker, RetryPolicy};
-use crate::ports::workbench::{AgentRunner, Forge, ProcessControl};
+use crate::ports::workbench::{AgentRunner, Forge, ProcessControl, RunTrace};
 use crate::ports::{Job, JobStore, NewJob, NewRun, ProcessId, Store, StoreError};
 
 mod ask;
@@ -191,7 +191,7 @@ pub enum DispatchMsg {
     },
     /// Self, from the owned startup sweep: the previous boot's runs to adopt (its other
     /// agents are ended).
-    Recovered(Result<Vec<Job>, String>),
+    Recovered(Result<Vec<(Job, RunTrace)>, String>),
     /// Self, from an owned kill: the agent of a crashed run is gone; settle its job.
     CrashedRunKilled {
         /// The job.
@@ -437,8 +437,9 @@ impl Actor for Dispatch {
     ) -> Result<(), ActorProcessingErr> {
         state.recovering = None;
         state.kills.clear();
-        // Each run ends its own work as it stops (its agent's group is killed); the next boot
-        // requeues their jobs.
+        // Each run ends its own work as it stops: its agent is left running under its shim for
+        // the next boot to adopt (`ORCH_SHUTDOWN_AGENTS=adopt`) or its group is killed and the
+        // next boot requeues the job (`stop`).
         myself
             .stop_children_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
             .await;

@@ -17,11 +17,13 @@ use crate::ports::workbench::RunTrace;
 use crate::ports::{Job, StoreError};
 
 /// Deals with what a previous boot left running, before the first claim: every run whose
-/// agent is still running, or ended with its exit recorded, is returned to be **adopted**
-/// (the same run carries on, launched once); every other agent of this service the runner
+/// agent is still running, or ended with its exit recorded, or never started, is returned to
+/// be **adopted** (the same run carries on, launched once); every other agent of this service the runner
 /// finds — one it cannot tie to a running job — is ended. The jobs not adopted are requeued
 /// afterwards, so a requeued job can never run beside its old agent.
-pub(super) async fn recover_previous_boot(deps: Arc<DispatchDeps>) -> Result<Vec<Job>, String> {
+pub(super) async fn recover_previous_boot(
+    deps: Arc<DispatchDeps>,
+) -> Result<Vec<(Job, RunTrace)>, String> {
     let running = deps
         .jobs
         .running_jobs()
@@ -40,9 +42,9 @@ pub(super) async fn recover_previous_boot(deps: Arc<DispatchDeps>) -> Result<Vec
             continue;
         }
         match deps.runner.trace(&run_id) {
-            RunTrace::Running | RunTrace::Ended => {
+            trace @ (RunTrace::Running | RunTrace::Ended | RunTrace::Unstarted) => {
                 keep.push(run_id);
-                adopt.push(left.job);
+                adopt.push((left.job, trace));
             }
             RunTrace::Gone => {}
         }
@@ -187,19 +189,20 @@ impl Dispatch {
         for job in claimed {
             state.counters.claimed += 1;
             info!(job = job.id, task = %job.work_item_id, role = %job.role, stage = %job.stage, "starting run");
-            self.start_run(myself, state, job, false).await;
+            self.start_run(myself, state, job, None).await;
         }
     }
 
-    /// Starts the run actor of `job` (a fresh claim, or a run adopted from a previous boot)
-    /// as a supervised child, holding its slot.
+    /// Starts the run actor of `job` — a fresh claim, or a run a previous boot left (`taken`:
+    /// what that boot left of it) — as a supervised child, holding its slot.
     pub(super) async fn start_run(
         &self,
         myself: &ActorRef<DispatchMsg>,
         state: &mut DispatchState,
         job: Job,
-        adopted: bool,
+        taken: Option<RunTrace>,
     ) {
+        let adopted = taken.is_some();
         let run_id = job.run_id.clone().unwrap_or_default();
         state.running.insert(
             job.id,
@@ -207,7 +210,7 @@ impl Dispatch {
                 job: job.clone(),
                 process: None,
                 // An adopted run's start was journaled by the boot that launched it.
-                started: adopted,
+                started: matches!(taken, Some(RunTrace::Running | RunTrace::Ended)),
                 ended: false,
                 adopted,
             },
@@ -217,7 +220,10 @@ impl Dispatch {
             RunActor::new(self.deps.clone()),
             RunStart {
                 job: job.clone(),
-                adopted,
+                // An agent to take over; one that never started is launched now, its start
+                // journaled (again, or for the first time if the boot died before that).
+                adopted: matches!(taken, Some(RunTrace::Running | RunTrace::Ended)),
+                journaled: matches!(taken, Some(RunTrace::Running | RunTrace::Ended)),
             },
             myself.get_cell(),
         )
@@ -236,9 +242,9 @@ impl Dispatch {
         &self,
         myself: &ActorRef<DispatchMsg>,
         state: &mut DispatchState,
-        adopt: Vec<Job>,
+        adopt: Vec<(Job, RunTrace)>,
     ) -> Result<(), String> {
-        for job in adopt {
+        for (job, trace) in adopt {
             let run_id = job.run_id.clone().unwrap_or_default();
             match self
                 .deps
@@ -249,7 +255,7 @@ impl Dispatch {
                 Ok(true) => {
                     info!(job = job.id, task = %job.work_item_id, role = %job.role, run = %run_id, "adopted a run a previous boot left running");
                     state.counters.adopted += 1;
-                    self.start_run(myself, state, job, true).await;
+                    self.start_run(myself, state, job, Some(trace)).await;
                 }
                 Ok(false) => {}
                 // Requeued below; its agent, still alive, is ended before the job's next

@@ -152,6 +152,22 @@ pub enum TaskMsg {
     MergeFinished(MergeResult),
     /// Self, after a pause: merge again if still merging.
     Merge,
+    /// Self, from the owned check of an outside merge: whether its commit is on main.
+    OutsideMergeChecked {
+        /// The merge commit.
+        sha: String,
+        /// Who merged it.
+        by: String,
+        /// What the forge found.
+        on_main: Result<bool, String>,
+    },
+    /// Self, after a pause: check an outside merge again.
+    CheckOutsideMerge {
+        /// The merge commit.
+        sha: String,
+        /// Who merged it.
+        by: String,
+    },
     /// The webhook intake: something the current gate looks at changed (a CI status);
     /// evaluate it again if the task is gating.
     Recheck,
@@ -322,6 +338,22 @@ impl TaskActor {
                 state.work.merge = Some(owned(async move {
                     let result = deps.forge.merge(&task).await;
                     let _ = me.cast(TaskMsg::MergeFinished(result));
+                }));
+            }
+            Effect::CheckOutsideMerge { sha, by } => {
+                if state.work.merge.as_ref().is_some_and(|m| !m.is_finished()) {
+                    return Ok(()); // one merge (or check) at a time
+                }
+                state.work.merge = Some(owned(async move {
+                    let on_main = deps.forge.is_on_main(&task, &sha).await;
+                    let _ = me.cast(TaskMsg::OutsideMergeChecked { sha, by, on_main });
+                }));
+            }
+            Effect::RetryOutsideMergeCheckLater { sha, by } => {
+                state.infra_streak += 1;
+                state.work.timer = Some(owned(async move {
+                    tokio::time::sleep(deps.retry_delay).await;
+                    let _ = me.cast(TaskMsg::CheckOutsideMerge { sha, by });
                 }));
             }
             Effect::RetryMergeLater => {
@@ -500,6 +532,25 @@ impl Actor for TaskActor {
                 state.work.merge = None;
                 let failures = state.infra_streak;
                 self.process(&myself, state, Event::MergeFinished { result, failures })
+                    .await?;
+            }
+            TaskMsg::OutsideMergeChecked { sha, by, on_main } => {
+                state.work.merge = None;
+                if on_main == Ok(false) {
+                    warn!(task = %state.record.work_item_id, %sha, %by, "a pull request merged outside the pipeline is not on origin/main; ignored");
+                }
+                let failures = state.infra_streak;
+                let event = Event::OutsideMergeChecked {
+                    sha,
+                    by,
+                    on_main,
+                    failures,
+                };
+                self.process(&myself, state, event).await?;
+            }
+            TaskMsg::CheckOutsideMerge { sha, by } => {
+                state.work.timer = None;
+                self.run_effect(&myself, state, Effect::CheckOutsideMerge { sha, by })
                     .await?;
             }
             TaskMsg::Merge => {

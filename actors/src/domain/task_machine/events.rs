@@ -136,12 +136,24 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// A human merged the task's pull request on the forge, outside the deploy stage.
+    /// A human merged the task's pull request into `main` on the forge, outside the deploy
+    /// stage. It counts only once its merge commit is proven on `origin/main`.
     MergedOutside {
         /// The merge commit.
         sha: String,
         /// Who merged it.
         by: String,
+    },
+    /// Whether an outside merge's commit is on `origin/main`, as the forge found it.
+    OutsideMergeChecked {
+        /// The merge commit.
+        sha: String,
+        /// Who merged it.
+        by: String,
+        /// On `origin/main`, not on it, or why the forge could not tell.
+        on_main: Result<bool, String>,
+        /// Checks that could not tell, in a row, before this one.
+        failures: u32,
     },
 }
 
@@ -175,6 +187,20 @@ pub enum Effect {
     Merge,
     /// Try the merge again after a pause.
     RetryMergeLater,
+    /// Check (off the actor) whether an outside merge's commit is on `origin/main`.
+    CheckOutsideMerge {
+        /// The merge commit.
+        sha: String,
+        /// Who merged it.
+        by: String,
+    },
+    /// Check that again after the retry delay.
+    RetryOutsideMergeCheckLater {
+        /// The merge commit.
+        sha: String,
+        /// Who merged it.
+        by: String,
+    },
     /// Withdraw the task's queued job.
     CancelJobs,
     /// Let the dispatcher look at the queue (a job may have become claimable).

@@ -175,8 +175,44 @@ fn decide_event(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decisi
         }
         Event::MergedOutside { sha, by } => {
             // In deploy the orchestrator merges itself; its own merge comes back this way.
-            if task.stage == Stage::Deploy {
+            if task.stage == Stage::Deploy || task.stage.is_terminal() {
                 return Decision::nothing();
+            }
+            // A forge's word that a pull request merged is not proof: its commit must be on
+            // origin/main before the task is done.
+            Decision {
+                update: None,
+                effects: vec![Effect::CheckOutsideMerge { sha, by }],
+            }
+        }
+        Event::OutsideMergeChecked {
+            sha,
+            by,
+            on_main,
+            failures,
+        } => {
+            if task.stage == Stage::Deploy || task.stage.is_terminal() {
+                return Decision::nothing();
+            }
+            match on_main {
+                Ok(true) => {}
+                // Merged somewhere else (another base, a rewritten history): ignored.
+                Ok(false) => return Decision::nothing(),
+                Err(message) if failures >= rules.limits.merge_retries => {
+                    return block_on_infrastructure(
+                        task,
+                        &format!(
+                            "cannot check whether {by}'s merge {sha} is on main ({} tries); last: {message}",
+                            failures + 1
+                        ),
+                    );
+                }
+                Err(_) => {
+                    return Decision {
+                        update: None,
+                        effects: vec![Effect::RetryOutsideMergeCheckLater { sha, by }],
+                    };
+                }
             }
             let mut u = TaskUpdate::keep(task);
             u.to = Some((
