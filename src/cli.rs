@@ -1,14 +1,23 @@
 //! The command line: `serve` runs the service; `doctor` checks what it needs; `status`,
-//! `tasks` and `actors` ask a running one over HTTP; `bench` measures startup, memory and introspection at scale;
-//! `scripted-agent` is the dry-run agent (it runs without the service configuration).
-//! Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
+//! `tasks`, `task …`, `queue` and `actors` ask a running one over HTTP and print tables
+//! (`--json` for the service's reply as it is); `bench` measures startup, memory and introspection at scale; `scripted-agent`
+//! is the dry-run agent (it runs without the service configuration).
+//! Exit codes: 0 success, 1 runtime failure (the service refused, or cannot be reached),
+//! 2 bad usage or configuration.
+
+mod client;
+mod output;
+mod render;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use orchestrator_actors::WorkItemId;
+use serde_json::{Value, json};
 
 use crate::config::Config;
+use client::Client;
 
 /// Self-hosted software factory: drives role agents through a gated delivery pipeline.
 #[derive(Parser, Debug)]
@@ -32,13 +41,18 @@ pub enum Command {
     Doctor,
     /// Show the active tasks of a running service.
     Status(ClientArgs),
-    /// List tasks, or show one task with its journal and live actor.
+    /// List tasks, or show one task with its journal, runs and cost.
     Tasks {
         /// Work-item id of one task.
         id: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Create, show or act on one task (actions need the operator token).
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Show the job queue: counts, the usage-limit park, the breaker, the active jobs.
+    Queue(ClientArgs),
     /// Show the live actor tree of a running service.
     Actors {
         /// Levels below root to include.
@@ -47,7 +61,8 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Measure startup with many tasks, idle memory and GET /actors latency (see docs/benchmarks.md).
+    /// Measure startup with many tasks, idle memory, GET /actors and GET /metrics latency
+    /// (see docs/benchmarks.md).
     Bench(crate::bench::BenchArgs),
     /// Dry-run stand-in for `claude -p … --output-format json`: writes the role's artifacts
     /// (ORCH_ROLE, ORCH_WORK_ITEM, ORCH_ARTIFACTS_DIR, ORCH_ATTEMPT, ORCH_STAGE) and prints one
@@ -59,12 +74,75 @@ pub enum Command {
     AgentShim(crate::claude::shim::ShimArgs),
 }
 
-/// Where a running service is.
+/// What can be done to one task.
+#[derive(Subcommand, Debug)]
+pub enum TaskCommand {
+    /// Create a task on a project that uses the local tracker.
+    Create {
+        /// The project's repository (`owner/name`).
+        #[arg(long)]
+        repo: String,
+        /// One line.
+        #[arg(long)]
+        title: String,
+        /// What is wanted and why.
+        #[arg(long)]
+        description: Option<String>,
+        /// A label (`Bug`, `autoApprove`, `autoDeploy`, …); repeat for more.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one task with its journal, runs and cost.
+    Show(TaskTarget),
+    /// Approve a task's analysis.
+    Approve(TaskTarget),
+    /// Reject a task's analysis; the analyst runs again with the reason.
+    Reject {
+        #[command(flatten)]
+        target: TaskTarget,
+        /// Why (1-2000 characters).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a production deploy that waits for confirmation.
+    ConfirmDeploy(TaskTarget),
+    /// Hold a task: it starts no new work until resumed.
+    Pause(TaskTarget),
+    /// Release a paused task.
+    Resume(TaskTarget),
+    /// Cancel a task for good.
+    Stop {
+        #[command(flatten)]
+        target: TaskTarget,
+        /// Why, for the task's journal.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// One task of a running service.
+#[derive(clap::Args, Debug)]
+pub struct TaskTarget {
+    /// Work-item id (e.g. ACME-001).
+    pub id: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Where a running service is, how to speak to it, and how to print its reply.
 #[derive(clap::Args, Debug)]
 pub struct ClientArgs {
     /// Base URL of the service [default: http://<ORCH_BIND>].
     #[arg(long)]
     pub url: Option<String>,
+    /// Operator token for actions [default: ORCH_OPERATOR_TOKEN].
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Print the service's JSON reply instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
@@ -116,18 +194,27 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             crate::demo::run(config).await
         }
         Command::Doctor => crate::preflight::doctor(&config).await,
-        Command::Status(client) => print_get(&config, &client, "/status").await,
-        Command::Tasks { id: None, client } => print_get(&config, &client, "/tasks").await,
+        Command::Status(client) => {
+            let reply = connect(&config, &client)?.get("/status").await?;
+            show(&client, &reply, render::status)
+        }
+        Command::Tasks { id: None, client } => {
+            let reply = connect(&config, &client)?.get("/tasks").await?;
+            show(&client, &reply, render::task_list)
+        }
         Command::Tasks {
             id: Some(id),
             client,
-        } => {
-            let id = orchestrator_actors::WorkItemId::parse(&id)?;
-            print_get(&config, &client, &format!("/tasks/{id}")).await
+        } => show_task(&config, &TaskTarget { id, client }).await,
+        Command::Task(command) => task(&config, command).await,
+        Command::Queue(client) => {
+            let reply = connect(&config, &client)?.get("/queue").await?;
+            show(&client, &reply, render::queue)
         }
         Command::Actors { depth, client } => {
             let path = depth.map_or("/actors".to_string(), |d| format!("/actors?depth={d}"));
-            print_get(&config, &client, &path).await
+            let reply = connect(&config, &client)?.get(&path).await?;
+            show(&client, &reply, render::actors)
         }
         Command::Bench(args) => crate::bench::run(args).await,
         // Dispatched by `main` before any configuration is loaded.
@@ -137,25 +224,70 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// GETs `path` from the service and prints the JSON reply, pretty.
-async fn print_get(config: &Config, client: &ClientArgs, path: &str) -> anyhow::Result<()> {
-    let base = client
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.bind));
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let response = reqwest::get(&url)
-        .await
-        .with_context(|| format!("cannot reach the orchestrator at {base} (is it running?)"))?;
-    let status = response.status();
-    let body: serde_json::Value = response
-        .json()
-        .await
-        .with_context(|| format!("{url} did not answer with JSON"))?;
-    if !status.is_success() {
-        let message = body["error"].as_str().unwrap_or("no error message");
-        anyhow::bail!("{url} answered {status}: {message}");
-    }
-    println!("{}", serde_json::to_string_pretty(&body)?);
-    Ok(())
+/// The client a command's flags and the configuration describe.
+fn connect(config: &Config, client: &ClientArgs) -> anyhow::Result<Client> {
+    Client::new(config, client.url.as_deref(), client.token.as_deref())
+}
+
+/// Prints a reply: as JSON with `--json`, else as `table` renders it.
+fn show(client: &ClientArgs, reply: &Value, table: fn(&Value) -> String) -> anyhow::Result<()> {
+    let text = if client.json {
+        serde_json::to_string_pretty(reply)?
+    } else {
+        table(reply)
+    };
+    output::emit(&text).context("cannot write to standard output")
+}
+
+/// A task id from the command line, checked before anything is sent.
+fn task_id(raw: &str) -> anyhow::Result<WorkItemId> {
+    WorkItemId::parse(raw).with_context(|| format!("task id {raw:?}"))
+}
+
+async fn show_task(config: &Config, target: &TaskTarget) -> anyhow::Result<()> {
+    let id = task_id(&target.id)?;
+    let reply = connect(config, &target.client)?
+        .get(&format!("/tasks/{id}"))
+        .await?;
+    show(&target.client, &reply, render::task)
+}
+
+async fn task(config: &Config, command: TaskCommand) -> anyhow::Result<()> {
+    let (target, action, body) = match command {
+        TaskCommand::Create {
+            repo,
+            title,
+            description,
+            labels,
+            client,
+        } => {
+            let body = json!({
+                "repo": repo, "title": title, "description": description, "labels": labels,
+            });
+            let reply = connect(config, &client)?.post("/tasks", &body).await?;
+            return show(&client, &reply, |r| {
+                format!("created {}\n", r["work_item_id"].as_str().unwrap_or("-"))
+            });
+        }
+        TaskCommand::Show(target) => return show_task(config, &target).await,
+        TaskCommand::Approve(target) => (target, "approve", json!({})),
+        TaskCommand::Reject { target, reason } => (target, "reject", json!({ "reason": reason })),
+        TaskCommand::ConfirmDeploy(target) => (target, "confirm-deploy", json!({})),
+        TaskCommand::Pause(target) => (target, "pause", json!({})),
+        TaskCommand::Resume(target) => (target, "resume", json!({})),
+        TaskCommand::Stop { target, reason } => match reason {
+            Some(reason) => (target, "stop", json!({ "reason": reason })),
+            None => (target, "stop", json!({})),
+        },
+    };
+    let id = task_id(&target.id)?;
+    let reply = connect(config, &target.client)?
+        .operator_post(&format!("/tasks/{id}/{action}"), &body)
+        .await?;
+    let text = if target.client.json {
+        serde_json::to_string_pretty(&reply)?
+    } else {
+        render::action(action, &reply)
+    };
+    output::emit(&text).context("cannot write to standard output")
 }

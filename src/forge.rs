@@ -19,12 +19,12 @@ use orchestrator_actors::domain::gates::{
 };
 use orchestrator_actors::domain::task_machine::MergeResult;
 use orchestrator_actors::domain::{artifacts, branch};
-use orchestrator_actors::ports::workbench::{Forge, Workplace};
+use orchestrator_actors::ports::workbench::{Forge, PublishError, Workplace};
 use orchestrator_actors::ports::{BranchHeads, PullRequestStore, TaskRecord};
 use orchestrator_actors::{GateKind, Role};
 
 use crate::config::projects::{Project, Projects};
-use crate::git::{MergeOutcome, Workspace};
+use crate::git::{GitError, MergeOutcome, Workspace};
 
 /// The local forge.
 pub struct ProjectForge {
@@ -179,7 +179,7 @@ impl Forge for ProjectForge {
         })
     }
 
-    async fn publish(&self, task: &TaskRecord, role: Role) -> Result<(), String> {
+    async fn publish(&self, task: &TaskRecord, role: Role) -> Result<(), PublishError> {
         // The clone as it stands: prepare made it, and publishing needs no fetch.
         let clone = self
             .workspace
@@ -190,7 +190,10 @@ impl Forge for ProjectForge {
         self.workspace
             .commit_all(&clone, &worktree, &message)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e {
+                e @ GitError::ConflictMarkers { .. } => PublishError::Rejected(e.to_string()),
+                e => PublishError::Infrastructure(e.to_string()),
+            })?;
         let branch = self.branch(task);
         self.workspace
             .push_branch(&clone, &worktree, &branch)

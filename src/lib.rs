@@ -13,8 +13,10 @@ pub mod gitea;
 pub(crate) mod housekeeping;
 pub(crate) mod http;
 pub mod intake;
+
 pub(crate) mod integrations;
 pub(crate) mod logging;
+pub(crate) mod metrics;
 pub mod os;
 pub mod plane;
 pub(crate) mod preflight;

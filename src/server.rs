@@ -281,6 +281,7 @@ pub async fn run_on(
         operator_token: config.operator_token.clone(),
         describe_timeout: config.describe_timeout,
         intake,
+        journal: store.clone(),
     });
     info!("listening on http://{addr}");
     let server =

@@ -298,6 +298,43 @@ async fn a_failed_push_keeps_the_agents_work_and_only_the_publish_is_retried() {
 }
 
 #[tokio::test]
+async fn work_refused_for_its_conflict_markers_fails_the_run_and_the_role_runs_again_with_the_reason()
+ {
+    let _guard = REGISTRY.lock().await;
+    let forge = Arc::new(ScriptedForge::default().rejecting_publishes(1));
+    let runner = Arc::new(ScriptedRunner::default());
+    let setup = Setup::new(forge.clone(), runner.clone());
+    setup.seed("F-3", Stage::Created, Phase::Idle).await;
+    let tree = setup.start().await;
+
+    until_phase(&setup, "F-3", Phase::AwaitingApproval).await;
+    assert_eq!(
+        runner.launched(),
+        2,
+        "the refused run counts; the role ran again"
+    );
+    let runs = setup
+        .jobs
+        .runs(&WorkItemId::parse("F-3").unwrap())
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = runs.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(statuses, ["failed", "succeeded"]);
+    assert!(
+        runs[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("conflict markers")),
+        "{:?}",
+        runs[0].reason
+    );
+    let task = setup.task("F-3").await;
+    assert_eq!(task.stage_attempts, 2, "an attempt was spent");
+    assert!(task.blocked_reason.is_none());
+    stop(tree).await;
+}
+
+#[tokio::test]
 async fn a_push_that_keeps_failing_blocks_the_task_as_infrastructure_without_spending_an_attempt() {
     let _guard = REGISTRY.lock().await;
     let forge = Arc::new(ScriptedForge::default().failing_publishes(100));

@@ -27,7 +27,7 @@ use orchestrator_actors::fakes::{
 use orchestrator_actors::ports::JobStore;
 use orchestrator_actors::ports::TrackerLink;
 use orchestrator_actors::ports::workbench::Workplace;
-use orchestrator_actors::ports::workbench::{Forge, ProcessControl};
+use orchestrator_actors::ports::workbench::{Forge, ProcessControl, PublishError};
 use orchestrator_actors::ports::{NewJob, Phase};
 use orchestrator_actors::ports::{
     NewTask, NewTaskFields, Store, StoreError, TaskRecord, TaskUpdate, Transition,
@@ -583,7 +583,7 @@ impl Forge for RecordingForge {
     async fn prepare(&self, _task: &TaskRecord) -> Result<Workplace, String> {
         Err("no worktrees in this test".into())
     }
-    async fn publish(&self, _task: &TaskRecord, _role: Role) -> Result<(), String> {
+    async fn publish(&self, _task: &TaskRecord, _role: Role) -> Result<(), PublishError> {
         Ok(())
     }
     async fn evaluate_gate(&self, task: &TaskRecord, _gate: GateKind) -> GateOutcome {

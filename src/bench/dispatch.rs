@@ -16,7 +16,7 @@ use orchestrator_actors::domain::gates::GateOutcome;
 use orchestrator_actors::domain::resilience::RetryPolicy;
 use orchestrator_actors::domain::task_machine::MergeResult;
 use orchestrator_actors::ports::workbench::{
-    AgentReport, AgentRequest, AgentRunner, Forge, SpawnNotice, Workplace,
+    AgentReport, AgentRequest, AgentRunner, Forge, PublishError, SpawnNotice, Workplace,
 };
 use orchestrator_actors::ports::{JobStore, NewJob, NewTask, Store, TaskRecord};
 use orchestrator_actors::{GateKind, Role, Stage, WorkItemId};
@@ -40,7 +40,7 @@ impl Forge for ScratchForge {
             artifacts_dir: self.0.clone(),
         })
     }
-    async fn publish(&self, _task: &TaskRecord, _role: Role) -> Result<(), String> {
+    async fn publish(&self, _task: &TaskRecord, _role: Role) -> Result<(), PublishError> {
         Ok(())
     }
     async fn evaluate_gate(&self, _task: &TaskRecord, _gate: GateKind) -> GateOutcome {

@@ -185,6 +185,7 @@ async fn measure(args: &BenchArgs, dir: &PathBuf) -> anyhow::Result<()> {
 
     let full = time_get(&http, &format!("{base}/actors"), args.iterations).await?;
     let depth1 = time_get(&http, &format!("{base}/actors?depth=1"), args.iterations).await?;
+    let metrics = time_get(&http, &format!("{base}/metrics"), args.iterations).await?;
 
     let stopping = Instant::now();
     // SAFETY: kill(2) on the pid of a child we own and have not reaped.
@@ -218,6 +219,10 @@ async fn measure(args: &BenchArgs, dir: &PathBuf) -> anyhow::Result<()> {
     println!(
         "| `GET /actors?depth=1` ({} runs) | median {} ms, p95 {} ms, max {} ms |",
         args.iterations, depth1.0, depth1.1, depth1.2
+    );
+    println!(
+        "| `GET /metrics` ({} runs) | median {} ms, p95 {} ms, max {} ms |",
+        args.iterations, metrics.0, metrics.1, metrics.2
     );
     println!(
         "| SIGTERM → exit | {} ms, {} |",

@@ -161,6 +161,8 @@ pub struct Reply {
     /// The HTTP status of a scripted API error: the CLI then reports `subtype: success`
     /// with `is_error: true`, `api_error_status` and `API Error: …` as the result.
     pub api_status: Option<u16>,
+    /// What the run reports it cost, in US dollars (`cost=` directive; 0 otherwise).
+    pub cost_usd: f64,
 }
 
 impl Reply {
@@ -169,6 +171,7 @@ impl Reply {
             exit,
             message,
             api_status: None,
+            cost_usd: 0.0,
         }
     }
 
@@ -177,6 +180,7 @@ impl Reply {
             exit: 1,
             message: format!("API Error: {status} {message}"),
             api_status: Some(status),
+            cost_usd: 0.0,
         }
     }
 
@@ -191,7 +195,7 @@ impl Reply {
             "duration_ms": duration_ms,
             "duration_api_ms": 0,
             "session_id": session_id(),
-            "total_cost_usd": 0,
+            "total_cost_usd": self.cost_usd,
             "usage": {
                 "input_tokens": 0,
                 "output_tokens": 0,
@@ -204,7 +208,7 @@ impl Reply {
                     "outputTokens": 0,
                     "cacheReadInputTokens": 0,
                     "cacheCreationInputTokens": 0,
-                    "costUSD": 0
+                    "costUSD": self.cost_usd
                 }
             }
         });
@@ -306,6 +310,7 @@ pub fn answer(task: &str, var: impl Fn(&str) -> Option<String>, cwd: &Path) -> R
             Reply {
                 exit: 0,
                 api_status: None,
+                cost_usd: directives.cost(),
                 message: format!(
                     "{label}: {role} wrote {} (verdict {verdict}, attempt {attempt}); no model was called",
                     names.join(", ")

@@ -119,6 +119,19 @@ pub enum GitError {
         /// How many processes marked as its git were ended.
         ended: usize,
     },
+    /// What was to be committed still holds a merge conflict's markers: the work is not
+    /// done, and nothing was committed.
+    #[error(
+        "{} still holds merge-conflict markers (<<<<<<< … >>>>>>>) in {}: resolve them before the work is committed",
+        .worktree.display(),
+        .files.join(", ")
+    )]
+    ConflictMarkers {
+        /// The worktree.
+        worktree: PathBuf,
+        /// The files with markers.
+        files: Vec<String>,
+    },
     /// A file-system operation around git failed.
     #[error("cannot access {}: {source}", .path.display())]
     Io {

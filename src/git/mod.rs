@@ -272,6 +272,20 @@ impl Workspace {
             Some(1) => {}
             _ => return Err(staged.into_error()),
         }
+        // A conflict left unresolved is never committed as if it were resolved.
+        let added = turn
+            .git(
+                worktree,
+                &["diff", "--cached", "-U0", "--no-color", "--no-ext-diff"],
+            )
+            .await?;
+        let files = files_with_conflict_markers(&added);
+        if !files.is_empty() {
+            return Err(GitError::ConflictMarkers {
+                worktree: worktree.to_path_buf(),
+                files,
+            });
+        }
         turn.git(worktree, &["commit", "--quiet", "-m", message])
             .await?;
         self.head_sha(worktree).await.map(Some)
@@ -367,6 +381,31 @@ impl Workspace {
     async fn turn(&self, clone: &Path) -> Result<CloneTurn, GitError> {
         CloneTurn::take(clone, self.leftover_git_wait).await
     }
+}
+
+/// The files whose added lines in `diff` (a unified diff) hold a merge conflict's markers:
+/// both a `<<<<<<< ` and a `>>>>>>> ` line (a lone `=======` is a Markdown underline).
+fn files_with_conflict_markers(diff: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut file: Option<&str> = None;
+    let (mut ours, mut theirs) = (false, false);
+    let mut flush = |file: Option<&str>, ours: bool, theirs: bool| {
+        if let (Some(file), true, true) = (file, ours, theirs) {
+            found.push(file.to_string());
+        }
+    };
+    for line in diff.lines() {
+        if let Some(path) = line.strip_prefix("+++ ") {
+            flush(file, ours, theirs);
+            file = Some(path.strip_prefix("b/").unwrap_or(path));
+            (ours, theirs) = (false, false);
+        } else if let Some(added) = line.strip_prefix('+') {
+            ours |= added.starts_with("<<<<<<< ") || added == "<<<<<<<";
+            theirs |= added.starts_with(">>>>>>> ") || added == ">>>>>>>";
+        }
+    }
+    flush(file, ours, theirs);
+    found
 }
 
 /// Brings the clone's view of origin up to date.

@@ -605,3 +605,37 @@ async fn append_only_files_merge_with_the_union_driver_and_others_still_conflict
         .unwrap();
     assert!(!tree.contains(".gitattributes"), "{tree}");
 }
+
+#[tokio::test]
+async fn work_that_still_holds_conflict_markers_is_never_committed() {
+    let s = setup().await;
+    let branch = branch_name("T-30", "markers");
+    let wt =
+        s.ws.create_worktree(&s.clone, "T-30", &branch)
+            .await
+            .unwrap();
+    let head = s.ws.head_sha(&wt).await.unwrap();
+    write(
+        &wt,
+        "src/lib.txt",
+        "start\n<<<<<<< HEAD\nours\n=======\ntheirs\n>>>>>>> origin/main\nend\n",
+    );
+    write(&wt, "README-extra.md", "Title\n=======\n\ntext\n");
+    let err =
+        s.ws.commit_all(&s.clone, &wt, "feat: markers")
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(&err, GitError::ConflictMarkers { files, .. } if files == &["src/lib.txt".to_string()]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("src/lib.txt"), "{err}");
+    assert_eq!(s.ws.head_sha(&wt).await.unwrap(), head, "nothing committed");
+    // Resolved: committed, the Markdown underline included.
+    write(&wt, "src/lib.txt", "start\nours and theirs\nend\n");
+    let sha =
+        s.ws.commit_all(&s.clone, &wt, "feat: resolved")
+            .await
+            .unwrap();
+    assert!(sha.is_some());
+}

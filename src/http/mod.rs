@@ -8,6 +8,7 @@ mod body;
 mod debug;
 mod error;
 mod health;
+mod metrics;
 mod operator;
 mod params;
 mod queue;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub describe_timeout: Duration,
     /// The webhook intake.
     pub intake: Arc<crate::intake::Intake>,
+    /// The journal's aggregates for `GET /metrics` (reads only).
+    pub journal: Arc<crate::store::SqliteStore>,
 }
 
 /// The complete router.
@@ -51,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(actors::router())
         .merge(tasks::router())
         .merge(queue::router())
+        .merge(metrics::router())
         .merge(operator::router())
         .merge(webhooks::router());
     #[cfg(debug_assertions)]

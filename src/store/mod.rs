@@ -10,6 +10,7 @@ mod housekeeping;
 mod intake;
 mod intake_ports;
 mod jobs;
+mod metrics;
 mod migrations;
 mod pulls;
 mod readers;
@@ -32,6 +33,7 @@ use orchestrator_actors::{Stage, WorkItemId};
 use rusqlite::Connection;
 
 pub use connection::OpenError;
+pub use metrics::{DeliveryCount, JournalFigures, RunCount, TaskCount, UsageSum};
 pub use migrations::{MigrationReport, supported_version};
 pub use reconcile::JournaledEvent;
 
@@ -141,6 +143,11 @@ impl SqliteStore {
         + 'static,
     ) -> Result<T, StoreError> {
         self.writer.call_undoable(f).await
+    }
+
+    /// The journal's aggregates behind `GET /metrics` (one read).
+    pub async fn journal_figures(&self) -> Result<JournalFigures, StoreError> {
+        self.read(metrics::journal_figures).await
     }
 
     /// Runs `f` on a pooled read-only connection, on tokio's blocking pool.

@@ -26,7 +26,7 @@ use crate::actors::dispatch::{DISPATCH, DispatchDeps, DispatchMsg};
 use crate::domain::job_machine::RunEnd;
 use crate::domain::pipeline::Role;
 use crate::domain::resilience::FailureClass;
-use crate::ports::workbench::{AgentReport, AgentRequest, Workplace};
+use crate::ports::workbench::{AgentReport, AgentRequest, PublishError, Workplace};
 use crate::ports::{Job, NewRun, ProcessId, TaskRecord};
 
 /// The registry name of the run actor of job `id`.
@@ -139,7 +139,7 @@ pub enum RunMsg {
     /// Self, after a success and on a retry: publish the agent's work.
     Publish,
     /// Self, from the publish work.
-    Published(Result<(), String>),
+    Published(Result<(), PublishError>),
     /// Self, from owned work that panicked: fail the actor (a supervision event).
     WorkPanicked(String),
     /// Debug builds only: panic inside the handler (supervision tests).
@@ -466,7 +466,18 @@ impl Actor for RunActor {
                 let finish = Box::new(state.report.take().map(|r| r.finish).unwrap_or_default());
                 self.report(&myself, state, RunEnd::Succeeded { finish });
             }
-            RunMsg::Published(Err(e)) => {
+            RunMsg::Published(Err(PublishError::Rejected(reason))) => {
+                // The work itself is wrong: the agent's run failed, with the reason.
+                let mut finish = state.report.take().map(|r| r.finish).unwrap_or_default();
+                finish.reason = Some(reason.clone());
+                let end = RunEnd::Failed {
+                    class: FailureClass::Permanent,
+                    reason,
+                    finish: Some(Box::new(finish)),
+                };
+                self.report(&myself, state, end);
+            }
+            RunMsg::Published(Err(PublishError::Infrastructure(e))) => {
                 let reason = format!("cannot publish the {} agent's work: {e}", state.role);
                 self.infra_failed(&myself, state, reason, || RunMsg::Publish);
             }

@@ -7,7 +7,8 @@ use crate::domain::gates::GateOutcome;
 use crate::domain::pipeline::{GateKind, Role};
 use crate::domain::task_machine::MergeResult;
 use crate::ports::workbench::{
-    AgentReport, AgentRequest, AgentRunner, Forge, ProcessControl, SpawnNotice, Workplace,
+    AgentReport, AgentRequest, AgentRunner, Forge, ProcessControl, PublishError, SpawnNotice,
+    Workplace,
 };
 use crate::ports::{Alert, Card, MessageId, Notice, Notifier, NotifyError, ProcessId, TaskRecord};
 
@@ -20,7 +21,7 @@ impl Forge for NoForge {
     async fn prepare(&self, _task: &TaskRecord) -> Result<Workplace, String> {
         Err("no forge in this test".into())
     }
-    async fn publish(&self, _task: &TaskRecord, _role: Role) -> Result<(), String> {
+    async fn publish(&self, _task: &TaskRecord, _role: Role) -> Result<(), PublishError> {
         Ok(())
     }
     async fn evaluate_gate(&self, _task: &TaskRecord, _gate: GateKind) -> GateOutcome {

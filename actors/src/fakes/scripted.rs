@@ -14,7 +14,7 @@ use crate::domain::pipeline::{GateKind, Role};
 use crate::domain::resilience::FailureClass;
 use crate::domain::task_machine::MergeResult;
 use crate::ports::workbench::{
-    AgentReport, AgentRequest, AgentRunner, Forge, SpawnNotice, Workplace,
+    AgentReport, AgentRequest, AgentRunner, Forge, PublishError, SpawnNotice, Workplace,
 };
 use crate::ports::{ProcessId, RunFinish, RunOutcome, TaskRecord};
 
@@ -137,6 +137,8 @@ impl AgentRunner for ScriptedRunner {
 pub struct ScriptedForge {
     /// Publishes still to fail.
     publish_failures: AtomicU32,
+    /// Publishes still to refuse the work itself (conflict markers left in it).
+    publish_rejections: AtomicU32,
     /// Publishes asked for.
     pub publishes: AtomicU32,
     /// Gate evaluations hang until dropped.
@@ -163,6 +165,7 @@ impl Default for ScriptedForge {
     fn default() -> Self {
         Self {
             publish_failures: AtomicU32::new(0),
+            publish_rejections: AtomicU32::new(0),
             publishes: AtomicU32::new(0),
             gates_hang: false,
             gates_running: AtomicU32::new(0),
@@ -181,6 +184,12 @@ impl ScriptedForge {
     /// The first `n` publishes fail.
     pub fn failing_publishes(mut self, n: u32) -> Self {
         self.publish_failures = AtomicU32::new(n);
+        self
+    }
+
+    /// The first `n` publishes refuse the agent's work (it still holds conflict markers).
+    pub fn rejecting_publishes(mut self, n: u32) -> Self {
+        self.publish_rejections = AtomicU32::new(n);
         self
     }
 
@@ -212,8 +221,15 @@ impl Forge for ScriptedForge {
             worktree,
         })
     }
-    async fn publish(&self, _task: &TaskRecord, _role: Role) -> Result<(), String> {
+    async fn publish(&self, _task: &TaskRecord, _role: Role) -> Result<(), PublishError> {
         self.publishes.fetch_add(1, Ordering::SeqCst);
+        let refuse = self.publish_rejections.load(Ordering::SeqCst);
+        if refuse > 0 {
+            self.publish_rejections.store(refuse - 1, Ordering::SeqCst);
+            return Err(PublishError::Rejected(
+                "the worktree still holds merge-conflict markers in src/app.rs (scripted)".into(),
+            ));
+        }
         let left = self.publish_failures.load(Ordering::SeqCst);
         if left > 0 {
             self.publish_failures.store(left - 1, Ordering::SeqCst);

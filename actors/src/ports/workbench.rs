@@ -13,6 +13,39 @@ use crate::domain::task_machine::MergeResult;
 use crate::ports::{ProcessId, RunFinish, TaskRecord};
 use crate::{Stage, WorkItemId};
 
+/// Why an agent's work was not published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublishError {
+    /// Infrastructure trouble (git, the origin, the disk): retried on the run's own budget,
+    /// never an attempt.
+    Infrastructure(String),
+    /// The work itself cannot be published as it is (it still holds merge-conflict markers):
+    /// the agent's run failed, and the reason goes to its next run.
+    Rejected(String),
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::Infrastructure(reason) | PublishError::Rejected(reason) => {
+                f.write_str(reason)
+            }
+        }
+    }
+}
+
+impl From<String> for PublishError {
+    fn from(reason: String) -> Self {
+        PublishError::Infrastructure(reason)
+    }
+}
+
+impl From<&str> for PublishError {
+    fn from(reason: &str) -> Self {
+        PublishError::Infrastructure(reason.to_string())
+    }
+}
+
 /// A task's prepared place of work.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Workplace {
@@ -32,7 +65,7 @@ pub trait Forge: Send + Sync + 'static {
     async fn prepare(&self, task: &TaskRecord) -> Result<Workplace, String>;
 
     /// After a successful agent run: commits what the agent changed and pushes the branch.
-    async fn publish(&self, task: &TaskRecord, role: Role) -> Result<(), String>;
+    async fn publish(&self, task: &TaskRecord, role: Role) -> Result<(), PublishError>;
 
     /// Evaluates a gate for the task (artifacts: worktree first, then `origin/main`).
     async fn evaluate_gate(&self, task: &TaskRecord, gate: GateKind) -> GateOutcome;

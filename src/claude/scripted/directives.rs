@@ -1,7 +1,7 @@
 //! Steering for the scripted agent, read from the task text so a test or a demo can script a
 //! whole pipeline run from the task alone: `scripted-agent:` lines pick each role's verdict
-//! per attempt, make a role crash, answer like a rate-limited or usage-limited API, or make
-//! it slow enough to time out.
+//! per attempt, make a role crash, answer like a rate-limited or usage-limited API, make
+//! it slow enough to time out, or report what a run cost (`cost=<usd>`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,6 +40,8 @@ pub struct Directives {
     sleep_all: Option<Duration>,
     /// Delay before answering for one role; wins over `sleep_all`.
     sleep_role: BTreeMap<Role, Duration>,
+    /// What every successful run reports it cost, in US dollars (default 0).
+    cost: Option<f64>,
 }
 
 impl Directives {
@@ -62,7 +64,7 @@ impl Directives {
 
     fn apply(&mut self, token: &str) -> Result<(), String> {
         let (key, value) = token.split_once('=').ok_or(
-            "expected key=value (a role, fail, transient, usage_limit, retry_after or sleep)",
+            "expected key=value (a role, fail, transient, usage_limit, retry_after, sleep or cost)",
         )?;
         if value.is_empty() {
             return Err("the value is empty".into());
@@ -88,6 +90,14 @@ impl Directives {
                 }
             }
             "retry_after" => self.retry_after = Some(seconds(value)?),
+            "cost" => {
+                let usd = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|usd| usd.is_finite() && *usd >= 0.0)
+                    .ok_or_else(|| format!("{value:?} is not a cost in US dollars (>= 0)"))?;
+                self.cost = Some(usd);
+            }
             "sleep" => {
                 for item in value.split(',') {
                     match item.split_once(':') {
@@ -107,7 +117,7 @@ impl Directives {
             }
             role => {
                 let role: Role = role.parse().map_err(|e| {
-                    format!("{e}, fail, transient, usage_limit, retry_after or sleep")
+                    format!("{e}, fail, transient, usage_limit, retry_after, sleep or cost")
                 })?;
                 let verdicts = value
                     .split(',')
@@ -148,6 +158,11 @@ impl Directives {
     /// The stated retry-after of a 429, and the distance to a usage limit's reset.
     pub fn retry_after(&self) -> Duration {
         self.retry_after.unwrap_or(Duration::from_secs(1))
+    }
+
+    /// What a successful run reports it cost, in US dollars.
+    pub fn cost(&self) -> f64 {
+        self.cost.unwrap_or(0.0)
     }
 
     /// How long `role` waits before answering, if at all.
@@ -283,5 +298,14 @@ mod tests {
     fn only_lines_that_start_with_the_prefix_count() {
         let d = Directives::parse("please ignore scripted-agent: reviewer=FOO in prose").unwrap();
         assert_eq!(d, Directives::default());
+    }
+
+    #[test]
+    fn cost_is_what_a_successful_run_reports_and_a_bad_one_is_refused() {
+        assert_eq!(Directives::parse("x").unwrap().cost(), 0.0);
+        let d = Directives::parse("scripted-agent: cost=0.75").unwrap();
+        assert_eq!(d.cost(), 0.75);
+        let e = Directives::parse("scripted-agent: cost=-1").unwrap_err();
+        assert!(e.contains("cost=-1") && e.contains("US dollars"), "{e}");
     }
 }

@@ -1,0 +1,163 @@
+//! What `GET /metrics` says, in the OpenMetrics/Prometheus text format through
+//! `prometheus-client` (ADR 0013). Every figure is read when scraped — the journal's
+//! aggregates, the queue's counts and park, the breaker dispatch describes — so the metrics
+//! cannot drift from what the API shows, and no second writer keeps counters of its own.
+
+use orchestrator_actors::ports::QueueOverview;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::store::JournalFigures;
+
+/// The content type of the reply (OpenMetrics text, which Prometheus scrapes natively).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds, in seconds, of the agent-run duration histogram: a minute to two hours.
+const RUN_SECONDS_BUCKETS: [f64; 9] = [
+    30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+];
+
+/// The dispatcher's circuit breaker, as `GET /queue` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakerFigures {
+    /// Whether it is open (no claims).
+    pub open: bool,
+    /// Times it opened since the service started.
+    pub opened_total: u64,
+}
+
+/// Everything one scrape shows.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// The journal's aggregates.
+    pub journal: JournalFigures,
+    /// The queue's counts and park.
+    pub queue: QueueOverview,
+    /// The breaker, when dispatch answered.
+    pub breaker: Option<BreakerFigures>,
+}
+
+/// A label set: name/value pairs.
+type Labels = Vec<(&'static str, String)>;
+
+/// A counter of dollars.
+type DollarCounter = Counter<f64, std::sync::atomic::AtomicU64>;
+
+/// Renders a snapshot as OpenMetrics text (ending in `# EOF`).
+pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::with_prefix("orchestrator");
+
+    let tasks = Family::<Labels, Gauge>::default();
+    registry.register("tasks", "Tasks by stage and phase", tasks.clone());
+    for t in &snapshot.journal.tasks {
+        let labels = vec![("stage", t.stage.clone()), ("phase", t.phase.clone())];
+        tasks.get_or_create(&labels).set(t.count as i64);
+    }
+
+    let jobs = Family::<Labels, Gauge>::default();
+    registry.register("jobs", "Jobs in the durable queue by status", jobs.clone());
+    for (status, n) in &snapshot.queue.counts {
+        jobs.get_or_create(&vec![("status", status.clone())])
+            .set(*n as i64);
+    }
+
+    let runs = Family::<Labels, Counter>::default();
+    registry.register(
+        "agent_runs",
+        "Ended agent runs by role and outcome",
+        runs.clone(),
+    );
+    for r in &snapshot.journal.runs {
+        let labels = vec![("role", r.role.clone()), ("outcome", r.outcome.clone())];
+        runs.get_or_create(&labels).inc_by(r.count);
+    }
+
+    let durations = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+        Histogram::new(RUN_SECONDS_BUCKETS)
+    });
+    registry.register_with_unit(
+        "agent_run_duration",
+        "Wall-clock time of ended agent runs by role",
+        Unit::Seconds,
+        durations.clone(),
+    );
+    for (role, seconds) in &snapshot.journal.run_seconds {
+        durations
+            .get_or_create(&vec![("role", role.clone())])
+            .observe(*seconds);
+    }
+
+    let tokens = Family::<Labels, Counter>::default();
+    registry.register(
+        "agent_tokens",
+        "Tokens used by agent runs by role, model and kind",
+        tokens.clone(),
+    );
+    let cost = Family::<Labels, DollarCounter>::default();
+    registry.register(
+        "agent_cost_usd",
+        "What agent runs cost, in US dollars, by role and model",
+        cost.clone(),
+    );
+    for u in &snapshot.journal.usage {
+        for (kind, n) in [
+            ("input", u.input_tokens),
+            ("output", u.output_tokens),
+            ("cache_read", u.cache_read_tokens),
+            ("cache_creation", u.cache_creation_tokens),
+        ] {
+            let labels = vec![
+                ("role", u.role.clone()),
+                ("model", u.model.clone()),
+                ("kind", kind.to_string()),
+            ];
+            tokens.get_or_create(&labels).inc_by(n);
+        }
+        cost.get_or_create(&vec![("role", u.role.clone()), ("model", u.model.clone())])
+            .inc_by(u.cost_usd);
+    }
+
+    let deliveries = Family::<Labels, Counter>::default();
+    registry.register(
+        "webhook_deliveries",
+        "Journaled webhook deliveries by source and outcome",
+        deliveries.clone(),
+    );
+    for d in &snapshot.journal.deliveries {
+        let labels = vec![("source", d.source.clone()), ("outcome", d.outcome.clone())];
+        deliveries.get_or_create(&labels).inc_by(d.count);
+    }
+
+    let parked = Gauge::<i64>::default();
+    registry.register(
+        "queue_parked",
+        "1 while the whole queue is parked on the account's usage limit",
+        parked.clone(),
+    );
+    parked.set(i64::from(snapshot.queue.parked.is_some()));
+
+    if let Some(breaker) = snapshot.breaker {
+        let open = Gauge::<i64>::default();
+        registry.register(
+            "breaker_open",
+            "1 while dispatch's circuit breaker is open (no claims)",
+            open.clone(),
+        );
+        open.set(i64::from(breaker.open));
+        let opened = Counter::<u64>::default();
+        registry.register(
+            "breaker_opened",
+            "Times dispatch's circuit breaker opened since the service started",
+            opened.clone(),
+        );
+        opened.inc_by(breaker.opened_total);
+    }
+
+    let mut out = String::new();
+    encode(&mut out, &registry)?;
+    Ok(out)
+}
