@@ -316,6 +316,20 @@ async fn a_stale_approved_is_settled_superseded_and_changes_nothing() {
             .is_some_and(|o| o.starts_with("superseded: ")),
         "{journal:?}"
     );
+    let metrics = reqwest::get(format!("{}/metrics", third.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("orchestrator_webhook_deliveries_total{")
+                && l.contains("outcome=\"superseded\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
     let after = task(&third, &id).await;
     assert_eq!(after["transitions"], before["transitions"]);
     assert_eq!(

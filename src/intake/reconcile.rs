@@ -366,7 +366,17 @@ impl Reconcile for IntakeReconciler {
     }
 
     async fn abandon_delivery(&self, id: i64, reason: &str) -> Result<(), String> {
-        self.settle(id, None, reason.to_string()).await
+        // Its error stays: it was never acted on (GET /metrics counts it `failed`).
+        self.intake
+            .journal
+            .settle_events(vec![Settlement {
+                id,
+                work_item_id: None,
+                outcome: reason.to_string(),
+                error: Some(reason.to_string()),
+            }])
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn linked_tasks(&self) -> Result<Vec<WorkItemId>, String> {
