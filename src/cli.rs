@@ -1,6 +1,6 @@
-//! The command line: `serve` runs the service; `status`, `tasks`, `task …`, `queue` and
-//! `actors` ask a running one over HTTP and print tables (`--json` for the service's reply
-//! as it is); `bench` measures startup, memory and introspection at scale; `scripted-agent`
+//! The command line: `serve` runs the service; `doctor` checks what it needs; `status`,
+//! `tasks`, `task …`, `queue` and `actors` ask a running one over HTTP and print tables
+//! (`--json` for the service's reply as it is); `bench` measures startup, memory and introspection at scale; `scripted-agent`
 //! is the dry-run agent (it runs without the service configuration).
 //! Exit codes: 0 success, 1 runtime failure (the service refused, or cannot be reached),
 //! 2 bad usage or configuration.
@@ -35,6 +35,10 @@ pub enum Command {
     Serve,
     /// Watch a sample task travel the whole pipeline locally, with the dry-run agent.
     Demo,
+    /// Check what the service needs — the agent program (and its version), git, the data
+    /// directory, each Plane board's statuses, Gitea and its repositories, the Telegram
+    /// token — and print a checklist; exits 1 when a check fails.
+    Doctor,
     /// Show the active tasks of a running service.
     Status(ClientArgs),
     /// List tasks, or show one task with its journal, runs and cost.
@@ -189,6 +193,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             crate::logging::init_quiet(&config);
             crate::demo::run(config).await
         }
+        Command::Doctor => crate::preflight::doctor(&config).await,
         Command::Status(client) => {
             let reply = connect(&config, &client)?.get("/status").await?;
             show(&client, &reply, render::status)

@@ -83,6 +83,20 @@ pub struct Config {
     /// Sweeps a job may look orphaned before the reaper requeues it
     /// (`ORCH_REAPER_GRACE_TICKS`).
     pub reaper_grace_ticks: u32,
+    /// Interval of the reconciler's pass (`ORCH_RECONCILE_INTERVAL_S`); it also makes one
+    /// at start.
+    pub reconcile_interval: Duration,
+    /// The disk watchdog's thresholds (`ORCH_DISK_WARN_PCT`, `ORCH_DISK_CRITICAL_PCT`) and
+    /// reminder cooldown (`ORCH_DISK_REMINDER_S`).
+    pub disk: orchestrator_actors::domain::disk::DiskRules,
+    /// Interval of the disk watchdog's reading (`ORCH_DISK_CHECK_S`).
+    pub disk_interval: Duration,
+    /// Interval of the housekeeping sweep (`ORCH_HOUSEKEEPING_INTERVAL_S`).
+    pub housekeeping_interval: Duration,
+    /// How long a finished run's files are kept (`ORCH_RUN_LOG_RETENTION_DAYS`).
+    pub run_log_retention: Duration,
+    /// How long settled webhook deliveries are kept (`ORCH_EVENT_RETENTION_DAYS`).
+    pub event_retention: Duration,
     /// Budget of one CI run of a project's test command (`ORCH_CI_TIMEOUT_S`).
     pub ci_timeout: Duration,
     /// Pause before re-checking a gate or merge that hit infrastructure trouble, or before a
@@ -193,6 +207,14 @@ pub const KEYS: &[(&str, &str)] = &[
     ("ORCH_BREAKER_COOLDOWN_S", "300"),
     ("ORCH_REAPER_TICK_S", "15"),
     ("ORCH_REAPER_GRACE_TICKS", "4"),
+    ("ORCH_RECONCILE_INTERVAL_S", "300"),
+    ("ORCH_DISK_WARN_PCT", "85"),
+    ("ORCH_DISK_CRITICAL_PCT", "95"),
+    ("ORCH_DISK_CHECK_S", "60"),
+    ("ORCH_DISK_REMINDER_S", "3600"),
+    ("ORCH_HOUSEKEEPING_INTERVAL_S", "3600"),
+    ("ORCH_RUN_LOG_RETENTION_DAYS", "30"),
+    ("ORCH_EVENT_RETENTION_DAYS", "90"),
     ("ORCH_CI_TIMEOUT_S", "1800"),
     ("ORCH_RETRY_DELAY_S", "30"),
     ("ORCH_GATE_DEFER_MAX", "20"),
@@ -390,6 +412,44 @@ impl Config {
             )?),
             reaper_tick: Duration::from_secs(number(get("ORCH_REAPER_TICK_S"), 1, 3_600)?),
             reaper_grace_ticks: number(get("ORCH_REAPER_GRACE_TICKS"), 1, 1_000)? as u32,
+            reconcile_interval: Duration::from_secs(number(
+                get("ORCH_RECONCILE_INTERVAL_S"),
+                1,
+                86_400,
+            )?),
+            disk: {
+                let (key, value) = get("ORCH_DISK_WARN_PCT");
+                let warn = number((key, value.clone()), 1, 100)?;
+                let critical = number(get("ORCH_DISK_CRITICAL_PCT"), 1, 100)?;
+                if warn > critical {
+                    return Err(invalid(
+                        key,
+                        &value,
+                        &format!("at most ORCH_DISK_CRITICAL_PCT ({critical})"),
+                    ));
+                }
+                orchestrator_actors::domain::disk::DiskRules {
+                    warn_pct: warn as f64,
+                    critical_pct: critical as f64,
+                    reminder: Duration::from_secs(number(
+                        get("ORCH_DISK_REMINDER_S"),
+                        60,
+                        604_800,
+                    )?),
+                }
+            },
+            disk_interval: Duration::from_secs(number(get("ORCH_DISK_CHECK_S"), 1, 3_600)?),
+            housekeeping_interval: Duration::from_secs(number(
+                get("ORCH_HOUSEKEEPING_INTERVAL_S"),
+                1,
+                604_800,
+            )?),
+            run_log_retention: Duration::from_secs(
+                86_400 * number(get("ORCH_RUN_LOG_RETENTION_DAYS"), 1, 36_500)?,
+            ),
+            event_retention: Duration::from_secs(
+                86_400 * number(get("ORCH_EVENT_RETENTION_DAYS"), 1, 36_500)?,
+            ),
             ci_timeout: Duration::from_secs(number(get("ORCH_CI_TIMEOUT_S"), 1, 86_400)?),
             retry_delay: Duration::from_secs(number(get("ORCH_RETRY_DELAY_S"), 1, 3_600)?),
             gate_defer_max: number(get("ORCH_GATE_DEFER_MAX"), 0, 10_000)? as u32,

@@ -10,6 +10,7 @@ pub(crate) mod demo;
 pub(crate) mod forge;
 pub mod git;
 pub mod gitea;
+pub(crate) mod housekeeping;
 pub(crate) mod http;
 pub mod intake;
 
@@ -18,6 +19,7 @@ pub(crate) mod logging;
 pub(crate) mod metrics;
 pub mod os;
 pub mod plane;
+pub(crate) mod preflight;
 pub(crate) mod server;
 pub(crate) mod signals;
 pub mod store;

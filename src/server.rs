@@ -7,8 +7,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use std::path::PathBuf;
 
+use orchestrator_actors::actors::disk_watchdog::DiskWatchdogDeps;
 use orchestrator_actors::actors::dispatch::DispatchDeps;
+use orchestrator_actors::actors::housekeeper::HousekeeperDeps;
 use orchestrator_actors::actors::reaper::ReaperDeps;
+use orchestrator_actors::actors::reconciler::ReconcilerDeps;
 use orchestrator_actors::actors::task::TaskCreator;
 use orchestrator_actors::actors::task::TaskDeps;
 use orchestrator_actors::actors::tracker::TrackerDeps;
@@ -27,6 +30,7 @@ use crate::config::Config;
 use crate::forge::ProjectForge;
 use crate::git::Workspace;
 use crate::http::{self, AppState};
+use crate::intake::IntakeReconciler;
 use crate::integrations::Connections;
 use crate::os::lockfile::LockFile;
 use crate::store::{SqliteStore, StoreOptions};
@@ -50,6 +54,11 @@ const REAPER_BACKSTOP_MARGIN: std::time::Duration = std::time::Duration::from_se
 
 /// Longest single wait on Telegram's flood control before a delivery is retried.
 const TRACKER_MAX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A delivery of this boot left without an outcome this long is no longer being acted on
+/// (acting on one waits on a task actor for 10 s and on the tracker's API); the reconciler
+/// takes it up.
+const UNSETTLED_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// How long startup may take to bring every recovered task actor up.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -104,6 +113,10 @@ pub async fn run_on(
             )
         })?;
     let addr = listener.local_addr()?;
+    // Logged as it comes; owned here, so it ends with the service.
+    let _preflight = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(crate::preflight::log(
+        config.clone(),
+    )));
 
     let store = Arc::new(
         SqliteStore::open_with(
@@ -177,6 +190,15 @@ pub async fn run_on(
         mode: config.tracker_mode,
         max_retry_wait: TRACKER_MAX_RETRY_WAIT,
     });
+    let intake = integrations.intake(&config, store.clone(), creator.clone());
+    let reconciler = IntakeReconciler::new(
+        intake.clone(),
+        store.clone(),
+        config.reconcile_interval.max(UNSETTLED_AFTER),
+    )
+    .await
+    .context("cannot read the webhook journal")?;
+    let housekeeping_forge = forge.clone();
     let tree_config = TreeConfig {
         tasks: task_deps.clone(),
         dispatch: Arc::new(DispatchDeps {
@@ -208,6 +230,33 @@ pub async fn run_on(
             max_attempts: MAX_STAGE_ATTEMPTS,
         }),
         tracker,
+        reconciler: Some(Arc::new(ReconcilerDeps {
+            world: Arc::new(reconciler),
+            interval: config.reconcile_interval,
+            // At least one try, whatever the budget of other infrastructure retries.
+            retries: config.infra_retry_max.max(1),
+        })),
+        disk: Some(Arc::new(DiskWatchdogDeps {
+            probe: Arc::new(crate::os::disk::StatvfsProbe::new(vec![
+                ("data".into(), data_dir.clone()),
+                ("clones".into(), config.repos_dir()),
+                ("worktrees".into(), config.worktrees_dir.clone()),
+            ])),
+            rules: config.disk,
+            interval: config.disk_interval,
+        })),
+        housekeeper: Some(Arc::new(HousekeeperDeps {
+            world: Arc::new(crate::housekeeping::ServiceHousekeeping {
+                store: store.clone(),
+                forge: housekeeping_forge,
+                runs_dir: data_dir.join("runs"),
+                worktrees_dir: config.worktrees_dir.clone(),
+            }),
+            store: dyn_store.clone(),
+            interval: config.housekeeping_interval,
+            run_retention: config.run_log_retention,
+            event_retention: config.event_retention,
+        })),
         policy: restart_policy(&config),
         // Each supervisor level waits this long for its children before moving on.
         shutdown_timeout: tree_stop / 2,
@@ -231,7 +280,7 @@ pub async fn run_on(
         creator: creator.clone(),
         operator_token: config.operator_token.clone(),
         describe_timeout: config.describe_timeout,
-        intake: integrations.intake(&config, store.clone(), creator),
+        intake,
         journal: store.clone(),
     });
     info!("listening on http://{addr}");

@@ -24,8 +24,8 @@ use orchestrator_actors::fakes::{
 };
 use orchestrator_actors::ports::workbench::{AgentRunner, Forge};
 use orchestrator_actors::ports::{
-    Alert, AlertKind, Card, JobStatus, JobStore, MessageId, NewJob, NewTask, Notifier, NotifyError,
-    Phase, Store, TaskUpdate,
+    Alert, AlertKind, Card, JobStatus, JobStore, MessageId, NewJob, NewTask, Notice, Notifier,
+    NotifyError, Phase, Store, TaskUpdate,
 };
 use orchestrator_actors::{Role, Stage, WorkItemId};
 use ractor::{ActorRef, registry};
@@ -50,6 +50,9 @@ impl Notifier for Alerts {
     }
     async fn send_alert(&self, alert: &Alert) -> Result<(), NotifyError> {
         self.0.lock().unwrap().push(alert.clone());
+        Ok(())
+    }
+    async fn send_notice(&self, _notice: &Notice) -> Result<(), NotifyError> {
         Ok(())
     }
 }
@@ -126,6 +129,9 @@ impl Setup {
                 mode: TrackerMode::Edit,
                 max_retry_wait: Duration::from_secs(1),
             }),
+            reconciler: None,
+            disk: None,
+            housekeeper: None,
             policy: RestartPolicy {
                 max_restarts: 5,
                 window: Duration::from_secs(60),

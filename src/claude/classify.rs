@@ -1,9 +1,15 @@
 //! Classifies a failed agent run for the retry rules
 //! ([`orchestrator_actors::domain::resilience`]): a rate limit or an overloaded API is transient
 //! (with the retry-after it stated, if any), a usage limit that says when it resets parks
-//! the queue, everything else is permanent. The evidence is the CLI's result object
-//! (`api_error_status`, its text) and the tail of the run's log — the CLI prints some API
-//! errors only to stderr.
+//! the queue, everything else is permanent.
+//!
+//! The CLI's structured fields decide first: `terminal_reason` (`max_turns`,
+//! `prompt_too_long` end a run for its own reasons) and `api_error_status` (429, 529, 503 are
+//! the API asking for patience; any other status is not a limit). Text is read only where the
+//! CLI or the API speak — the result's text when it carries an API error status (the CLI puts
+//! the API's message there), and the log's lines that are the CLI's API error lines or the
+//! API's error bodies — never what the agent wrote: an agent quoting a limit message must not
+//! park the account. Which field of CLI 2.1.197 carries what is in `docs/operations.md`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +19,14 @@ use super::result::CliResult;
 
 /// HTTP statuses of the Messages API that mean "try again later".
 const TRANSIENT_STATUSES: [u16; 3] = [429, 529, 503];
+
+/// `terminal_reason`s that end a run for reasons of its own, never an API limit.
+const OWN_ENDS: [&str; 2] = ["max_turns", "prompt_too_long"];
+
+/// How the CLI starts the lines it writes about an API failure (its result text, its
+/// stderr): `API Error: 529 …`, `API Error: Request rejected (429) · …`, and the
+/// subscription form `Claude AI usage limit reached|<unix seconds>`.
+const API_ERROR_LINE_STARTS: [&str; 2] = ["API Error", "Claude AI usage limit reached"];
 
 /// Phrases (lower case) that mean the API was rate limited or overloaded.
 const TRANSIENT_PHRASES: [&str; 9] = [
@@ -35,32 +49,62 @@ const USAGE_LIMIT_PHRASES: [&str; 4] = [
     "limit will reset",
 ];
 
+/// Whether `line` is one the CLI or the API wrote about an API failure: it starts like the
+/// CLI's API error lines, or it is the API's error body `{"type":"error","error":{…}}`.
+fn is_api_error_line(line: &str) -> bool {
+    let line = line.trim_start();
+    if API_ERROR_LINE_STARTS.iter().any(|s| line.starts_with(s)) {
+        return true;
+    }
+    line.starts_with('{')
+        && serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| {
+            v.get("type").and_then(|t| t.as_str()) == Some("error")
+                && v.pointer("/error/type").is_some_and(|t| t.is_string())
+        })
+}
+
+/// What this run's CLI and API said about an API failure, and nothing the agent wrote.
+fn api_error_text(result: Option<&CliResult>, log_tail: &str) -> String {
+    let mut text = String::new();
+    if let Some(result) = result.filter(|r| r.is_error) {
+        let message = result.error_message().unwrap_or_default();
+        // With an API error status the CLI writes the API's message as the result; without
+        // one, only a line that starts like its own API error lines counts.
+        if result.api_error_status.is_some() || is_api_error_line(&message) {
+            text.push_str(&message);
+            text.push('\n');
+        }
+    }
+    for line in log_tail.lines().filter(|l| is_api_error_line(l)) {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
 /// Classifies a failed run from its result (if it printed one), its log tail, and the time
 /// `now` (a usage limit's reset time must lie ahead of it).
 pub fn classify(result: Option<&CliResult>, log_tail: &str, now: SystemTime) -> FailureClass {
-    let mut evidence = String::new();
-    if let Some(result) = result {
-        if let Some(message) = result.error_message() {
-            evidence.push_str(&message);
-            evidence.push('\n');
-        }
-        if let Some(text) = &result.result {
-            evidence.push_str(text);
-            evidence.push('\n');
-        }
+    if result
+        .and_then(|r| r.terminal_reason.as_deref())
+        .is_some_and(|reason| OWN_ENDS.contains(&reason))
+    {
+        return FailureClass::Permanent;
     }
-    evidence.push_str(log_tail);
-    let lower = evidence.to_lowercase();
-
-    if USAGE_LIMIT_PHRASES.iter().any(|p| lower.contains(p))
+    let status = result.and_then(|r| r.api_error_status);
+    let lower = api_error_text(result, log_tail).to_lowercase();
+    let limit_possible = status.is_none_or(|s| s == 429);
+    if limit_possible
+        && USAGE_LIMIT_PHRASES.iter().any(|p| lower.contains(p))
         && let Some(resets_at) = reset_time(&lower, now)
     {
         return FailureClass::UsageLimit { resets_at };
     }
-    let status_says = result
-        .and_then(|r| r.api_error_status)
-        .is_some_and(|s| TRANSIENT_STATUSES.contains(&s));
-    if status_says || TRANSIENT_PHRASES.iter().any(|p| lower.contains(p)) {
+    let transient = match status {
+        Some(status) => TRANSIENT_STATUSES.contains(&status),
+        None => TRANSIENT_PHRASES.iter().any(|p| lower.contains(p)),
+    };
+    if transient {
         return FailureClass::Transient {
             retry_after: retry_after(&lower),
         };
@@ -162,17 +206,74 @@ mod tests {
     }
 
     #[test]
-    fn the_log_tail_alone_can_show_a_transient_failure() {
-        let tail = "stderr: Error: 429 Too Many Requests (retry after 12 seconds)\n";
+    fn the_log_s_api_error_lines_alone_can_show_a_transient_failure() {
+        let tail = "starting\nAPI Error: 429 Too Many Requests (retry after 12 seconds)\n";
         assert_eq!(
             classify(None, tail, now()),
             FailureClass::Transient {
                 retry_after: Some(Duration::from_secs(12))
             }
         );
+        let body = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
         assert_eq!(
-            classify(None, "overloaded_error", now()),
+            classify(None, body, now()),
             FailureClass::Transient { retry_after: None }
+        );
+    }
+
+    #[test]
+    fn an_agent_that_merely_quotes_a_limit_message_is_not_parked() {
+        let limit = testkit_limit_message();
+        // The agent's own final words (no API error status) quote it.
+        let r = result(&format!(
+            r#"{{"type":"result","subtype":"success","is_error":true,"api_error_status":null,
+                "result":"I could not finish. The notes say: {limit}","terminal_reason":"completed"}}"#
+        ));
+        assert_eq!(classify(Some(&r), "", now()), FailureClass::Permanent);
+        // Out of turns after writing a file that quotes it; the log holds the result line
+        // (the agent's text inside it) and a quoted line from elsewhere.
+        let r = result(
+            r#"{"type":"result","subtype":"error_max_turns","is_error":true,
+                "errors":["Reached maximum number of turns (40)"],"terminal_reason":"max_turns"}"#,
+        );
+        let tail = format!(
+            "{{\"type\":\"result\",\"result\":\"{limit}\"}}\n> {limit}\nwrote docs/limits.md: {limit}\n"
+        );
+        assert_eq!(classify(Some(&r), &tail, now()), FailureClass::Permanent);
+        // No result at all: only API error lines count, and a quote is not one.
+        assert_eq!(classify(None, &tail, now()), FailureClass::Permanent);
+        // The same words from the CLI itself do park.
+        assert!(matches!(
+            classify(
+                None,
+                &format!("API Error: Request rejected (429) · {limit}"),
+                now()
+            ),
+            FailureClass::UsageLimit { .. }
+        ));
+    }
+
+    /// The usage-limit message the test stub sends, with a reset an hour after [`now`].
+    fn testkit_limit_message() -> String {
+        orchestrator_testkit::anthropic::usage_limit_message(1_800_003_600)
+    }
+
+    #[test]
+    fn a_structured_end_or_status_outweighs_words() {
+        // A 400 whose message mentions a rate limit is not a limit.
+        let r = result(
+            r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":400,
+                "result":"API Error: 400 your prompt mentions a rate limit"}"#,
+        );
+        assert_eq!(classify(Some(&r), "", now()), FailureClass::Permanent);
+        // A run that ended for its own reasons is never a limit, whatever the log says.
+        let r = result(
+            r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":null,
+                "result":"Prompt is too long","terminal_reason":"prompt_too_long"}"#,
+        );
+        assert_eq!(
+            classify(Some(&r), "API Error: 529 Overloaded", now()),
+            FailureClass::Permanent
         );
     }
 

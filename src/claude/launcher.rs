@@ -17,6 +17,7 @@ use orchestrator_actors::ports::workbench::{
 use orchestrator_actors::ports::{RunFinish, RunOutcome};
 
 use super::classify::classify;
+use super::program;
 use super::runner::{self, AgentCommand, OnDrop};
 use super::settings::AgentSettings;
 use super::strays::Marks;
@@ -135,6 +136,12 @@ impl AgentRunner for CliLauncher {
         self.marks.end_strays(keep).await
     }
 
+    async fn available(&self) -> Result<(), String> {
+        program::resolve(&self.program)
+            .map(|_| ())
+            .map_err(|why| program::agent_unavailable(&why))
+    }
+
     async fn run(&self, request: AgentRequest, spawned: SpawnNotice) -> AgentReport {
         let args = self.args(request.role, &request.task_text);
         let mut env = vec![
@@ -172,6 +179,8 @@ impl AgentRunner for CliLauncher {
         let outcome = if request.adopted {
             let shim = self.marks.shim_of(&request.run_id);
             runner::attach(&cmd, shim, Some(spawned), self.on_drop).await
+        } else if let Err(why) = program::resolve(&self.program) {
+            return unavailable(program::agent_unavailable(&why), log_path);
         } else {
             match self.marks.claim_worktree(&request.workplace.worktree).await {
                 Ok(lock) => runner::launch(&cmd, Some(lock), Some(spawned), self.on_drop).await,
@@ -219,6 +228,10 @@ impl AgentRunner for CliLauncher {
         };
         let class = if success || outcome.timed_out {
             FailureClass::Permanent
+        } else if !request.adopted && outcome.pid.is_none() && outcome.exit_code.is_none() {
+            // The program was found but could not be started (not runnable, its interpreter
+            // missing): nothing the agent did.
+            FailureClass::AgentUnavailable
         } else {
             classify(
                 outcome.result.as_ref().ok(),
@@ -238,6 +251,23 @@ impl AgentRunner for CliLauncher {
             finish,
             infrastructure: false,
         }
+    }
+}
+
+/// A run that did not start because the agent program cannot be started.
+fn unavailable(reason: String, log_path: PathBuf) -> AgentReport {
+    AgentReport {
+        success: false,
+        reason: reason.clone(),
+        class: FailureClass::AgentUnavailable,
+        model: None,
+        log_path: log_path.display().to_string(),
+        finish: RunFinish {
+            outcome: RunOutcome::Failed,
+            reason: Some(reason),
+            ..RunFinish::default()
+        },
+        infrastructure: false,
     }
 }
 

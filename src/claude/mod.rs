@@ -5,6 +5,7 @@
 pub mod classify;
 pub mod launcher;
 pub mod process;
+pub mod program;
 pub mod result;
 pub mod runner;
 pub mod scripted;

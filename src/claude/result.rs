@@ -36,6 +36,10 @@ pub struct CliResult {
     /// HTTP status of a failed API call (400, 500…), when that is why the run failed.
     #[serde(default)]
     pub api_error_status: Option<u16>,
+    /// Why the CLI's loop ended: `completed` (also after an API error), `max_turns`,
+    /// `prompt_too_long`, … (2.1.197).
+    #[serde(default)]
+    pub terminal_reason: Option<String>,
     /// Per-model usage and cost, keyed by model id: the authoritative totals.
     #[serde(default, rename = "modelUsage", deserialize_with = "null_as_default")]
     pub model_usage: BTreeMap<String, ModelUsage>,

@@ -53,6 +53,29 @@ fn each_bad_value_is_named_with_its_key() {
 }
 
 #[test]
+fn the_disk_thresholds_default_to_85_and_95_and_warn_may_not_exceed_critical() {
+    let c = with(&[]).unwrap();
+    assert_eq!((c.disk.warn_pct, c.disk.critical_pct), (85.0, 95.0));
+    assert_eq!(c.disk.reminder, Duration::from_secs(3600));
+    assert_eq!(c.disk_interval, Duration::from_secs(60));
+    assert_eq!(c.reconcile_interval, Duration::from_secs(300));
+    let err = with(&[("ORCH_DISK_WARN_PCT", "96")])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "invalid ORCH_DISK_WARN_PCT=\"96\": expected at most ORCH_DISK_CRITICAL_PCT (95)"
+    );
+    let err = with(&[("ORCH_DISK_CRITICAL_PCT", "101")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("invalid ORCH_DISK_CRITICAL_PCT=\"101\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn later_pairs_win_and_unknown_keys_are_collected() {
     let c = with(&[
         ("ORCH_BIND", "nonsense"),

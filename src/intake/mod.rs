@@ -10,6 +10,7 @@
 mod gitea;
 pub mod payload;
 mod plane;
+mod reconcile;
 mod settler;
 pub mod signature;
 
@@ -33,6 +34,7 @@ use crate::config::projects::Projects;
 use crate::gitea::GiteaClient;
 use crate::plane::{PlaneClient, StatesCache};
 
+pub use reconcile::IntakeReconciler;
 pub use settler::Settler;
 
 /// Largest webhook body accepted (larger → 413).

@@ -107,35 +107,51 @@ impl Intake {
         let Some(plane) = &self.plane else {
             return (None, Ok("nothing to do".into()));
         };
-        let description = match issue.description.clone() {
-            Some(text) => text,
-            // The payload may lack it: the API has the whole issue.
-            None => match plane.client.get_issue(plane_project, &issue.id).await {
-                Ok(full) => full
-                    .description_stripped
-                    .clone()
-                    .filter(|t| !t.trim().is_empty())
-                    .unwrap_or_else(|| html_to_text(&full.description_html)),
-                Err(e) => return (None, Err(format!("cannot fetch issue {}: {e}", issue.id))),
-            },
+        // The payload may lack the description, the title or the number: the API has the
+        // whole issue.
+        let (description, name, number) = match (
+            issue.description.clone(),
+            issue.name.clone(),
+            issue.sequence_id,
+        ) {
+            (Some(description), Some(name), Some(number)) => (description, name, number),
+            (description, name, number) => {
+                let full = match plane.client.get_issue(plane_project, &issue.id).await {
+                    Ok(full) => full,
+                    Err(e) => {
+                        return (None, Err(format!("cannot fetch issue {}: {e}", issue.id)));
+                    }
+                };
+                let description = description.unwrap_or_else(|| {
+                    full.description_stripped
+                        .clone()
+                        .filter(|t| !t.trim().is_empty())
+                        .unwrap_or_else(|| html_to_text(&full.description_html))
+                });
+                (
+                    description,
+                    name.unwrap_or(full.name),
+                    number.unwrap_or(full.sequence_id),
+                )
+            }
         };
         let link = TrackerLink {
             tracker: PLANE.into(),
             project_ref: plane_project.into(),
             issue_ref: issue.id.clone(),
         };
-        if let Err(refusal) = gates::qg0(&issue.name, &description, self.settings.qg0_title_max) {
+        if let Err(refusal) = gates::qg0(&name, &description, self.settings.qg0_title_max) {
             let shown = self.refuse(&link, &refusal.comment()).await;
             return (None, shown.map(|()| refusal.summary()));
         }
         let request = TaskRequest {
             repo: project.repo.clone(),
-            title: issue.name.clone(),
+            title: name,
             description,
             labels: issue.labels.clone(),
             origin: Origin::Issue {
                 link: link.clone(),
-                number: issue.sequence_id,
+                number,
             },
         };
         match self.creator.create(request).await {

@@ -33,7 +33,9 @@ pub struct PlaneState {
     pub name: String,
     /// Its group.
     pub group: StateGroup,
-    /// Its place on the board (Plane stores a float).
+    /// Its place on the board (Plane stores a float); a board that omits it sorts such
+    /// states first rather than becoming unreadable.
+    #[serde(default)]
     pub sequence: f64,
 }
 
@@ -72,6 +74,10 @@ pub struct PlaneIssue {
     pub labels: Vec<String>,
     /// The UUID of its project.
     pub project: String,
+    /// When it last changed, ISO 8601 (the reconciler compares it with the task's last
+    /// change); `None` when Plane leaves it out.
+    #[serde(default)]
+    pub updated_at: Option<String>,
 }
 
 /// A comment on a work item.
@@ -85,7 +91,9 @@ pub struct PlaneComment {
     /// The UUID of the user who wrote it; compare with the bots' ids to skip our own.
     #[serde(default)]
     pub actor: Option<String>,
-    /// When it was written, ISO 8601.
+    /// When it was written, ISO 8601 (empty when Plane leaves it out: such a comment sorts
+    /// oldest).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub created_at: String,
 }
 
@@ -115,6 +123,19 @@ mod tests {
         assert_eq!(issue.description_html, "");
         assert_eq!(issue.description_stripped, None);
         assert_eq!(issue.labels, vec!["l1".to_string()]);
+    }
+
+    #[test]
+    fn a_state_without_a_sequence_still_decodes_and_a_missing_name_is_named() {
+        let state: PlaneState = serde_json::from_value(json!({
+            "id": "s", "name": "In Progress", "group": "started",
+        }))
+        .unwrap();
+        assert_eq!(state.sequence, 0.0);
+        let missing = serde_json::from_value::<PlaneState>(json!({"id": "s", "group": "started"}))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("`name`"), "{missing}");
     }
 
     #[test]

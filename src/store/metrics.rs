@@ -53,7 +53,8 @@ pub struct UsageSum {
 pub struct DeliveryCount {
     /// `plane` or `gitea`.
     pub source: String,
-    /// `acted`, `ignored`, `failed`, or `pending` while its outcome is not journaled yet.
+    /// `acted`, `ignored`, `superseded` (the reconciler found it no longer applied),
+    /// `failed` (also abandoned), or `pending` while its outcome is not journaled yet.
     pub outcome: String,
     /// Deliveries.
     pub count: u64,
@@ -154,6 +155,7 @@ pub(crate) fn journal_figures(conn: &Connection) -> Result<JournalFigures, Store
             "SELECT source, CASE WHEN error IS NOT NULL THEN 'failed'
                                  WHEN outcome IS NULL THEN 'pending'
                                  WHEN outcome LIKE 'ignored%' THEN 'ignored'
+                                 WHEN outcome LIKE 'superseded%' THEN 'superseded'
                                  ELSE 'acted' END AS result, COUNT(*)
              FROM events GROUP BY source, result",
         )

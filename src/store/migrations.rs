@@ -46,6 +46,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "adopted-runs",
         include_str!("migrations/0010_adopted_runs.sql"),
     ),
+    (
+        11,
+        "unsettled-events",
+        include_str!("migrations/0011_unsettled_events.sql"),
+    ),
 ];
 
 /// What opening did to the schema.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orchestrator_actors::ports::{Alert, Card, MessageId, Notifier, NotifyError};
+use orchestrator_actors::ports::{Alert, Card, MessageId, Notice, Notifier, NotifyError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::info;
@@ -60,6 +60,15 @@ impl TelegramNotifier {
                 .parse::<i64>()
                 .map_or_else(|_| json!(chat_id), |n| json!(n)),
         }
+    }
+
+    /// The bot's `@username`, from `getMe`: the token is valid.
+    pub async fn bot_name(&self) -> Result<String, NotifyError> {
+        let me = self.call("getMe", json!({})).await?;
+        Ok(me
+            .get("username")
+            .and_then(Value::as_str)
+            .map_or_else(|| "(no username)".to_string(), |u| format!("@{u}")))
     }
 
     /// Calls `method` with `body` (the chat id added); the `result` on success.
@@ -169,6 +178,13 @@ impl Notifier for TelegramNotifier {
             .await
             .map(|_| ())
     }
+
+    async fn send_notice(&self, notice: &Notice) -> Result<(), NotifyError> {
+        let body = json!({"disable_notification": false});
+        self.put_text("sendMessage", body, render::notice(notice))
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Logs cards and alerts instead of posting them (no bot token configured).
@@ -203,6 +219,11 @@ impl Notifier for LogNotifier {
 
     async fn send_alert(&self, alert: &Alert) -> Result<(), NotifyError> {
         info!(task = %alert.work_item_id, kind = alert.kind.as_str(), text = %alert.text, "tracker alert (log only)");
+        Ok(())
+    }
+
+    async fn send_notice(&self, notice: &Notice) -> Result<(), NotifyError> {
+        info!(topic = %notice.topic, text = %notice.text, "service notice (log only)");
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! (title, reason, model, alert text) is HTML-escaped here, and every line keeps its tags
 //! balanced, so cutting a too-long text at a line end never leaves an entity open.
 
-use orchestrator_actors::ports::{Alert, Card, CardState, RowStatus};
+use orchestrator_actors::ports::{Alert, Card, CardState, Notice, RowStatus};
 
 /// Telegram's limit on a message's text.
 pub const MAX_TEXT: usize = 4096;
@@ -139,6 +139,14 @@ pub fn alert(alert: &Alert) -> String {
     ])
 }
 
+/// A notice about the service as Telegram HTML, at most [`MAX_TEXT`] UTF-16 units long.
+pub fn notice(notice: &Notice) -> String {
+    fit(vec![
+        format!("🔔 <b>orchestrator</b> · {}", escape(&notice.topic)),
+        clip(&notice.text, MAX_REASON),
+    ])
+}
+
 /// Joins `lines`, dropping whole lines from the end (each line's tags are balanced) until
 /// the text fits [`MAX_TEXT`], measured in UTF-16 units as Telegram counts.
 fn fit(mut lines: Vec<String>) -> String {
@@ -248,6 +256,14 @@ mod tests {
         });
         assert!(long.encode_utf16().count() <= MAX_TEXT);
         assert!(long.starts_with("🔔 <b>ORCH-7</b> · deploy failed\n"));
+        let disk = notice(&Notice {
+            topic: "disk".into(),
+            text: "data <dir> is 96% full".into(),
+        });
+        assert_eq!(
+            disk,
+            "🔔 <b>orchestrator</b> · disk\ndata &lt;dir&gt; is 96% full"
+        );
     }
 
     #[test]

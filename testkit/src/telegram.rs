@@ -228,6 +228,10 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, body: Bytes) -> Res
         Answer::bad("chat_id is empty")
     } else {
         match method.to_ascii_lowercase().as_str() {
+            "getme" => Answer::ok(json!({
+                "id": 1, "is_bot": true, "first_name": "Orchestrator",
+                "username": "orchestrator_test_bot",
+            })),
             "sendmessage" => send(&mut chat, &body),
             "editmessagetext" => edit(&mut chat, &body),
             "deletemessage" => delete(&mut chat, &body),

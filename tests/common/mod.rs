@@ -49,6 +49,10 @@ impl Service {
             .env("ORCH_DATA_DIR", data_dir)
             .env("ORCH_BIND", "127.0.0.1:0")
             .env("ORCH_LOG", "info")
+            // A test's outcome must not depend on how full the machine's disk is: the disk
+            // watchdog only pauses dispatch here for a test that sets its thresholds.
+            .env("ORCH_DISK_WARN_PCT", "100")
+            .env("ORCH_DISK_CRITICAL_PCT", "100")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {

@@ -10,8 +10,11 @@ use ractor::rpc::CallResult;
 use ractor::{ActorCell, ActorStatus, Message, RpcReplyPort};
 use serde::Serialize;
 
+use crate::actors::disk_watchdog::DiskWatchdogMsg;
 use crate::actors::dispatch::DispatchMsg;
+use crate::actors::housekeeper::HousekeeperMsg;
 use crate::actors::reaper::ReaperMsg;
+use crate::actors::reconciler::ReconcilerMsg;
 use crate::actors::run::RunMsg;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::actors::task::TaskMsg;
@@ -134,6 +137,21 @@ pub async fn describe_cell(
         (ReaperMsg::KIND, call::<ReaperMsg>(cell, timeout).await)
     } else if cell.is_message_type_of::<TrackerMsg>() == Some(true) {
         (TrackerMsg::KIND, call::<TrackerMsg>(cell, timeout).await)
+    } else if cell.is_message_type_of::<HousekeeperMsg>() == Some(true) {
+        (
+            HousekeeperMsg::KIND,
+            call::<HousekeeperMsg>(cell, timeout).await,
+        )
+    } else if cell.is_message_type_of::<DiskWatchdogMsg>() == Some(true) {
+        (
+            DiskWatchdogMsg::KIND,
+            call::<DiskWatchdogMsg>(cell, timeout).await,
+        )
+    } else if cell.is_message_type_of::<ReconcilerMsg>() == Some(true) {
+        (
+            ReconcilerMsg::KIND,
+            call::<ReconcilerMsg>(cell, timeout).await,
+        )
     } else {
         ("unknown", Err("actor does not answer Describe".into()))
     }

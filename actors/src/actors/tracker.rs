@@ -19,7 +19,9 @@ use tracing::{info, warn};
 use crate::WorkItemId;
 use crate::actors::describe::{Describe, Description};
 use crate::domain::card;
-use crate::ports::{Alert, Card, CardStore, JobStore, MessageId, Notifier, NotifyError, Store};
+use crate::ports::{
+    Alert, Card, CardStore, JobStore, MessageId, Notice, Notifier, NotifyError, Store,
+};
 
 /// Registered name of the tracker.
 pub const TRACKER: &str = "tracker";
@@ -84,6 +86,12 @@ pub fn alert(alert: Alert) {
     send(TrackerMsg::Alert(alert));
 }
 
+/// Hands `notice` (about the service, not a task) to the running tracker; does nothing when
+/// no tracker runs.
+pub fn notice(notice: Notice) {
+    send(TrackerMsg::Notice(notice));
+}
+
 fn send(msg: TrackerMsg) {
     if let Some(tracker) = ractor::registry::where_is(TRACKER) {
         let _ = tracker.send_message(msg);
@@ -110,6 +118,8 @@ pub enum TrackerMsg {
     Refresh(WorkItemId),
     /// Anyone: post an alert, in turn with the cards.
     Alert(Alert),
+    /// Anyone (the disk watchdog): post a notice about the service, in turn with the cards.
+    Notice(Notice),
     /// Anyone: reply with queue length, cards known and counters.
     Describe(RpcReplyPort<Description>),
     /// Self, from a spawned load: the card as rendered for refresh number `seq` of the task
@@ -124,8 +134,8 @@ pub enum TrackerMsg {
     },
     /// Self, from the delivery task: the delivery in flight is over.
     Delivered {
-        /// The task it was for.
-        id: WorkItemId,
+        /// The task it was for; `None` for a notice.
+        id: Option<WorkItemId>,
         /// The card delivered; `None` for an alert.
         card: Option<Card>,
         /// How it was shown, or why it was not.
@@ -165,6 +175,7 @@ pub struct TrackerCounters {
 enum Delivery {
     Card(Card),
     Alert(Alert),
+    Notice(Notice),
 }
 
 /// What the tracker knows of one task's card.
@@ -217,13 +228,13 @@ impl TrackerState {
                 .slots
                 .get(&card.work_item_id)
                 .and_then(|s| s.message_id),
-            Delivery::Alert(_) => None,
+            Delivery::Alert(_) | Delivery::Notice(_) => None,
         };
         self.delivery = Some(AbortOnDropHandle::new(tokio::spawn(async move {
             let mut retried = 0;
             let msg = match delivery {
                 Delivery::Card(card) => TrackerMsg::Delivered {
-                    id: card.work_item_id.clone(),
+                    id: Some(card.work_item_id.clone()),
                     outcome: deliver_card(&deps, &card, known, &mut retried).await,
                     card: Some(card),
                     retried,
@@ -235,7 +246,16 @@ impl TrackerState {
                         .map_err(|e| {
                             format!("cannot post the alert for {}: {e}", alert.work_item_id)
                         }),
-                    id: alert.work_item_id,
+                    id: Some(alert.work_item_id),
+                    card: None,
+                    retried,
+                },
+                Delivery::Notice(notice) => TrackerMsg::Delivered {
+                    outcome: call(&deps, Call::Notice(&notice), &mut retried)
+                        .await
+                        .map(|_| Shown::Alerted)
+                        .map_err(|e| format!("cannot post the {} notice: {e}", notice.topic)),
+                    id: None,
                     card: None,
                     retried,
                 },
@@ -252,6 +272,7 @@ enum Call<'a> {
     Edit(MessageId, &'a Card),
     Delete(MessageId),
     Alert(&'a Alert),
+    Notice(&'a Notice),
 }
 
 /// Makes `call`, sitting out flood-control answers (each wait capped) up to
@@ -269,6 +290,7 @@ async fn call(
             Call::Edit(id, card) => n.edit_card(id, card).await.map(|()| None),
             Call::Delete(id) => n.delete_message(id).await.map(|()| None),
             Call::Alert(alert) => n.send_alert(alert).await.map(|()| None),
+            Call::Notice(notice) => n.send_notice(notice).await.map(|()| None),
         };
         match result {
             Err(NotifyError::RetryAfter(after)) if floods < MAX_FLOOD_RETRIES => {
@@ -429,6 +451,10 @@ impl Actor for Tracker {
                 state.queue.push_back(Delivery::Alert(alert));
                 state.pump(&myself, &self.deps);
             }
+            TrackerMsg::Notice(notice) => {
+                state.queue.push_back(Delivery::Notice(notice));
+                state.pump(&myself, &self.deps);
+            }
             TrackerMsg::Delivered {
                 id,
                 card,
@@ -459,15 +485,15 @@ impl Actor for Tracker {
                                 None
                             }
                         };
-                        if let Some(m) = repoint {
+                        if let (Some(m), Some(id)) = (repoint, id) {
                             state.slots.entry(id).or_default().message_id = Some(m);
                         }
                     }
                     Err(e) => {
                         c.failed += 1;
-                        warn!(task = %id, error = %e, "tracker delivery failed");
+                        warn!(task = ?id, error = %e, "tracker delivery failed");
                         // Not shown: the same card must not be dropped as unchanged next time.
-                        if let Some(slot) = state.slots.get_mut(&id)
+                        if let Some(slot) = id.as_ref().and_then(|id| state.slots.get_mut(id))
                             && card.is_some()
                             && slot.last == card
                         {

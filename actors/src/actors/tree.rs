@@ -8,8 +8,11 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, registry};
 use tokio::task::JoinHandle;
 
+use crate::actors::disk_watchdog::{DISK_WATCHDOG, DiskWatchdog, DiskWatchdogDeps};
 use crate::actors::dispatch::{DISPATCH, Dispatch, DispatchDeps};
+use crate::actors::housekeeper::{HOUSEKEEPER, Housekeeper, HousekeeperDeps};
 use crate::actors::reaper::{REAPER, Reaper, ReaperDeps};
+use crate::actors::reconciler::{RECONCILER, Reconciler, ReconcilerDeps};
 use crate::actors::supervisor::{
     ChildSpec, ShutdownOrder, Supervisor, SupervisorArgs, SupervisorMsg,
 };
@@ -35,6 +38,12 @@ pub struct TreeConfig {
     pub reaper: Arc<ReaperDeps>,
     /// What the chat tracker works with.
     pub tracker: Arc<TrackerDeps>,
+    /// What the reconciler works with; `None` runs none (nothing to reconcile with).
+    pub reconciler: Option<Arc<ReconcilerDeps>>,
+    /// What the disk watchdog works with; `None` runs none.
+    pub disk: Option<Arc<DiskWatchdogDeps>>,
+    /// What the housekeeper works with; `None` runs none.
+    pub housekeeper: Option<Arc<HousekeeperDeps>>,
     /// Restart policy of every supervisor.
     pub policy: RestartPolicy,
     /// Per-child stop timeout.
@@ -79,7 +88,23 @@ fn supervisor_spec(name: &str, config: &TreeConfig, singletons: bool) -> ChildSp
             let reaper = ChildSpec::new(REAPER, move || (Reaper::new(deps.clone()), ()));
             let deps = config.tracker.clone();
             let tracker = ChildSpec::new(TRACKER, move || (Tracker::new(deps.clone()), ()));
-            (vec![dispatch, reaper, tracker], None)
+            let mut children = vec![dispatch, reaper, tracker];
+            if let Some(deps) = config.reconciler.clone() {
+                children.push(ChildSpec::new(RECONCILER, move || {
+                    (Reconciler::new(deps.clone()), ())
+                }));
+            }
+            if let Some(deps) = config.disk.clone() {
+                children.push(ChildSpec::new(DISK_WATCHDOG, move || {
+                    (DiskWatchdog::new(deps.clone()), ())
+                }));
+            }
+            if let Some(deps) = config.housekeeper.clone() {
+                children.push(ChildSpec::new(HOUSEKEEPER, move || {
+                    (Housekeeper::new(deps.clone()), ())
+                }));
+            }
+            (children, None)
         } else {
             (Vec::new(), Some(task_loader(config.tasks.clone())))
         };

@@ -122,6 +122,8 @@ pub struct JobDecision {
     pub run: Option<RunFinish>,
     /// Park the whole queue until this time (seconds since the epoch), for this reason.
     pub park: Option<(i64, String)>,
+    /// Hold the whole queue until the agent program can be started, for this reason.
+    pub hold: Option<String>,
     /// The change to write to the job; `None` leaves it as it is.
     pub change: Option<JobChange>,
     /// For the breaker; `None` when the event says nothing about the agent.
@@ -247,6 +249,18 @@ fn failed(
                 reason: reason.clone(),
             }),
             breaker,
+            ..JobDecision::default()
+        },
+        // Not the agent's doing and no word on the API: the attempt is given back and the
+        // breaker hears nothing.
+        Plan::Hold => JobDecision {
+            run: journal(RunOutcome::Infrastructure),
+            hold: Some(reason.clone()),
+            change: Some(JobChange::Requeue {
+                how: Requeue::Parked,
+                reason: reason.clone(),
+            }),
+            ..JobDecision::default()
         },
         Plan::Fail { exhausted } => {
             let told = if exhausted {
@@ -407,6 +421,28 @@ mod tests {
             })
         ));
         assert_eq!(d.run.unwrap().outcome, RunOutcome::UsageLimit);
+    }
+
+    #[test]
+    fn an_agent_that_cannot_start_holds_the_queue_and_spends_no_attempt() {
+        // Even the last attempt: nothing the agent did.
+        let d = decide(
+            &job(3, 0),
+            failed_with(FailureClass::AgentUnavailable, RunOutcome::Failed),
+            &rules(),
+            SystemTime::now(),
+        );
+        assert_eq!(d.hold.as_deref(), Some("boom"));
+        assert!(matches!(
+            d.change,
+            Some(JobChange::Requeue {
+                how: Requeue::Parked,
+                ..
+            })
+        ));
+        assert_eq!(d.breaker, None);
+        assert_eq!(d.park, None);
+        assert_eq!(d.run.unwrap().outcome, RunOutcome::Infrastructure);
     }
 
     #[test]

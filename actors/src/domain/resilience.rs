@@ -27,6 +27,9 @@ pub enum FailureClass {
         /// When the limit resets.
         resets_at: SystemTime,
     },
+    /// The agent program itself cannot be started (missing, not executable): nothing the
+    /// agent did, and every job would fail the same way until an operator fixes it.
+    AgentUnavailable,
     /// Anything else (a crash, a timeout, a bad request, malformed output).
     #[default]
     Permanent,
@@ -69,6 +72,9 @@ pub enum Plan {
         /// Seconds since the epoch.
         until_unix: i64,
     },
+    /// Back to the queue with its attempt given back, and hold the whole queue until the
+    /// agent program can be started again.
+    Hold,
     /// The job failed; the task decides what comes next.
     Fail {
         /// Added to the failure reason when the transient budget ran out.
@@ -94,6 +100,7 @@ impl RetryPolicy {
     pub fn plan(&self, class: &FailureClass, transient_so_far: u32, now: SystemTime) -> Plan {
         match class {
             FailureClass::Permanent => Plan::Fail { exhausted: false },
+            FailureClass::AgentUnavailable => Plan::Hold,
             FailureClass::UsageLimit { resets_at } if *resets_at > now => {
                 let until = (*resets_at).min(now + self.park_max);
                 Plan::Park {

@@ -115,6 +115,29 @@ impl StatusNames {
     pub fn is_column(&self, name: &str) -> bool {
         BoardStatus::ALL.iter().any(|s| self.column(*s) == name)
     }
+
+    /// What a board whose statuses are called `present` lacks. A trigger it lacks can
+    /// never be pulled (Confirm Deploy only matters to a project that waits for it); a
+    /// column it lacks falls back to a base status, so a card shows less.
+    pub fn missing_on<'a>(
+        &'a self,
+        present: &[&str],
+        confirm_deploy: bool,
+    ) -> (Vec<&'a str>, Vec<&'a str>) {
+        let lacks = |name: &&str| !present.contains(name);
+        let triggers = TRIGGERS
+            .iter()
+            .filter(|(_, _, t)| confirm_deploy || *t != HumanTrigger::ConfirmDeploy)
+            .map(|(key, default, _)| self.name(key, default))
+            .filter(lacks)
+            .collect();
+        let columns = BoardStatus::ALL
+            .iter()
+            .map(|s| self.column(*s))
+            .filter(lacks)
+            .collect();
+        (triggers, columns)
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +174,23 @@ mod tests {
         assert!(names.is_column("Awaiting Deploy"));
         assert!(!names.is_column("Approved"));
         assert_eq!(names.column(BoardStatus::InReview), "In Review");
+    }
+
+    #[test]
+    fn a_board_is_told_which_statuses_it_lacks_under_their_own_names() {
+        let names = StatusNames::new(BTreeMap::from([(
+            "approved".to_string(),
+            "Ship it".to_string(),
+        )]));
+        let mut present: Vec<&str> = TRIGGERS.iter().map(|(_, d, _)| *d).collect();
+        present.retain(|n| !["Approved", "STOP", "Confirm Deploy"].contains(n));
+        present.extend(BoardStatus::ALL.iter().map(|s| s.default_name()));
+        present.retain(|n| *n != "Awaiting Deploy");
+        let (triggers, columns) = names.missing_on(&present, true);
+        assert_eq!(triggers, vec!["Ship it", "Confirm Deploy", "STOP"]);
+        assert_eq!(columns, vec!["Awaiting Deploy"]);
+        let (triggers, _) = names.missing_on(&present, false);
+        assert_eq!(triggers, vec!["Ship it", "STOP"]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::ports::workbench::{
     AgentReport, AgentRequest, AgentRunner, Forge, ProcessControl, PublishError, SpawnNotice,
     Workplace,
 };
-use crate::ports::{Alert, Card, MessageId, Notifier, NotifyError, ProcessId, TaskRecord};
+use crate::ports::{Alert, Card, MessageId, Notice, Notifier, NotifyError, ProcessId, TaskRecord};
 
 /// A forge for tests that never get as far as a worktree: every gate defers, every merge
 /// and every worktree fails as infrastructure trouble.
@@ -73,6 +73,9 @@ impl Notifier for NoChat {
         Ok(())
     }
     async fn send_alert(&self, _alert: &Alert) -> Result<(), NotifyError> {
+        Ok(())
+    }
+    async fn send_notice(&self, _notice: &Notice) -> Result<(), NotifyError> {
         Ok(())
     }
 }

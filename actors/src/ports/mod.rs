@@ -7,26 +7,32 @@ use serde::Serialize;
 use crate::{Stage, WorkItemId};
 
 mod board;
+mod disk;
 mod forge;
+mod housekeeping;
 mod intake;
 mod notify;
 mod queue;
+mod reconcile;
 pub mod workbench;
 
 pub use board::{BaseGroup, Board, BoardStatus, LocalBoard};
+pub use disk::{DiskProbe, FsReading};
 pub use forge::{BranchAt, BranchHeads, PullRequest, PullRequestStore};
+pub use housekeeping::{Housekeeping, RunFiles};
 pub use intake::{
     ActInWrite, ActedInWrite, CommitRef, EventJournal, Journaled, NewEvent, Settlement,
     TrackerLink, TrackerLinks,
 };
 pub use notify::{
-    Alert, AlertKind, Card, CardState, CardStore, CardTotals, MessageId, NANOS_PER_USD, Notifier,
-    NotifyError, RowStatus, StageRow,
+    Alert, AlertKind, Card, CardState, CardStore, CardTotals, MessageId, NANOS_PER_USD, Notice,
+    Notifier, NotifyError, RowStatus, StageRow,
 };
 pub use queue::{
     Job, JobStatus, JobStore, NewJob, NewRun, ProcessId, QueueOverview, QueuePark, Requeue,
     RunFinish, RunOutcome, RunRecord, RunningJob,
 };
+pub use reconcile::{BoardCheck, Reconcile, Redone};
 
 /// A task as the store keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -171,6 +171,10 @@ pub enum AlertKind {
     AgentFailed,
     /// The task is parked until a human steps in.
     Blocked,
+    /// The reconciler found something about the task it cannot make sense of.
+    Unreconciled,
+    /// The agent program cannot be started: the queue is held.
+    AgentUnavailable,
 }
 
 impl AlertKind {
@@ -181,6 +185,8 @@ impl AlertKind {
             AlertKind::DeployFailed => "deploy failed",
             AlertKind::AgentFailed => "agent failed",
             AlertKind::Blocked => "blocked",
+            AlertKind::Unreconciled => "cannot reconcile",
+            AlertKind::AgentUnavailable => "agent cannot start",
         }
     }
 }
@@ -192,6 +198,15 @@ pub struct Alert {
     pub work_item_id: WorkItemId,
     /// What it is about.
     pub kind: AlertKind,
+    /// What happened, in words a human can act on.
+    pub text: String,
+}
+
+/// A message about the service as a whole, not one task (a filesystem filling up).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    /// What it is about, in a word or two (`disk`).
+    pub topic: String,
     /// What happened, in words a human can act on.
     pub text: String,
 }
@@ -224,6 +239,9 @@ pub trait Notifier: Send + Sync + 'static {
     async fn delete_message(&self, id: MessageId) -> Result<(), NotifyError>;
     /// Posts an alert as a separate, notifying message.
     async fn send_alert(&self, alert: &Alert) -> Result<(), NotifyError>;
+
+    /// Posts a notifying message about the service as a whole.
+    async fn send_notice(&self, notice: &Notice) -> Result<(), NotifyError>;
 }
 
 /// Remembers which chat message is each task's card, so a restart keeps editing it.

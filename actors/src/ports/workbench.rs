@@ -170,6 +170,12 @@ pub trait AgentRunner: Send + Sync + 'static {
     /// earlier one still lives.
     async fn run(&self, request: AgentRequest, spawned: SpawnNotice) -> AgentReport;
 
+    /// Whether the agent program can be started now, or why not. Dispatch asks while it
+    /// holds the queue after a run found the program unable to start.
+    async fn available(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// What an earlier boot left of run `run_id`. Runners whose agents cannot outlive the
     /// service leave nothing.
     fn trace(&self, _run_id: &str) -> RunTrace {

@@ -34,10 +34,10 @@ pub enum PlaneDelivery {
 pub struct IssueSnapshot {
     /// The issue id.
     pub id: String,
-    /// The number in `PROJ-<n>`.
-    pub sequence_id: i64,
-    /// Title.
-    pub name: String,
+    /// The number in `PROJ-<n>`, when the payload carries it (`None`: read the issue).
+    pub sequence_id: Option<i64>,
+    /// Title, when the payload carries it (`None`: read the issue).
+    pub name: Option<String>,
     /// The description as plain text, when the payload carries one (`None`: fetch it).
     pub description: Option<String>,
     /// Label names.
@@ -89,7 +89,7 @@ pub fn plane(body: &Value) -> Result<PlaneDelivery, String> {
     let data = body.get("data").ok_or("data is missing")?;
     let project = str_at(data, &["project"]).map(str::to_string);
     if event == "issue" && action == "updated" && matches!(field, Some("state" | "state_id")) {
-        let project = required(data, &["project"])?.to_string();
+        let project = required(body, &["data", "project"])?.to_string();
         // The webhook's `data.state` is an object; `activity.new_value` is the raw id.
         let state_id = str_at(data, &["state", "id"])
             .or_else(|| data.get("state").and_then(Value::as_str))
@@ -105,12 +105,10 @@ pub fn plane(body: &Value) -> Result<PlaneDelivery, String> {
             (None, None) => None,
         };
         let issue = IssueSnapshot {
-            id: required(data, &["id"])?.to_string(),
-            sequence_id: data
-                .get("sequence_id")
-                .and_then(Value::as_i64)
-                .ok_or("data.sequence_id is missing or not an integer")?,
-            name: required(data, &["name"])?.to_string(),
+            id: required(body, &["data", "id"])?.to_string(),
+            // Plane's payloads have left these out; the issue itself is read for them then.
+            sequence_id: data.get("sequence_id").and_then(Value::as_i64),
+            name: str_at(data, &["name"]).map(str::to_string),
             description,
             labels: data
                 .get("labels")
@@ -212,7 +210,8 @@ mod tests {
             };
             assert_eq!((project.as_str(), state_id.as_str()), ("proj-1", "st-2"));
             assert_eq!(actor.as_deref(), Some("user-9"));
-            assert_eq!(issue.sequence_id, 42);
+            assert_eq!(issue.sequence_id, Some(42));
+            assert_eq!(issue.name.as_deref(), Some("Add <b>login</b>"));
             assert_eq!(issue.labels, vec!["Bug"]);
             assert_eq!(
                 issue.description.as_deref(),
@@ -243,10 +242,22 @@ mod tests {
     }
 
     #[test]
+    fn a_state_change_without_name_or_number_is_taken_and_completed_later() {
+        let mut body = plane_update("state", true);
+        let data = body["data"].as_object_mut().unwrap();
+        data.remove("sequence_id");
+        data.remove("name");
+        let PlaneDelivery::StateChange { issue, .. } = plane(&body).unwrap() else {
+            panic!("not a state change");
+        };
+        assert_eq!((issue.sequence_id, issue.name), (None, None));
+    }
+
+    #[test]
     fn a_broken_state_change_names_the_missing_field() {
         let mut body = plane_update("state", true);
-        body["data"].as_object_mut().unwrap().remove("sequence_id");
-        assert!(plane(&body).unwrap_err().contains("data.sequence_id"));
+        body["data"].as_object_mut().unwrap().remove("id");
+        assert!(plane(&body).unwrap_err().contains("data.id is missing"));
         assert!(
             plane(&json!({"action": "x"}))
                 .unwrap_err()

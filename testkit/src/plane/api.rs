@@ -67,6 +67,9 @@ fn answer(shared: &Shared, request: &PlaneRequest) -> Response {
             }
         },
     };
+    if shared.down.load(std::sync::atomic::Ordering::SeqCst) {
+        return fault_response(&PlaneFault::ServerError);
+    }
     if let Some(fault) = lock(&shared.faults).pop_front() {
         return fault_response(&fault);
     }

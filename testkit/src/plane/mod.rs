@@ -144,6 +144,8 @@ struct Shared {
     board: Mutex<Board>,
     /// Faults for the next authenticated requests, oldest first.
     faults: Mutex<VecDeque<PlaneFault>>,
+    /// While set, every authenticated API request answers Plane's catch-all 500.
+    down: std::sync::atomic::AtomicBool,
     /// Every request received.
     log: Mutex<Vec<PlaneRequest>>,
 }
@@ -212,6 +214,7 @@ impl PlaneFake {
             people: Mutex::new(HashMap::new()),
             board: Mutex::new(Board::default()),
             faults: Mutex::new(VecDeque::new()),
+            down: std::sync::atomic::AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
         });
         let app = Router::new()
@@ -286,6 +289,14 @@ impl PlaneFake {
     /// Queues `fault` for the next authenticated API request that finds no earlier one.
     pub fn push_fault(&self, fault: PlaneFault) {
         lock(&self.shared.faults).push_back(fault);
+    }
+
+    /// An outage: while `down`, every authenticated API request answers Plane's catch-all
+    /// 500, whoever sends it.
+    pub fn set_down(&self, down: bool) {
+        self.shared
+            .down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every request received so far, in order of arrival.

@@ -11,7 +11,9 @@
 //! ended with its exit recorded) — the same run carries on, launched once — ends every other
 //! agent of this service the runner finds, and requeues the jobs it did not adopt. A circuit [`Breaker`]
 //! stops claims after too many transient failures in a row; a queue parked on a usage limit
-//! is skipped by the store's claim.
+//! is skipped by the store's claim; while the agent program cannot start, the queue is held
+//! (`hold.rs`) and no attempt is spent; while the disk watchdog says a filesystem is
+//! critically full, no new run starts either.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use crate::ports::workbench::{AgentRunner, Forge, ProcessControl, RunTrace};
 use crate::ports::{Job, JobStore, NewJob, NewRun, ProcessId, Store, StoreError};
 
 mod ask;
+mod hold;
 mod writes;
 
 pub use ask::{cancel_queued, enqueue};
@@ -144,6 +147,10 @@ pub struct DispatchState {
     enqueues: JoinSet<()>,
     /// Stops claims after a streak of transient failures.
     breaker: Breaker,
+    /// Set while the agent program cannot start: no claims.
+    hold: Option<hold::Hold>,
+    /// Set while a filesystem is critically full (the disk watchdog says why): no claims.
+    disk: Option<String>,
 }
 
 /// Messages the dispatcher handles.
@@ -192,6 +199,12 @@ pub enum DispatchMsg {
         /// The crash.
         error: String,
     },
+    /// Self, from the owned probe while the queue is held: whether the agent program can
+    /// start now.
+    AgentProbed(Result<(), String>),
+    /// The disk watchdog, after each reading: why no new agent run may start (a filesystem
+    /// is critically full), or `None` when they may.
+    Disk(Option<String>),
     /// Anyone: reply with running jobs and counters.
     Describe(RpcReplyPort<Description>),
 }
@@ -221,6 +234,8 @@ impl Actor for Dispatch {
             kills: BTreeMap::new(),
             enqueues: JoinSet::new(),
             breaker: Breaker::new(self.deps.breaker_threshold, self.deps.breaker_cooldown),
+            hold: None,
+            disk: None,
         })
     }
 
@@ -321,6 +336,22 @@ impl Actor for Dispatch {
                 }
                 self.claim(&myself, state).await;
             }
+            DispatchMsg::Disk(pause) => {
+                let resumed = state.disk.is_some() && pause.is_none();
+                if pause.is_some() && state.disk.is_none() {
+                    warn!(reason = ?pause, "a filesystem is critically full; no new agent run starts");
+                }
+                state.disk = pause;
+                if resumed {
+                    tracing::info!("the disk has room again; claims resume");
+                    self.claim(&myself, state).await;
+                }
+            }
+            DispatchMsg::AgentProbed(result) => {
+                if self.probed(state, result) {
+                    self.claim(&myself, state).await;
+                }
+            }
             DispatchMsg::Describe(reply) => {
                 let running: Vec<_> = state
                     .running
@@ -340,6 +371,8 @@ impl Actor for Dispatch {
                         "boot_id": self.deps.boot_id,
                         "recovered": state.recovered,
                         "breaker": state.breaker.view(Instant::now()),
+                        "agent_hold": state.hold.as_ref().map(|h| json!({"reason": h.reason, "since": h.since})),
+                        "disk_pause": state.disk,
                     }),
                     ..Description::default()
                 });

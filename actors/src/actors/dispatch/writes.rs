@@ -95,6 +95,9 @@ impl Dispatch {
         {
             warn!(job = job.id, error = %e, "cannot park the queue");
         }
+        if let Some(reason) = decision.hold {
+            self.hold(state, job, reason);
+        }
         match decision.change {
             None => {}
             Some(JobChange::Finish { outcome }) => self.finish(state, job, run_id, outcome).await,
@@ -159,6 +162,13 @@ impl Dispatch {
 
     /// Claims what the free slots allow and starts a run actor for each.
     pub(super) async fn claim(&self, myself: &ActorRef<DispatchMsg>, state: &mut DispatchState) {
+        if state.hold.is_some() {
+            self.probe(myself, state);
+            return;
+        }
+        if state.disk.is_some() {
+            return;
+        }
         if !state.recovered
             || state.running.len() >= self.deps.max_concurrency
             || state.breaker.is_open(Instant::now())

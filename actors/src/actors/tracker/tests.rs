@@ -154,6 +154,12 @@ impl Notifier for FakeChat {
             .await
             .map(|_| ())
     }
+
+    async fn send_notice(&self, _notice: &Notice) -> Result<(), NotifyError> {
+        self.op("notice", None, |chat| Ok(Self::new_message(chat, None)))
+            .await
+            .map(|_| ())
+    }
 }
 
 struct Rig {
@@ -435,10 +441,17 @@ async fn a_burst_never_has_two_calls_in_flight() {
                 text: format!("round {round}"),
             }))
             .unwrap();
+        // A notice about the service takes its turn with the cards and alerts.
+        tracker
+            .cast(TrackerMsg::Notice(crate::ports::Notice {
+                topic: "disk".into(),
+                text: format!("round {round}"),
+            }))
+            .unwrap();
     }
     let d = settle(&tracker).await;
     assert_eq!(rig.chat.max_in_flight.load(Ordering::SeqCst), 1);
-    assert_eq!(d["counters"]["alerts"], 6);
+    assert_eq!(d["counters"]["alerts"], 12, "six alerts and six notices");
     assert_eq!(d["counters"]["sent"], 3, "one card per task");
     assert_eq!(d["counters"]["failed"], 0);
     for (n, task) in tasks.iter().enumerate() {
