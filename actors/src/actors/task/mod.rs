@@ -25,13 +25,14 @@ use crate::domain::task_machine::{
     start_reads_job,
 };
 use crate::ports::workbench::Forge;
-use crate::ports::{Alert, Board, JobStatus, JobStore, NewJob, Phase, Store, TaskRecord};
+use crate::ports::{Alert, Board, JobStatus, JobStore, Phase, Store, TaskRecord};
 use crate::{Stage, WorkItemId};
 
+mod effects;
 mod side_work;
 mod start;
 
-use side_work::{BoardJob, BoardWorker, SideWork, owned, wake_dispatch};
+use side_work::{BoardJob, BoardWorker, SideWork};
 pub use start::{TaskCreator, spawn_task_actor, task_loader, task_spec};
 
 /// What every task actor works with.
@@ -278,108 +279,6 @@ impl TaskActor {
                 let _ = worker.tx.send(Box::new(job));
             }
         }
-    }
-
-    /// Carries out one effect (boxed, like [`Self::process`]).
-    async fn run_effect(
-        &self,
-        myself: &ActorRef<TaskMsg>,
-        state: &mut TaskState,
-        effect: Effect,
-    ) -> Result<(), ActorProcessingErr> {
-        Box::pin(self.carry_out(myself, state, effect)).await
-    }
-
-    /// Carries out one effect. Queue changes are asked of `dispatch` (an error fails the
-    /// incarnation, and its restart decides again from the store); everything slow is
-    /// started as owned work that reports back by message.
-    async fn carry_out(
-        &self,
-        myself: &ActorRef<TaskMsg>,
-        state: &mut TaskState,
-        effect: Effect,
-    ) -> Result<(), ActorProcessingErr> {
-        let deps = self.deps.clone();
-        let me = myself.clone();
-        let task = state.record.clone();
-        match effect {
-            Effect::Enqueue {
-                stage,
-                role,
-                task_text,
-            } => {
-                let job = NewJob {
-                    work_item_id: task.work_item_id.clone(),
-                    stage,
-                    role,
-                    task_text,
-                };
-                if crate::actors::dispatch::enqueue(job).await?.is_none() {
-                    warn!(task = %task.work_item_id, "the task already has an active job");
-                }
-            }
-            Effect::EvaluateGate { stage, gate } => {
-                state.work.gate = Some(owned(async move {
-                    let outcome = deps.forge.evaluate_gate(&task, gate).await;
-                    let _ = me.cast(TaskMsg::GateEvaluated { stage, outcome });
-                }));
-            }
-            Effect::RetryGateLater { stage, gate } => {
-                state.infra_streak += 1;
-                state.work.timer = Some(owned(async move {
-                    tokio::time::sleep(deps.retry_delay).await;
-                    let _ = me.cast(TaskMsg::EvaluateGate { stage, gate });
-                }));
-            }
-            Effect::Merge => {
-                if state.work.merge.as_ref().is_some_and(|m| !m.is_finished()) {
-                    return Ok(()); // the merge in flight answers for this one
-                }
-                state.work.merge = Some(owned(async move {
-                    let result = deps.forge.merge(&task).await;
-                    let _ = me.cast(TaskMsg::MergeFinished(result));
-                }));
-            }
-            Effect::CheckOutsideMerge { sha, by } => {
-                if state.work.merge.as_ref().is_some_and(|m| !m.is_finished()) {
-                    return Ok(()); // one merge (or check) at a time
-                }
-                state.work.merge = Some(owned(async move {
-                    let on_main = deps.forge.is_on_main(&task, &sha).await;
-                    let _ = me.cast(TaskMsg::OutsideMergeChecked { sha, by, on_main });
-                }));
-            }
-            Effect::RetryOutsideMergeCheckLater { sha, by } => {
-                state.infra_streak += 1;
-                state.work.timer = Some(owned(async move {
-                    tokio::time::sleep(deps.retry_delay).await;
-                    let _ = me.cast(TaskMsg::CheckOutsideMerge { sha, by });
-                }));
-            }
-            Effect::RetryMergeLater => {
-                state.infra_streak += 1;
-                state.work.timer = Some(owned(async move {
-                    tokio::time::sleep(deps.retry_delay).await;
-                    let _ = me.cast(TaskMsg::Merge);
-                }));
-            }
-            Effect::CancelJobs => {
-                crate::actors::dispatch::cancel_queued(task.work_item_id.clone()).await?;
-            }
-            Effect::RemoveWorktree => {
-                state.work.cleanup = Some(owned(async move {
-                    match deps.forge.remove_worktree(&task).await {
-                        Ok(()) => info!(task = %task.work_item_id, "worktree removed"),
-                        Err(e) => {
-                            warn!(task = %task.work_item_id, error = %e, "cannot remove the worktree")
-                        }
-                    }
-                }));
-            }
-            Effect::WakeDispatch => wake_dispatch(),
-            Effect::Stop => myself.stop(Some(format!("task is {}", task.stage))),
-        }
-        Ok(())
     }
 }
 
