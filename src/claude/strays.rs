@@ -163,6 +163,7 @@ impl Marks {
     /// Ends `found`: each agent's process group gets SIGTERM, the grace, then SIGKILL; then
     /// whatever shim is left is killed (it ignores SIGTERM by design).
     async fn end(&self, found: Vec<Marked>) {
+        // SAFETY: getpgrp(2) cannot fail and has no memory effects.
         let own_group = i64::from(unsafe { libc::getpgrp() });
         let groups: BTreeSet<libc::pid_t> = found
             .iter()
