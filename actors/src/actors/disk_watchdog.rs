@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::actors::describe::{Describe, Description};
 use crate::actors::dispatch::{DISPATCH, DispatchMsg};
+use crate::actors::owned::report_to;
 use crate::actors::tracker;
 use crate::domain::disk::{DiskLevel, DiskNotice, DiskRules, DiskState, judge};
 use crate::ports::{DiskProbe, FsReading, Notice};
@@ -154,9 +155,9 @@ impl Actor for DiskWatchdog {
                     return Ok(());
                 }
                 let probe = self.deps.probe.clone();
-                state.reading = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-                    let _ = myself.cast(DiskWatchdogMsg::Read(probe.read().await));
-                })));
+                state.reading = Some(report_to(&myself, async move {
+                    DiskWatchdogMsg::Read(probe.read().await)
+                }));
             }
             DiskWatchdogMsg::Read(readings) => {
                 state.reading = None;

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::WorkItemId;
 use crate::actors::describe::{Describe, Description};
+use crate::actors::owned::report_to;
 use crate::domain::housekeeping::{WorktreeVerdict, run_files_removable, worktree};
 use crate::ports::{Housekeeping, Store};
 
@@ -192,10 +193,9 @@ impl Actor for Housekeeper {
                     return Ok(());
                 }
                 let deps = self.deps.clone();
-                state.sweeping = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-                    let done = sweep(&deps).await;
-                    let _ = myself.cast(HousekeeperMsg::Swept(Box::new(done)));
-                })));
+                state.sweeping = Some(report_to(&myself, async move {
+                    HousekeeperMsg::Swept(Box::new(sweep(&deps).await))
+                }));
             }
             HousekeeperMsg::Swept(done) => {
                 state.sweeping = None;

@@ -27,6 +27,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::describe::{Describe, Description};
 use crate::actors::dispatch::{DISPATCH, DispatchMsg};
+use crate::actors::owned::report_to;
 use crate::actors::run::run_name;
 use crate::ports::workbench::ProcessControl;
 use crate::ports::{JobStore, RunOutcome, RunningJob};
@@ -305,10 +306,10 @@ impl Actor for Reaper {
                 }
                 let deps = self.deps.clone();
                 let misses = state.misses.clone();
-                state.sweeping = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                state.sweeping = Some(report_to(&myself, async move {
                     let (misses, done) = sweep(&deps, misses).await;
-                    let _ = myself.cast(ReaperMsg::Swept { misses, done });
-                })));
+                    ReaperMsg::Swept { misses, done }
+                }));
             }
             ReaperMsg::Swept { misses, done } => {
                 state.sweeping = None;

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::WorkItemId;
 use crate::actors::describe::{Describe, Description};
+use crate::actors::owned::report_to;
 use crate::actors::task::TaskMsg;
 use crate::actors::tracker;
 use crate::ports::{Alert, AlertKind, BoardCheck, Reconcile, Redone};
@@ -276,10 +277,9 @@ impl Actor for Reconciler {
                 }
                 let deps = self.deps.clone();
                 let tries = state.tries.clone();
-                state.passing = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-                    let done = pass(&deps, tries).await;
-                    let _ = myself.cast(ReconcilerMsg::Passed(Box::new(done)));
-                })));
+                state.passing = Some(report_to(&myself, async move {
+                    ReconcilerMsg::Passed(Box::new(pass(&deps, tries).await))
+                }));
             }
             ReconcilerMsg::Passed(done) => {
                 state.passing = None;

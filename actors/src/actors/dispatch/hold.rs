@@ -9,6 +9,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 use super::{Dispatch, DispatchMsg, DispatchState};
+use crate::actors::owned::report_to;
 use crate::actors::tracker;
 use crate::ports::{Alert, AlertKind, Job};
 
@@ -54,10 +55,9 @@ impl Dispatch {
             return;
         }
         let runner = self.deps.runner.clone();
-        let me = myself.clone();
-        hold.probing = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-            let _ = me.cast(DispatchMsg::AgentProbed(runner.available().await));
-        })));
+        hold.probing = Some(report_to(myself, async move {
+            DispatchMsg::AgentProbed(runner.available().await)
+        }));
     }
 
     /// The probe's answer: lift the hold, or keep it with the latest reason.

@@ -27,6 +27,7 @@ use tracing::{error, warn};
 
 use crate::WorkItemId;
 use crate::actors::describe::{Describe, Description};
+use crate::actors::owned::report_to;
 use crate::actors::reaper::Verdict;
 use crate::domain::job_machine::{JobEvent, JobRules, RunEnd};
 use crate::domain::resilience::{Breaker, RetryPolicy};
@@ -246,9 +247,9 @@ impl Actor for Dispatch {
     ) -> Result<(), ActorProcessingErr> {
         myself.send_interval(self.deps.tick, || DispatchMsg::Wake);
         let deps = self.deps.clone();
-        state.recovering = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-            let _ = myself.cast(DispatchMsg::Recovered(recover_previous_boot(deps).await));
-        })));
+        state.recovering = Some(report_to(&myself, async move {
+            DispatchMsg::Recovered(recover_previous_boot(deps).await)
+        }));
         Ok(())
     }
 

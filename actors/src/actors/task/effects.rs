@@ -6,8 +6,9 @@
 use ractor::{ActorProcessingErr, ActorRef};
 use tracing::{info, warn};
 
-use super::side_work::{owned, wake_dispatch};
+use super::side_work::wake_dispatch;
 use super::{TaskActor, TaskMsg, TaskState};
+use crate::actors::owned::owned;
 use crate::domain::task_machine::Effect;
 use crate::ports::NewJob;
 

@@ -86,11 +86,6 @@ impl BoardWorker {
     }
 }
 
-/// Spawns work the caller keeps: it ends when the returned handle is dropped.
-pub(super) fn owned(work: impl Future<Output = ()> + Send + 'static) -> AbortOnDropHandle<()> {
-    AbortOnDropHandle::new(tokio::spawn(work))
-}
-
 /// Tells the dispatcher to look at the queue, if it runs.
 pub(super) fn wake_dispatch() {
     if let Some(cell) = registry::where_is(crate::actors::dispatch::DISPATCH) {
