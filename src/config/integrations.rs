@@ -9,7 +9,8 @@ use std::time::Duration;
 use orchestrator_actors::Role;
 use orchestrator_actors::actors::tracker::TrackerMode;
 
-use super::{ConfigError, Get, invalid, number, role_key};
+use super::agents::role_key;
+use super::{ConfigError, Get, invalid, number};
 use crate::config::projects::Projects;
 
 /// The Plane connection (`ORCH_PLANE_*`).

@@ -1,6 +1,7 @@
 //! Configuration parsing: defaults, per-key validation, agents' settings, `.env`.
 
 use super::*;
+use orchestrator_actors::Role;
 
 fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
     Config::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
