@@ -296,7 +296,12 @@ impl Forge for ProjectForge {
     }
 
     async fn is_on_main(&self, task: &TaskRecord, sha: &str) -> Result<bool, String> {
-        let clone = self.clone_of(task).await?;
+        // `is_merged` fetches; the clone exists (the task's branch was published from it).
+        let project = self.project(task)?;
+        let clone = self
+            .workspace
+            .clone_dir(&project.repo)
+            .map_err(|e| e.to_string())?;
         self.workspace
             .is_merged(&clone, sha)
             .await
