@@ -88,6 +88,13 @@ impl ProjectForge {
             .join(task.work_item_id.as_str())
     }
 
+    /// Where the task's repository's clone is, as it stands (no fetch, nothing created).
+    fn clone_path(&self, task: &TaskRecord) -> Result<PathBuf, String> {
+        self.workspace
+            .clone_dir(&self.project(task)?.repo)
+            .map_err(|e| e.to_string())
+    }
+
     async fn clone_of(&self, task: &TaskRecord) -> Result<PathBuf, String> {
         let project = self.project(task)?;
         let clone = self
@@ -181,10 +188,7 @@ impl Forge for ProjectForge {
 
     async fn publish(&self, task: &TaskRecord, role: Role) -> Result<(), PublishError> {
         // The clone as it stands: prepare made it, and publishing needs no fetch.
-        let clone = self
-            .workspace
-            .clone_dir(&self.project(task)?.repo)
-            .map_err(|e| e.to_string())?;
+        let clone = self.clone_path(task)?;
         let worktree = self.worktree(task);
         let message = format!("{role}: {} {}", task.work_item_id, task.title);
         self.workspace
@@ -258,8 +262,12 @@ impl Forge for ProjectForge {
             };
             // The branch's head exactly as committed, in a throwaway checkout: never in the
             // task's worktree, where what the tests leave behind would be committed next.
-            let clone = self.workspace.clone_dir(&project.repo);
-            let head = self.workspace.head_sha(&self.worktree(task)).await;
+            let clone = self.clone_path(task);
+            let head = self
+                .workspace
+                .head_sha(&self.worktree(task))
+                .await
+                .map_err(|e| e.to_string());
             Some(match (clone, head) {
                 (Ok(clone), Ok(sha)) => {
                     self.workspace
@@ -284,11 +292,7 @@ impl Forge for ProjectForge {
     async fn remove_worktree(&self, task: &TaskRecord) -> Result<(), String> {
         // The clone as it stands: removing a worktree needs no fetch, so an unreachable
         // origin cannot keep a finished task's directory alive.
-        let project = self.project(task)?;
-        let clone = self
-            .workspace
-            .clone_dir(&project.repo)
-            .map_err(|e| e.to_string())?;
+        let clone = self.clone_path(task)?;
         self.workspace
             .remove_worktree(&clone, task.work_item_id.as_str())
             .await
@@ -297,11 +301,7 @@ impl Forge for ProjectForge {
 
     async fn is_on_main(&self, task: &TaskRecord, sha: &str) -> Result<bool, String> {
         // `is_merged` fetches; the clone exists (the task's branch was published from it).
-        let project = self.project(task)?;
-        let clone = self
-            .workspace
-            .clone_dir(&project.repo)
-            .map_err(|e| e.to_string())?;
+        let clone = self.clone_path(task)?;
         self.workspace
             .is_merged(&clone, sha)
             .await

@@ -171,14 +171,9 @@ pub async fn launch(
     spawned: Option<SpawnNotice>,
     on_drop: OnDrop,
 ) -> AgentOutcome {
-    let (mut log, log_start) = match open_log(&cmd.log_path).await {
+    let (mut log, log_start) = match open_run_log(cmd).await {
         Ok(opened) => opened,
-        Err(e) => {
-            return not_started(format!(
-                "cannot open the agent log {}: {e}",
-                cmd.log_path.display()
-            ));
-        }
+        Err(outcome) => return outcome,
     };
     let files = RunFiles::of(&cmd.log_path);
     files.clear();
@@ -261,6 +256,17 @@ pub async fn launch(
     .await
 }
 
+/// The run's log, opened for appending, and its length; a log that cannot be opened is a
+/// run that never started.
+async fn open_run_log(cmd: &AgentCommand) -> Result<(File, u64), AgentOutcome> {
+    open_log(&cmd.log_path).await.map_err(|e| {
+        not_started(format!(
+            "cannot open the agent log {}: {e}",
+            cmd.log_path.display()
+        ))
+    })
+}
+
 /// Debug builds only: with `ORCH_DEBUG_DIE_AFTER_SPAWN` set, the service kills itself right
 /// after an agent's shim started, before anything about it is journaled (tests of adoption).
 fn fault_point_after_spawn() {
@@ -282,14 +288,9 @@ pub async fn attach(
     spawned: Option<SpawnNotice>,
     on_drop: OnDrop,
 ) -> AgentOutcome {
-    let (mut log, _) = match open_log(&cmd.log_path).await {
+    let (mut log, _) = match open_run_log(cmd).await {
         Ok(opened) => opened,
-        Err(e) => {
-            return not_started(format!(
-                "cannot open the agent log {}: {e}",
-                cmd.log_path.display()
-            ));
-        }
+        Err(outcome) => return outcome,
     };
     let files = RunFiles::of(&cmd.log_path);
     let what = if files.ended().is_some() {
