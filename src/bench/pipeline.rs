@@ -35,6 +35,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
             test_cmd: sample::SAMPLE_TEST_CMD.into(),
             staging: false,
             confirm_deploy: false,
+            deploy: true,
             plane_project_id: None,
             gitea_repo: None,
             plane_states: Default::default(),

@@ -12,6 +12,7 @@ mod metrics;
 mod operator;
 mod params;
 mod queue;
+mod repos;
 mod tasks;
 mod webhooks;
 
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(queue::router())
         .merge(metrics::router())
         .merge(operator::router())
+        .merge(repos::router())
         .merge(webhooks::router());
     #[cfg(debug_assertions)]
     let router = router.merge(debug::router());

@@ -10,6 +10,7 @@ mod housekeeping;
 mod intake;
 mod intake_ports;
 mod jobs;
+mod merge_queue;
 mod metrics;
 mod migrations;
 mod pulls;
