@@ -43,7 +43,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         });
     }
     // The single-task figure runs alone; the batch gets its own service and data.
-    let single = with_service(dir, "single", &projects, 1, |base| async move {
+    let single = with_service(dir, "single", &projects, 1, &[], |base| async move {
         let mut samples = Vec::new();
         for _ in 0..SINGLE_RUNS {
             let started = Instant::now();
@@ -54,7 +54,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         Ok(samples)
     })
     .await?;
-    let batch = with_service(dir, "batch", &projects, concurrency, |base| {
+    let batch = with_service(dir, "batch", &projects, concurrency, &[], |base| {
         let repos: Vec<String> = projects.iter().map(|p| p.repo.clone()).collect();
         let count = args.batch;
         async move {
@@ -88,24 +88,29 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs `body` against a fresh in-process service with `projects`.
-async fn with_service<F, Fut>(
+pub(super) async fn with_service<F, Fut>(
     dir: &Path,
     name: &str,
     projects: &[Project],
     concurrency: usize,
+    settings: &[(&str, String)],
     body: F,
 ) -> anyhow::Result<Vec<Duration>>
 where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Vec<Duration>>>,
 {
-    let mut config = Config::from_vars([
-        (
-            "ORCH_DATA_DIR".to_string(),
-            dir.join(name).display().to_string(),
-        ),
-        ("ORCH_LOG".to_string(), "warn".to_string()),
-    ])?;
+    let mut config = Config::from_vars(
+        [
+            (
+                "ORCH_DATA_DIR".to_string(),
+                dir.join(name).display().to_string(),
+            ),
+            ("ORCH_LOG".to_string(), "warn".to_string()),
+        ]
+        .into_iter()
+        .chain(settings.iter().map(|(k, v)| (k.to_string(), v.clone()))),
+    )?;
     config.projects = Arc::new(Projects::new(projects.to_vec())?);
     config.max_concurrency = concurrency.max(1);
     config.claude_bin = std::env::current_exe()?.display().to_string();
@@ -136,7 +141,7 @@ async fn submit(base: &str, repo: &str) -> anyhow::Result<String> {
         .to_string())
 }
 
-async fn wait_done(base: &str, ids: &[String]) -> anyhow::Result<()> {
+pub(super) async fn wait_done(base: &str, ids: &[String]) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut pending: Vec<&String> = ids.iter().collect();
