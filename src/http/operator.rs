@@ -1,5 +1,5 @@
 //! Operator routes (Bearer `ORCH_OPERATOR_TOKEN`): `POST /tasks/{id}/approve | reject |
-//! confirm-deploy | pause | resume | stop`. Without a configured token they are refused with
+//! confirm-deploy | pause | resume | stop | retry`. Without a configured token they are refused with
 //! 403; a missing or wrong token gets 401. Each action is a message to the task's actor, whose
 //! reply says whether anything changed (a replayed approve changes nothing).
 
@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use axum::{Json, Router};
 use orchestrator_actors::actors::task::{HumanAction, HumanReply, TaskMsg};
+use orchestrator_actors::ports::Phase;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, registry};
 use serde::Deserialize;
@@ -55,13 +56,26 @@ pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Api
     Ok(())
 }
 
-/// An operator action's body: `{"reason": "…"}` (a reject needs one, a stop may have one).
+/// An operator action's body: `{"reason": "…"}` (a reject needs one, a stop may have one),
+/// or `{"note": "…"}` for a retry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
     /// Why, for the task's journal and its next agent.
     #[serde(default)]
     reason: Option<String>,
+    /// A retry's note, passed verbatim to the next agent run.
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// The optional `note` of a retry's body (1-10,000 characters).
+fn note(body: &Option<JsonBody<ActionBody>>) -> Result<Option<String>, ApiError> {
+    match body.as_ref().and_then(|JsonBody(b)| b.note.as_deref()) {
+        Some(n) if !n.trim().is_empty() && n.chars().count() <= 10_000 => Ok(Some(n.to_string())),
+        Some(_) => Err(ApiError::bad_request("note must be 1-10000 characters")),
+        None => Ok(None),
+    }
 }
 
 /// The optional `reason` of the body; `required` makes it mandatory.
@@ -84,8 +98,25 @@ async fn act(
 ) -> Result<Json<HumanReply>, ApiError> {
     authorize(&state, &headers)?;
     let id = parse_id(&raw)?;
+    let takes_note = action == "retry";
+    if let Some(JsonBody(b)) = &body {
+        if !takes_note && b.note.is_some() {
+            return Err(ApiError::bad_request(format!(
+                "{action} takes no note (only retry does)"
+            )));
+        }
+        if takes_note && b.reason.is_some() {
+            return Err(ApiError::bad_request(
+                "retry takes {\"note\": \"…\"}, not a reason",
+            ));
+        }
+    }
     let action = match action.as_str() {
         "approve" => HumanAction::Approve,
+        "retry" => HumanAction::Retry {
+            by: "operator".into(),
+            note: note(&body)?,
+        },
         "reject" => HumanAction::Reject(reason(&body, true)?),
         "confirm-deploy" => HumanAction::ConfirmDeploy,
         "pause" => HumanAction::Pause,
@@ -100,7 +131,7 @@ async fn act(
         }
         other => {
             return Err(ApiError::not_found(format!(
-                "unknown action {other:?} (approve, reject, confirm-deploy, pause, resume, stop)"
+                "unknown action {other:?} (approve, reject, confirm-deploy, pause, resume, stop, retry)"
             )));
         }
     };
@@ -113,6 +144,16 @@ async fn act(
         return Err(ApiError {
             status: StatusCode::CONFLICT,
             message: format!("task {id} is {}; nothing more can happen to it", task.stage),
+        });
+    }
+    if matches!(action, HumanAction::Retry { .. }) && task.phase != Phase::Blocked {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "task {id} is not blocked (it is {} at {}); only a blocked task can be retried",
+                task.phase.as_str(),
+                task.stage
+            ),
         });
     }
     let actor: ActorRef<TaskMsg> = registry::where_is(id.actor_name())
