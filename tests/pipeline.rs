@@ -262,7 +262,16 @@ async fn a_retried_blocked_task_continues_with_the_note_and_reaches_done() {
         reply["error"].as_str().unwrap().contains("not blocked"),
         "{reply}"
     );
-    reach(&service, &id, "testing", "blocked").await;
+    let blocked = reach(&service, &id, "testing", "blocked").await;
+    // What it waits for, and what unblocks it, in the words people read.
+    assert_eq!(blocked["waiting"]["waiting_for"], "human", "{blocked}");
+    assert!(
+        blocked["waiting"]["action"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/tasks/{id}/retry")),
+        "{blocked}"
+    );
     // Bad bodies are refused by name.
     for (body, what) in [
         (json!({"note": ""}), "note"),
@@ -382,6 +391,7 @@ async fn a_cancelled_task_restarts_as_a_new_task_that_says_which_attempt_it_is()
     // The new task runs the pipeline from the start, under its own id and branch.
     let fresh = reach(&service, &new, "analysis", "awaiting-approval").await;
     assert_eq!(fresh["title"], "Add a banner");
+    assert_eq!(fresh["waiting"]["waiting_for"], "approval", "{fresh}");
     assert!(
         fresh["transitions"]
             .to_string()
