@@ -786,6 +786,17 @@ fn a_retry_resumes_where_the_task_was_blocked_with_a_fresh_budget() {
     assert_eq!(d.effects, vec![Effect::JoinMergeQueue]);
     assert_eq!(d.update.unwrap().phase, Phase::Queued);
 
+    // A tester's work that could not be published is published, not sent to the queue.
+    let t = blocked(Stage::Testing, "infrastructure: git push failed");
+    let d = decide(&t, &rules, retry(None));
+    assert_eq!(
+        d.effects,
+        vec![Effect::Republish {
+            stage: Stage::Testing,
+            role: Role::Tester
+        }]
+    );
+
     // Only a blocked task is retried.
     let mut working = task(&[]);
     working.stage = Stage::Review;

@@ -393,7 +393,7 @@ fn on_retry(task: &TaskRecord, by: &str, note: Option<String>) -> Decision {
     let role = pipeline::spec(task.stage).role;
     let infra = reason.strip_prefix("infrastructure: ");
     match (infra, role) {
-        (Some(what), _) if what.starts_with("merge queue:") || task.stage == Stage::Testing => {
+        (Some(what), _) if what.starts_with("merge queue:") => {
             // The queue builds and tests the candidate again; a deployed one merges.
             if task.stage == Stage::Testing {
                 u.phase = Phase::Queued;
