@@ -340,13 +340,16 @@ impl Forge for ProjectForge {
         self.fast_forward(task, candidate).await
     }
 
-    async fn delete_branch(&self, task: &TaskRecord) -> Result<(), String> {
+    async fn discard_branch(&self, task: &TaskRecord, why: &str) -> Result<(), String> {
+        let branch = self.branch(task);
+        if let Some((gitea, repo)) = self.gitea_of(task) {
+            gitea.close_pull_request(repo, &branch, why).await?;
+        }
         // The clone as it stands: a task that never pushed has no branch there to delete.
         let clone = self.clone_path(task)?;
         if !clone.join(".git").exists() {
             return Ok(());
         }
-        let branch = self.branch(task);
         self.workspace
             .delete_remote_branch(&clone, &branch)
             .await

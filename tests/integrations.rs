@@ -359,6 +359,51 @@ async fn on_gitea_main_moving_before_the_fast_forward_rebuilds_and_retests_the_c
 }
 
 #[tokio::test]
+async fn stop_on_the_board_closes_the_pull_request_with_a_comment_and_deletes_the_branch() {
+    let w = world(false, &[]).await;
+    let auto = w.plane.add_label(&w.project, "autoApprove", "#22c55e");
+    let issue = w
+        .plane
+        .add_issue(&w.project, "Add a greeting", "<p>Say hello.</p>", &[&auto]);
+    w.move_to(&issue.id, "In Progress").await;
+    let id = format!("ACME-{}", issue.sequence_id);
+    let t = reach(&w.service, &id, "development", "gating").await;
+    let branch = t["branch"].as_str().unwrap().to_string();
+    eventually("the branch on Gitea", Duration::from_secs(30), || async {
+        w.gitea.branch_sha("acme/app", &branch)
+    })
+    .await;
+    assert_eq!(w.gitea.pull("acme/app", 1).unwrap()["state"], "open");
+
+    w.move_to(&issue.id, "STOP").await;
+    reach(&w.service, &id, "cancelled", "idle").await;
+    eventually(
+        "the pull request closed",
+        Duration::from_secs(30),
+        || async { (w.gitea.pull("acme/app", 1).unwrap()["state"] == "closed").then_some(()) },
+    )
+    .await;
+    let comments = w.gitea.comments("acme/app", 1);
+    assert!(
+        comments
+            .iter()
+            .any(|c| c.contains("Stopped: STOP on the Plane board")),
+        "{comments:?}"
+    );
+    eventually("the branch deleted", Duration::from_secs(30), || async {
+        w.gitea
+            .branch_sha("acme/app", &branch)
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        w.gitea.branch_sha("acme/app", "main").is_some(),
+        "main stays"
+    );
+}
+
+#[tokio::test]
 async fn a_cancelled_plane_task_restarts_as_a_new_task_from_to_analyse() {
     let w = world(false, &[]).await;
     let issue = w

@@ -74,7 +74,7 @@ impl Forge for ScratchForge {
     ) -> Result<FastForward, String> {
         Err("nothing is merged in the bench".into())
     }
-    async fn delete_branch(&self, _task: &TaskRecord) -> Result<(), String> {
+    async fn discard_branch(&self, _task: &TaskRecord, _why: &str) -> Result<(), String> {
         Ok(())
     }
     async fn merge_main_into_worktree(&self, _task: &TaskRecord) -> Result<(), String> {

@@ -67,6 +67,35 @@ impl GiteaForge {
         }
     }
 
+    /// Closes the branch's open pull request, if any, with a comment saying why (`why`).
+    pub async fn close_pull_request(
+        &self,
+        gitea_repo: &str,
+        branch: &str,
+        why: &str,
+    ) -> Result<(), String> {
+        let pr = match self
+            .client
+            .pull_by_branches(gitea_repo, "main", branch)
+            .await
+        {
+            Ok(pr) => pr,
+            Err(e) if e.status() == Some(404) => return Ok(()),
+            Err(e) => return Err(format!("cannot find the pull request of {branch}: {e}")),
+        };
+        if pr.state != "open" {
+            return Ok(());
+        }
+        self.client
+            .comment(gitea_repo, pr.number, why)
+            .await
+            .map_err(|e| format!("cannot comment on #{}: {e}", pr.number))?;
+        self.client
+            .close_pull(gitea_repo, pr.number)
+            .await
+            .map_err(|e| format!("cannot close #{}: {e}", pr.number))
+    }
+
     /// Fast-forwards `main` to `candidate` (the branch's head) by merging the branch's pull
     /// request `fast-forward-only`, pinned to that head. `Err` says why Gitea refused.
     pub async fn fast_forward(

@@ -69,6 +69,34 @@ impl GiteaClient {
         self.json(repo, &call, None::<&()>, &[200]).await
     }
 
+    /// Closes PR `index` (Gitea answers 201 for an edit).
+    pub async fn close_pull(&self, repo: &str, index: u64) -> Result<(), GiteaError> {
+        let index = index.to_string();
+        let call = Call {
+            op: "close_pull",
+            method: Method::PATCH,
+            segments: &["pulls", &index],
+            query: &[],
+        };
+        let body = serde_json::json!({ "state": "closed" });
+        let _: PullRequest = self.json(repo, &call, Some(&body), &[200, 201]).await?;
+        Ok(())
+    }
+
+    /// Comments `text` on issue or PR `index`.
+    pub async fn comment(&self, repo: &str, index: u64, text: &str) -> Result<(), GiteaError> {
+        let index = index.to_string();
+        let call = Call {
+            op: "comment",
+            method: Method::POST,
+            segments: &["issues", &index, "comments"],
+            query: &[],
+        };
+        let body = serde_json::json!({ "body": text });
+        let _: serde_json::Value = self.json(repo, &call, Some(&body), &[201]).await?;
+        Ok(())
+    }
+
     /// PR number `index`.
     pub async fn pull_request(&self, repo: &str, index: u64) -> Result<PullRequest, GiteaError> {
         let index = index.to_string();

@@ -114,8 +114,9 @@ pub trait Forge: Send + Sync + 'static {
         candidate: &str,
     ) -> Result<FastForward, String>;
 
-    /// Deletes the task's branch on the origin (never `main`); a branch already gone is `Ok`.
-    async fn delete_branch(&self, task: &TaskRecord) -> Result<(), String>;
+    /// A stopped task's branch: its open pull request is closed with a comment saying `why`
+    /// (Gitea), and the branch deleted on the origin (never `main`). Already gone is `Ok`.
+    async fn discard_branch(&self, task: &TaskRecord, why: &str) -> Result<(), String>;
 
     /// Merges the latest `origin/main` into the task's worktree without committing, leaving
     /// any conflicts in place for the developer to resolve.

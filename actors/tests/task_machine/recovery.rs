@@ -76,7 +76,9 @@ fn recovery_on_start_resumes_where_the_task_stood() {
             Effect::StopWork {
                 reason: "no longer needed".into()
             },
-            Effect::DiscardWork,
+            Effect::DiscardWork {
+                why: "Stopped: no longer needed. The orchestrator closed this pull request and deleted its branch.".into()
+            },
             Effect::Stop
         ]
     );

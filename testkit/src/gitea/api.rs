@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::model::{self, Repo, Status};
 use super::pulls::{
-    create_pull, list_pulls, merge_pull, pull_by_branches, state_matches, with_pull,
+    create_pull, edit_pull, list_pulls, merge_pull, pull_by_branches, state_matches, with_pull,
 };
 use super::webhook;
 use super::wire::{self, api_error, now_rfc3339};
@@ -127,6 +127,28 @@ fn answer(shared: &Arc<Shared>, req: &RecordedRequest) -> Response {
         }
         ("POST", ["pulls", index, "merge"]) if index.parse::<u64>().is_ok() => {
             merge_pull(shared, repo, index, body)
+        }
+        ("PATCH", ["pulls", index]) if index.parse::<u64>().is_ok() => {
+            edit_pull(base, repo, index, body)
+        }
+        ("POST", ["issues", index, "comments"]) if index.parse::<u64>().is_ok() => {
+            let text = body
+                .as_ref()
+                .and_then(|b| b.get("body"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if text.is_empty() {
+                unprocessable(base, "[Body]: Required")
+            } else {
+                let number = index.parse::<u64>().unwrap_or(0);
+                repo.comments.push((number, text.clone()));
+                let id = repo.comments.len();
+                (
+                    StatusCode::CREATED,
+                    Some(serde_json::json!({"id": id, "body": text})),
+                )
+            }
         }
         ("GET", ["pulls", base_branch, head @ ..]) if !head.is_empty() => {
             pull_by_branches(base, repo, &decode(base_branch), &join(head))

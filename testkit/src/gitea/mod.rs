@@ -262,6 +262,20 @@ impl GiteaFake {
         true
     }
 
+    /// The comments posted on issue or pull request `index` of `repo`, oldest first.
+    pub fn comments(&self, repo: &str, index: u64) -> Vec<String> {
+        lock(&self.shared.repos)
+            .get(repo)
+            .map(|r| {
+                r.comments
+                    .iter()
+                    .filter(|(n, _)| *n == index)
+                    .map(|(_, body)| body.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Queues `fault` for the first later request that matches it.
     pub fn push_fault(&self, fault: Fault) {
         lock(&self.shared.faults).push_back(fault);

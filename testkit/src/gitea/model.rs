@@ -79,6 +79,8 @@ pub struct Repo {
     pub statuses: Vec<Status>,
     /// Pull requests by index order.
     pub pulls: Vec<Pull>,
+    /// Comments posted on issues and pull requests: (index, body), oldest first.
+    pub comments: Vec<(u64, String)>,
 }
 
 impl Repo {
@@ -98,6 +100,7 @@ impl Repo {
             branches,
             statuses: Vec::new(),
             pulls: Vec::new(),
+            comments: Vec::new(),
         }
     }
 

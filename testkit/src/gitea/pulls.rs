@@ -137,6 +137,39 @@ pub(super) fn with_pull(
     }
 }
 
+/// `PATCH /pulls/{index}` with `{"state": "closed" | "open"}`: 201 with the pull request
+/// (Gitea's own code says 201), 412 to change the state of a merged one.
+pub(super) fn edit_pull(base: &str, repo: &mut Repo, index: &str, body: Option<Value>) -> Reply {
+    repo.refresh_pulls();
+    let number = index.parse::<u64>().unwrap_or(0);
+    let state = body
+        .as_ref()
+        .and_then(|b| b.get("state"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let Some(pull) = repo.pull_mut(number) else {
+        return not_found(base, &format!("pull request #{number} does not exist"));
+    };
+    if let Some(state) = state {
+        if pull.merged {
+            return error(
+                StatusCode::PRECONDITION_FAILED,
+                base,
+                "cannot change the state of a merged pull request",
+            );
+        }
+        if state != "open" && state != "closed" {
+            return unprocessable(base, &format!("[State]: {state:?} is not open or closed"));
+        }
+        let now = now_rfc3339();
+        pull.closed_at = (state == "closed").then(|| now.clone());
+        pull.state = state;
+        pull.updated_at = now;
+    }
+    let pull = pull.clone();
+    (StatusCode::CREATED, Some(repo.pull_json(base, &pull)))
+}
+
 /// `GET /pulls/{base}/{head}`: the open PR between them, else the newest.
 pub(super) fn pull_by_branches(
     base: &str,

@@ -122,12 +122,12 @@ impl TaskActor {
                     info!(task = %task.work_item_id, jobs = stopped, "the task's work was stopped");
                 }
             }
-            Effect::DiscardWork => {
+            Effect::DiscardWork { why } => {
                 state.work.cleanup = Some(owned(async move {
                     if let Err(e) = deps.forge.remove_worktree(&task).await {
                         warn!(task = %task.work_item_id, error = %e, "cannot remove the worktree");
                     }
-                    match deps.forge.delete_branch(&task).await {
+                    match deps.forge.discard_branch(&task, &why).await {
                         Ok(()) => {
                             info!(task = %task.work_item_id, "the stopped task's branch is deleted on the origin")
                         }

@@ -212,9 +212,12 @@ pub enum Effect {
         /// Why, as the human said.
         reason: String,
     },
-    /// A stopped task: remove its worktree and delete its branch on the origin (never
-    /// `main`), so nothing of its work stays there.
-    DiscardWork,
+    /// A stopped task: remove its worktree, close its pull request saying why, and delete
+    /// its branch on the origin (never `main`), so nothing of its work stays there.
+    DiscardWork {
+        /// What the pull request's closing comment says.
+        why: String,
+    },
     /// Let the dispatcher look at the queue (a job may have become claimable).
     WakeDispatch,
     /// The task reached `done` or `cancelled`: remove its worktree (its branch stays).

@@ -235,8 +235,14 @@ fn decide_event(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decisi
             Decision {
                 update: Some(u),
                 effects: vec![
-                    Effect::StopWork { reason },
-                    Effect::DiscardWork,
+                    Effect::StopWork {
+                        reason: reason.clone(),
+                    },
+                    Effect::DiscardWork {
+                        why: format!(
+                            "Stopped: {reason}. The orchestrator closed this pull request and deleted its branch."
+                        ),
+                    },
                     Effect::Stop,
                 ],
             }
