@@ -585,3 +585,62 @@ async fn a_deep_queue_is_tested_as_a_batch_and_a_red_batch_is_bisected_to_its_cu
     let ci_runs = q["counts"]["ci_runs"].as_u64().unwrap();
     assert!((4..=7).contains(&ci_runs), "{q}");
 }
+
+#[tokio::test]
+async fn a_stop_during_the_fast_forward_is_deferred_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (origin, _scratch) = origin(dir.path()).await;
+    // The origin takes 3 s to accept a push to main, so the STOP lands during it.
+    let hook = origin.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nwhile read old new ref; do [ \"$ref\" = refs/heads/main ] && sleep 3; done\nexit 0\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&hook)
+        .status()
+        .unwrap();
+    let service = start(dir.path(), &origin, &[]);
+    let id = create(
+        &service,
+        "Almost there",
+        "scripted-agent: code=late.txt:x",
+        &["autoApprove", "autoDeploy"],
+    )
+    .await;
+    eventually("the fast-forward", Duration::from_secs(120), || async {
+        (merge_queue(&service).await["state"] == "merging").then_some(())
+    })
+    .await;
+    let stop = format!("/tasks/{id}/stop");
+    let (status, reply) = service
+        .post_json(&stop, &json!({"reason": "changed my mind"}), Some(TOKEN))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["changed"], true, "{reply}");
+    assert_eq!(
+        reply["stop_deferred"], "the fast-forward of main",
+        "{reply}"
+    );
+    // A second STOP changes nothing.
+    let (status, reply) = service.post_json(&stop, &json!({}), Some(TOKEN)).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["changed"], false, "{reply}");
+    // The fast-forward landed: the task is done, and its journal says what became of the STOP.
+    let t = done_or_blocked(&service, &id, Duration::from_secs(60)).await;
+    assert_eq!(t["stage"], "done", "{t}");
+    let journal = t["transitions"].to_string();
+    assert!(
+        journal.contains(
+            "STOP requested (changed my mind); deferred until the fast-forward of main ends"
+        ),
+        "{journal}"
+    );
+    let line = first_parents(&origin);
+    assert_eq!(
+        line.iter().filter(|(_, s)| s.contains(id.as_str())).count(),
+        1
+    );
+}

@@ -803,3 +803,44 @@ fn a_retry_resumes_where_the_task_was_blocked_with_a_fresh_budget() {
     working.phase = Phase::Working;
     assert_eq!(decide(&working, &rules, retry(None)), Decision::default());
 }
+
+#[test]
+fn a_stop_inside_the_irreversible_window_is_deferred_and_said_so() {
+    let rules = ProjectRules::default();
+    for (phase, what) in [
+        (Phase::Merging, "the fast-forward of main"),
+        (Phase::Working, "the production deploy"),
+    ] {
+        let mut t = task(&[]);
+        t.stage = Stage::Deploy;
+        t.phase = phase;
+        let d = decide(
+            &t,
+            &rules,
+            Event::Cancel {
+                reason: "not now".into(),
+            },
+        );
+        assert_eq!(
+            d.effects,
+            vec![Effect::DeferStop {
+                reason: "not now".into()
+            }]
+        );
+        let (stage, reason) = d.update.unwrap().to.unwrap();
+        assert_eq!(stage, Stage::Deploy, "the task is not cancelled yet");
+        assert!(reason.contains(what), "{reason}");
+    }
+    // Anywhere else a STOP stops at once.
+    let mut t = task(&[]);
+    t.stage = Stage::DeployStaging;
+    t.phase = Phase::Working;
+    let d = decide(
+        &t,
+        &rules,
+        Event::Cancel {
+            reason: "now".into(),
+        },
+    );
+    assert_eq!(d.update.unwrap().to.unwrap().0, Stage::Cancelled);
+}

@@ -122,6 +122,10 @@ impl TaskActor {
                     info!(task = %task.work_item_id, jobs = stopped, "the task's work was stopped");
                 }
             }
+            Effect::DeferStop { reason } => {
+                warn!(task = %task.work_item_id, %reason, "STOP deferred until the irreversible step ends");
+                state.pending_stop = Some(reason);
+            }
             Effect::DiscardWork { why } => {
                 state.work.cleanup = Some(owned(async move {
                     if let Err(e) = deps.forge.remove_worktree(&task).await {

@@ -23,6 +23,7 @@ use crate::domain::pipeline::GateKind;
 use crate::domain::task_machine::{
     Decision, Effect, Event, InfraLimits, JobSnapshot, ProjectRules, decide, start_reads_job,
 };
+use crate::ports::merge_queue::Integration;
 use crate::ports::workbench::Forge;
 use crate::ports::{Alert, Board, JobStatus, JobStore, Phase, Store, TaskRecord};
 use crate::{Stage, WorkItemId};
@@ -80,6 +81,8 @@ pub struct TaskState {
     infra_streak: u32,
     /// The side-work this incarnation owns.
     work: SideWork,
+    /// A STOP deferred until the irreversible step it arrived in ends (its reason).
+    pending_stop: Option<String>,
 }
 
 /// A human decision about a task.
@@ -126,6 +129,9 @@ pub struct HumanReply {
     pub phase: Phase,
     /// Paused afterwards.
     pub paused: bool,
+    /// A STOP that waits for an irreversible step to end: what it waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_deferred: Option<String>,
 }
 
 /// Messages a task actor handles.
@@ -358,6 +364,7 @@ impl Actor for TaskActor {
             rules,
             loaded_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             infra_streak: 0,
+            pending_stop: None,
             work: SideWork::default(),
         })
     }
@@ -421,6 +428,14 @@ impl Actor for TaskActor {
                         reason,
                     },
                 };
+                // The production deploy a STOP waited for has ended: the STOP now.
+                let event = match state.pending_stop.take() {
+                    Some(reason) if stage == state.record.stage => Event::Cancel { reason },
+                    pending => {
+                        state.pending_stop = pending;
+                        event
+                    }
+                };
                 self.process(&myself, state, event).await?;
             }
             TaskMsg::GateEvaluated { stage, outcome } => {
@@ -446,8 +461,15 @@ impl Actor for TaskActor {
                     .await?;
             }
             TaskMsg::Integrated(news) => {
-                self.process(&myself, state, Event::Integrated(news))
-                    .await?;
+                // The fast-forward a STOP waited for ended without landing: the STOP now.
+                // (Landed, the task is done and there is nothing left to stop.)
+                let event = match (state.pending_stop.take(), news) {
+                    (Some(reason), news) if !matches!(news, Integration::Merged { .. }) => {
+                        Event::Cancel { reason }
+                    }
+                    (_, news) => Event::Integrated(news),
+                };
+                self.process(&myself, state, event).await?;
             }
             TaskMsg::OutsideMergeChecked { sha, by, on_main } => {
                 state.work.merge = None;
@@ -500,7 +522,13 @@ impl Actor for TaskActor {
                     HumanAction::Retry { by, note } => Event::Retry { by, note },
                     HumanAction::MergedOutside { sha, by } => Event::MergedOutside { sha, by },
                 };
-                let changed = self.process(&myself, state, event).await?;
+                // A second STOP while one waits changes nothing.
+                let changed =
+                    if matches!(event, Event::Cancel { .. }) && state.pending_stop.is_some() {
+                        false
+                    } else {
+                        self.process(&myself, state, event).await?
+                    };
                 let r = &state.record;
                 let _ = reply.send(HumanReply {
                     work_item_id: r.work_item_id.clone(),
@@ -508,6 +536,9 @@ impl Actor for TaskActor {
                     stage: r.stage,
                     phase: r.phase,
                     paused: r.paused,
+                    stop_deferred: state.pending_stop.as_ref().and_then(|_| {
+                        crate::domain::task_machine::irreversible(r).map(str::to_string)
+                    }),
                 });
             }
             #[cfg(debug_assertions)]

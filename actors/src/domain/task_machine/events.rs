@@ -212,6 +212,12 @@ pub enum Effect {
         /// Why, as the human said.
         reason: String,
     },
+    /// A STOP arrived inside the irreversible window (the fast-forward of `main`, the
+    /// production deploy): hold it until that step ends, then apply it.
+    DeferStop {
+        /// Why, as the human said.
+        reason: String,
+    },
     /// A stopped task: remove its worktree, close its pull request saying why, and delete
     /// its branch on the origin (never `main`), so nothing of its work stays there.
     DiscardWork {

@@ -46,6 +46,15 @@ pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision
     decision
 }
 
+/// The irreversible step `task` is in, if any: a STOP waits for it to end.
+pub fn irreversible(task: &TaskRecord) -> Option<&'static str> {
+    match (task.stage, task.phase) {
+        (Stage::Deploy, Phase::Merging) => Some("the fast-forward of main"),
+        (Stage::Deploy, Phase::Working) => Some("the production deploy"),
+        _ => None,
+    }
+}
+
 /// Whether `task` is in its repository's merge queue: waiting in it or holding its lease
 /// from a green test report until `main` holds its candidate (deploy stages included).
 pub fn in_merge_queue(task: &TaskRecord) -> bool {
@@ -226,6 +235,18 @@ fn decide_event(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decisi
                     task,
                     &format!("the {stage} agent's work still cannot be published: {reason}"),
                 ),
+            }
+        }
+        Event::Cancel { reason } if irreversible(task).is_some() => {
+            let what = irreversible(task).unwrap_or_default();
+            let mut u = TaskUpdate::keep(task);
+            u.to = Some((
+                task.stage,
+                format!("STOP requested ({reason}); deferred until {what} ends"),
+            ));
+            Decision {
+                update: Some(u),
+                effects: vec![Effect::DeferStop { reason }],
             }
         }
         Event::Cancel { reason } => {
