@@ -83,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
             },
             attempt: 1,
             adopted: false,
+            budget_left_nano_usd: None,
         };
         handles.push(tokio::spawn(async move {
             let one = Instant::now();

@@ -112,6 +112,14 @@ pub enum TaskCommand {
     Pause(TaskTarget),
     /// Release a paused task.
     Resume(TaskTarget),
+    /// Set a task's spend cap; a task waiting for budget launches its due run when the cap
+    /// is above what it spent.
+    Budget {
+        #[command(flatten)]
+        target: TaskTarget,
+        /// The new cap in US dollars.
+        usd: f64,
+    },
     /// Cancel a task for good.
     Stop {
         #[command(flatten)]
@@ -298,6 +306,7 @@ async fn task(config: &Config, command: TaskCommand) -> anyhow::Result<()> {
         TaskCommand::ConfirmDeploy(target) => (target, "confirm-deploy", json!({})),
         TaskCommand::Pause(target) => (target, "pause", json!({})),
         TaskCommand::Resume(target) => (target, "resume", json!({})),
+        TaskCommand::Budget { target, usd } => (target, "budget", json!({ "usd": usd })),
         TaskCommand::Stop { target, reason } => match reason {
             Some(reason) => (target, "stop", json!({ "reason": reason })),
             None => (target, "stop", json!({})),

@@ -58,6 +58,9 @@ pub struct Config {
     pub projects: std::sync::Arc<crate::config::projects::Projects>,
     /// Agent jobs running at once (`ORCH_MAX_CONCURRENCY`).
     pub max_concurrency: usize,
+    /// The spend cap of each task in nano-dollars (`ORCH_TASK_BUDGET_USD`; empty: none),
+    /// already applied to every project without a `budget_usd` of its own in `projects`.
+    pub task_budget_nano_usd: Option<u64>,
     /// Bearer token of the operator routes; `None` disables them (`ORCH_OPERATOR_TOKEN`).
     pub operator_token: Option<String>,
     /// The agent program: the Claude Code CLI, or `orchestrator scripted-agent`'s binary
@@ -146,6 +149,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("ORCH_DB_READERS", "4"),
     ("ORCH_PROJECTS_JSON", ""),
     ("ORCH_MAX_CONCURRENCY", "1"),
+    ("ORCH_TASK_BUDGET_USD", ""),
     ("ORCH_OPERATOR_TOKEN", ""),
     ("ORCH_CLAUDE_BIN", "claude"),
     ("ORCH_CLAUDE_ARGS", ""),
@@ -340,9 +344,26 @@ impl Config {
             _ => return Err(invalid(key, &value, "text or json")),
         };
 
+        let (key, value) = get("ORCH_TASK_BUDGET_USD");
+        let task_budget_nano_usd = match value.trim() {
+            "" => None,
+            usd => Some(
+                usd.parse::<f64>()
+                    .map_err(|e| e.to_string())
+                    .and_then(orchestrator_actors::domain::budget::cap_from_usd)
+                    .map_err(|e| {
+                        invalid(
+                            key,
+                            &value,
+                            &format!("a positive number of US dollars, or empty for no cap ({e})"),
+                        )
+                    })?,
+            ),
+        };
         let (key, value) = get("ORCH_PROJECTS_JSON");
-        let projects =
-            crate::config::projects::parse(&value).map_err(|e| invalid(key, &value, &e))?;
+        let projects = crate::config::projects::parse(&value)
+            .map_err(|e| invalid(key, &value, &e))?
+            .with_default_budget(task_budget_nano_usd);
         let integrations = integrations::integrations(&get, &projects)?;
         let (telegram_bot_token, telegram_chat_id, telegram_api_url) =
             integrations::telegram(&get)?;
@@ -375,6 +396,7 @@ impl Config {
             db_readers: number(get("ORCH_DB_READERS"), 1, 64)? as usize,
             projects: std::sync::Arc::new(projects),
             max_concurrency: number(get("ORCH_MAX_CONCURRENCY"), 1, 64)? as usize,
+            task_budget_nano_usd,
             operator_token: {
                 let (key, value) = get("ORCH_OPERATOR_TOKEN");
                 match value.trim() {

@@ -38,6 +38,7 @@ pub fn demo_config(mut config: Config, origin: &Path) -> anyhow::Result<Config> 
         gitea_repo: None,
         plane_states: Default::default(),
         append_only: Project::default_append_only(),
+        budget_nano_usd: None,
     };
     config.projects = Arc::new(Projects::new(vec![project])?);
     config.claude_bin = std::env::current_exe()

@@ -216,6 +216,7 @@ pub async fn run_on(
             store: dyn_store.clone(),
             jobs: jobs.clone(),
             forge,
+            projects: config.projects.clone(),
             runner,
             max_concurrency: config.max_concurrency,
             boot_id: boot_id.clone(),
@@ -293,6 +294,7 @@ pub async fn run_on(
         describe_timeout: config.describe_timeout,
         intake,
         journal: store.clone(),
+        projects: config.projects.clone(),
     });
     info!("listening on http://{addr}");
     let server =

@@ -94,6 +94,7 @@ async fn start_dispatch(store: Arc<SqliteStore>) -> ractor::ActorRef<DispatchMsg
         store: store.clone(),
         jobs: store,
         forge: Arc::new(orchestrator_actors::fakes::NoForge),
+        projects: Arc::new(orchestrator_actors::domain::projects::Projects::default()),
         runner: Arc::new(orchestrator_actors::fakes::NoRunner),
         max_concurrency: 0,
         boot_id: BOOT.into(),

@@ -300,6 +300,7 @@ fn request(run_id: &str, worktree: &Path) -> orchestrator_actors::ports::workben
         },
         attempt: 1,
         adopted: false,
+        budget_left_nano_usd: None,
     }
 }
 

@@ -99,6 +99,7 @@ async fn a_critical_disk_stops_claims_until_it_is_below_warn_again() {
         store: Arc::new(MemoryStore::new()),
         jobs: jobs.clone(),
         forge: Arc::new(NoForge),
+        projects: Arc::new(orchestrator_actors::domain::projects::Projects::default()),
         runner: Arc::new(NoRunner),
         max_concurrency: 1,
         boot_id: "test-boot".into(),

@@ -111,6 +111,7 @@ impl Setup {
                 store: store.clone(),
                 jobs: self.jobs.clone(),
                 forge: self.forge.clone(),
+                projects: Arc::new(orchestrator_actors::domain::projects::Projects::default()),
                 runner: self.runner.clone(),
                 max_concurrency: 1,
                 boot_id: "test-boot".into(),

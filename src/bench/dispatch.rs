@@ -138,6 +138,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         store: store.clone(),
         jobs: store.clone(),
         forge: Arc::new(ScratchForge(dir.to_path_buf())),
+        projects: Arc::new(orchestrator_actors::domain::projects::Projects::default()),
         runner: Arc::new(runner),
         max_concurrency: 4,
         boot_id: "bench".into(),

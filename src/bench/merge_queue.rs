@@ -84,6 +84,7 @@ async fn variant(
         gitea_repo: None,
         plane_states: Default::default(),
         append_only: Project::default_append_only(),
+        budget_nano_usd: None,
     };
     let settings = [
         ("ORCH_MERGE_BATCH_MAX", batch.to_string()),

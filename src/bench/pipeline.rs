@@ -40,6 +40,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
             gitea_repo: None,
             plane_states: Default::default(),
             append_only: Project::default_append_only(),
+            budget_nano_usd: None,
         });
     }
     // The single-task figure runs alone; the batch gets its own service and data.

@@ -42,6 +42,16 @@ pub struct CliLauncher {
     marks: Marks,
 }
 
+/// `--max-budget-usd <left>`: the CLI's own stop once a run's cost passes what is left under
+/// the task's cap. Rounded up to the next micro-dollar, never to zero.
+pub fn max_budget_args(left_nano_usd: u64) -> [String; 2] {
+    let micros = left_nano_usd.div_ceil(1_000).max(1);
+    [
+        "--max-budget-usd".to_string(),
+        format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000),
+    ]
+}
+
 impl CliLauncher {
     /// A launcher of `program` with `lead_args`, logging under `runs_dir`, with each role's
     /// `settings` and prompt file.
@@ -143,7 +153,10 @@ impl AgentRunner for CliLauncher {
     }
 
     async fn run(&self, request: AgentRequest, spawned: SpawnNotice) -> AgentReport {
-        let args = self.args(request.role, &request.task_text);
+        let mut args = self.args(request.role, &request.task_text);
+        if let Some(left) = request.budget_left_nano_usd {
+            args.extend(max_budget_args(left));
+        }
         let mut env = vec![
             ("ORCH_ROLE".to_string(), request.role.as_str().to_string()),
             ("ORCH_WORK_ITEM".into(), request.work_item_id.to_string()),
@@ -343,5 +356,15 @@ mod tests {
             "{architect}"
         );
         assert!(!architect.contains("--effort"), "{architect}");
+    }
+
+    #[test]
+    fn max_budget_usd_is_what_is_left_rounded_up_to_a_micro_dollar_never_zero() {
+        assert_eq!(
+            max_budget_args(200_000_000),
+            ["--max-budget-usd", "0.200000"]
+        );
+        assert_eq!(max_budget_args(1_500_000_001)[1], "1.500001");
+        assert_eq!(max_budget_args(1)[1], "0.000001");
     }
 }

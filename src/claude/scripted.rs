@@ -55,6 +55,10 @@ pub struct ScriptedArgs {
     /// Ignored.
     #[arg(long = "fallback-model", value_name = "MODEL")]
     pub fallback_model: Option<String>,
+    /// As the real CLI: a run whose cost passes this many dollars ends as
+    /// `error_max_budget_usd` (exit 1), its whole cost reported.
+    #[arg(long = "max-budget-usd", value_name = "USD")]
+    pub max_budget_usd: Option<f64>,
     /// Any further arguments (flags of newer CLI versions), ignored.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
     pub rest: Vec<String>,
@@ -163,6 +167,8 @@ pub struct Reply {
     pub api_status: Option<u16>,
     /// What the run reports it cost, in US dollars (`cost=` directive; 0 otherwise).
     pub cost_usd: f64,
+    /// The run's cost passed `--max-budget-usd`: reported as `error_max_budget_usd`.
+    pub over_budget: bool,
 }
 
 impl Reply {
@@ -172,6 +178,21 @@ impl Reply {
             message,
             api_status: None,
             cost_usd: 0.0,
+            over_budget: false,
+        }
+    }
+
+    /// This reply under `--max-budget-usd max`: a successful run that cost more ends as the
+    /// CLI's `error_max_budget_usd`, with its cost (the overshoot included) reported.
+    pub fn within_budget(self, max: Option<f64>) -> Self {
+        match max {
+            Some(max) if self.exit == 0 && self.cost_usd > max => Self {
+                exit: 1,
+                message: format!("Reached maximum budget (${max})"),
+                over_budget: true,
+                ..self
+            },
+            _ => self,
         }
     }
 
@@ -181,6 +202,7 @@ impl Reply {
             message: format!("API Error: {status} {message}"),
             api_status: Some(status),
             cost_usd: 0.0,
+            over_budget: false,
         }
     }
 
@@ -218,6 +240,10 @@ impl Reply {
             reply["is_error"] = json!(true);
             reply["api_error_status"] = json!(status);
             reply["result"] = json!(self.message);
+        } else if self.over_budget {
+            reply["subtype"] = json!("error_max_budget_usd");
+            reply["is_error"] = json!(true);
+            reply["errors"] = json!([self.message]);
         } else {
             reply["subtype"] = json!("error_during_execution");
             reply["is_error"] = json!(true);
@@ -233,7 +259,9 @@ pub fn main(args: &ScriptedArgs) -> ExitCode {
     let started = Instant::now();
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let reply = match args.task() {
-        Some(task) => answer(task, |key| std::env::var(key).ok(), &cwd),
+        Some(task) => {
+            answer(task, |key| std::env::var(key).ok(), &cwd).within_budget(args.max_budget_usd)
+        }
         None => Reply::error(
             2,
             "[scripted-agent] dry run: no task text: pass it with -p/--print <TEXT>".to_string(),
@@ -324,6 +352,7 @@ pub fn answer(task: &str, var: impl Fn(&str) -> Option<String>, cwd: &Path) -> R
                 exit: 0,
                 api_status: None,
                 cost_usd: directives.cost(),
+                over_budget: false,
                 message: format!(
                     "{label}: {role} wrote {} (verdict {verdict}, attempt {attempt}); no model was called",
                     names.join(", ")

@@ -1,7 +1,8 @@
 //! The projects the orchestrator works on, from `ORCH_PROJECTS_JSON`:
 //! `[{"repo","origin","prefix","test_cmd","staging","confirm_deploy","plane_project_id",
-//! "gitea_repo","plane_states","append_only"}]`, read into the one [`Projects`] registry (a domain type of
-//! the actors crate). Validated up front; an error names the entry and the field.
+//! "gitea_repo","plane_states","append_only","budget_usd"}]`, read into the one [`Projects`]
+//! registry (a domain type of the actors crate). Validated up front; an error names the
+//! entry and the field.
 
 use orchestrator_actors::domain::statuses::STATUS_KEYS;
 

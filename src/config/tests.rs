@@ -308,3 +308,28 @@ fn bad_telegram_values_are_named_and_the_token_stays_hidden() {
     assert!(err.starts_with("invalid ORCH_TELEGRAM_BOT_TOKEN"), "{err}");
     assert!(!err.contains("secret"), "{err}");
 }
+
+#[test]
+fn the_task_budget_is_a_positive_dollar_amount_a_project_may_override() {
+    assert_eq!(with(&[]).unwrap().task_budget_nano_usd, None);
+    let projects = r#"[{"repo":"a/b","origin":"o","prefix":"A","test_cmd":"t"},
+        {"repo":"a/c","origin":"o","prefix":"C","test_cmd":"t","budget_usd":0.25}]"#;
+    let c = with(&[
+        ("ORCH_TASK_BUDGET_USD", "2.5"),
+        ("ORCH_PROJECTS_JSON", projects),
+    ])
+    .unwrap();
+    assert_eq!(c.task_budget_nano_usd, Some(2_500_000_000));
+    let cap = |repo: &str| c.projects.rules(repo).unwrap().budget_nano_usd;
+    assert_eq!(cap("a/b"), Some(2_500_000_000), "the default applies");
+    assert_eq!(cap("a/c"), Some(250_000_000), "the project's own wins");
+    for bad in ["0", "-1", "NaN", "inf", "two"] {
+        let err = with(&[("ORCH_TASK_BUDGET_USD", bad)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ORCH_TASK_BUDGET_USD") && err.contains("positive number"),
+            "{bad}: {err}"
+        );
+    }
+}

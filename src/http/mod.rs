@@ -46,6 +46,8 @@ pub struct AppState {
     pub intake: Arc<crate::intake::Intake>,
     /// The journal's aggregates for `GET /metrics` (reads only).
     pub journal: Arc<crate::store::SqliteStore>,
+    /// The project registry (each task's spend cap for `GET /tasks/{id}`).
+    pub projects: Arc<crate::config::projects::Projects>,
 }
 
 /// The complete router.

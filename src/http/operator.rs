@@ -1,7 +1,8 @@
 //! Operator routes (Bearer `ORCH_OPERATOR_TOKEN`): `POST /tasks/{id}/approve | reject |
-//! confirm-deploy | pause | resume | stop | retry | restart`. Without a configured token they are refused with
-//! 403; a missing or wrong token gets 401. Each action is a message to the task's actor, whose
-//! reply says whether anything changed (a replayed approve changes nothing).
+//! confirm-deploy | pause | resume | stop | retry | restart | budget`. Without a configured
+//! token they are refused with 403; a missing or wrong token gets 401. Each action is a
+//! message to the task's actor, whose reply says whether anything changed (a replayed
+//! approve changes nothing).
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ const ACTOR_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
+        .route("/tasks/{id}/budget", post(budget))
         .route("/tasks/{id}/restart", post(restart))
         .route("/tasks/{id}/{action}", post(act))
 }
@@ -134,6 +136,30 @@ fn reason(body: &Option<JsonBody<ActionBody>>, required: bool) -> Result<String,
     }
 }
 
+/// `POST /tasks/{id}/budget`'s body: the task's new spend cap.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetBody {
+    /// The cap in US dollars (positive).
+    usd: f64,
+}
+
+/// `POST /tasks/{id}/budget` `{"usd": <dollars>}`: sets the task's own spend cap. A task
+/// waiting for budget launches the run that was due when the new cap is above its spend,
+/// and keeps waiting (its reply says `awaiting-budget`) when it is not.
+async fn budget(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    JsonBody(body): JsonBody<BudgetBody>,
+) -> Result<Json<HumanReply>, ApiError> {
+    authorize(&state, &headers)?;
+    let id = parse_id(&raw)?;
+    let cap = orchestrator_actors::domain::budget::cap_from_usd(body.usd)
+        .map_err(|e| ApiError::bad_request(format!("usd {e}")))?;
+    tell(&state, id, HumanAction::SetBudget(cap)).await
+}
+
 async fn act(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -179,6 +205,16 @@ async fn act(
             )));
         }
     };
+    tell(&state, id, action).await
+}
+
+/// Hands `action` to the task's actor and returns its reply: 404 for an unknown task, 409
+/// for a finished one, 503 when its actor is not there or does not answer.
+async fn tell(
+    state: &AppState,
+    id: orchestrator_actors::WorkItemId,
+    action: HumanAction,
+) -> Result<Json<HumanReply>, ApiError> {
     let task = state
         .store
         .load_task(&id)

@@ -1,5 +1,6 @@
 //! `GET /tasks` and `GET /tasks/{id}`: tasks from the store; a single task also shows its
-//! journal and what its live actor (found by name) says about itself. `POST /tasks` reads
+//! journal, runs, usage, its spend against its cap (and any overshoot), and what its live
+//! actor (found by name) says about itself. `POST /tasks` reads
 //! its typed body and hands it to the one creation rule.
 
 use axum::extract::{Path, State};
@@ -8,6 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use orchestrator_actors::WorkItemId;
 use orchestrator_actors::actors::describe::{describe_cell, status_name};
+use orchestrator_actors::domain::budget;
 use orchestrator_actors::domain::creation::{CreateError, Origin, TaskRequest};
 use orchestrator_actors::domain::usage::Usage;
 use orchestrator_actors::domain::waiting;
@@ -72,6 +74,9 @@ async fn show(
     body["runs"] = serde_json::to_value(&runs).map_err(render)?;
     body["usage_by_stage"] = serde_json::to_value(by_stage).map_err(render)?;
     body["usage_total"] = serde_json::to_value(Usage::of(&runs)).map_err(render)?;
+    let rules = state.projects.rules(&task.repo).unwrap_or_default();
+    let standing = budget::Standing::of(&task, &rules, &budget::Spend::of(&runs));
+    body["budget"] = serde_json::to_value(standing).map_err(render)?;
     body["pull_request"] = match &task.branch {
         Some(branch) => serde_json::to_value(state.pulls.pull_request(&task.repo, branch).await?)
             .map_err(render)?,

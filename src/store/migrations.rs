@@ -56,6 +56,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "merge-queue",
         include_str!("migrations/0012_merge_queue.sql"),
     ),
+    (
+        13,
+        "task-budget",
+        include_str!("migrations/0013_task_budget.sql"),
+    ),
 ];
 
 /// What opening did to the schema.

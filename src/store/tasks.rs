@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Row};
 /// The columns [`raw_task`] reads, in its order.
 const TASK_COLUMNS: &str = "id, work_item_id, repo, title, description, stage, paused, \
      created_at, updated_at, labels, branch, phase, blocked_reason, developer_retries, \
-     stage_attempts, note";
+     stage_attempts, note, budget_nano_usd";
 
 /// Wraps a SQLite error as [`StoreError::Backend`], saying what was being done.
 pub(crate) fn backend(what: impl Display) -> impl Fn(rusqlite::Error) -> StoreError {
@@ -60,6 +60,8 @@ struct RawTask {
     stage_attempts: u32,
     /// As stored.
     note: Option<String>,
+    /// As stored (positive, by the schema's CHECK).
+    budget_nano_usd: Option<i64>,
 }
 
 fn raw_task(row: &Row<'_>) -> rusqlite::Result<RawTask> {
@@ -80,6 +82,7 @@ fn raw_task(row: &Row<'_>) -> rusqlite::Result<RawTask> {
         developer_retries: row.get(13)?,
         stage_attempts: row.get(14)?,
         note: row.get(15)?,
+        budget_nano_usd: row.get(16)?,
     })
 }
 
@@ -102,6 +105,7 @@ impl RawTask {
             developer_retries: self.developer_retries,
             stage_attempts: self.stage_attempts,
             note: self.note,
+            budget_nano_usd: self.budget_nano_usd.and_then(|n| u64::try_from(n).ok()),
             work_item_id,
             repo: self.repo,
             title: self.title,
@@ -363,7 +367,7 @@ pub(crate) fn update_task(
         .query_row(
             "UPDATE tasks SET stage = ?3, phase = ?4, paused = ?5, branch = ?6,
                  blocked_reason = ?7, developer_retries = ?8, stage_attempts = ?9, note = ?10,
-                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 budget_nano_usd = ?11, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
              WHERE work_item_id = ?1 AND stage = ?2 RETURNING id, updated_at",
             rusqlite::params![
                 id.as_str(),
@@ -376,6 +380,9 @@ pub(crate) fn update_task(
                 update.developer_retries,
                 update.stage_attempts,
                 update.note,
+                update
+                    .budget_nano_usd
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
             ],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )

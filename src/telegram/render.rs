@@ -72,6 +72,10 @@ fn state_line(card: &Card) -> String {
         CardState::Merging => ("🔀", "merging".to_string()),
         CardState::AwaitingApproval => ("✋", "<b>awaiting approval</b>".to_string()),
         CardState::AwaitingDeployConfirm => ("✋", "<b>awaiting deploy confirm</b>".to_string()),
+        CardState::AwaitingBudget { reason } => (
+            "💰",
+            format!("<b>awaiting budget</b>: {}", clip(reason, MAX_REASON)),
+        ),
         CardState::Blocked { reason } => (
             "⛔",
             format!("<b>blocked</b>: {}", clip(reason, MAX_REASON)),

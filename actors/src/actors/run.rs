@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::actors::describe::{Describe, Description};
 use crate::actors::dispatch::{DISPATCH, DispatchDeps, DispatchMsg};
+use crate::domain::budget::{self, Spend};
 use crate::domain::job_machine::RunEnd;
 use crate::domain::pipeline::Role;
 use crate::domain::resilience::FailureClass;
@@ -85,6 +86,8 @@ pub struct Prepared {
     workplace: Workplace,
     /// 1-based count of this role's runs on the task.
     attempt: u32,
+    /// What is left under the task's cap (nano-dollars); `None` without a cap.
+    budget_left_nano_usd: Option<u64>,
 }
 
 /// Why a prepare step failed.
@@ -201,14 +204,37 @@ async fn prepare(deps: Arc<DispatchDeps>, job: Job, role: Role) -> Result<Prepar
         .prepare(&task)
         .await
         .map_err(|e| infra(format!("cannot prepare the worktree: {e}")))?;
-    let attempt = match deps.jobs.runs(id).await {
+    let runs = deps.jobs.runs(id).await;
+    let attempt = match &runs {
         Ok(runs) => runs.iter().filter(|r| r.role == role.as_str()).count() as u32 + 1,
         Err(_) => job.attempts.max(1),
+    };
+    // What the agent may spend: the cap less what the task's runs cost so far. The task
+    // holds its runs at the cap before queuing one; a job's own retry that finds nothing
+    // left is not launched (the task then waits for budget).
+    let rules = deps.projects.rules(&task.repo).unwrap_or_default();
+    let budget_left_nano_usd = match budget::cap(&task, &rules) {
+        None => None,
+        Some(cap) => {
+            let runs =
+                runs.map_err(|e| infra(format!("cannot read the spend of task {id}: {e}")))?;
+            let spend = Spend::of(&runs);
+            match cap.checked_sub(spend.total()).filter(|left| *left > 0) {
+                Some(left) => Some(left),
+                None => {
+                    return Err(PrepareError {
+                        permanent: true,
+                        reason: budget::waiting_reason(&spend, cap),
+                    });
+                }
+            }
+        }
     };
     Ok(Prepared {
         task,
         workplace,
         attempt,
+        budget_left_nano_usd,
     })
 }
 
@@ -420,6 +446,7 @@ impl Actor for RunActor {
                     workplace: prepared.workplace,
                     attempt: prepared.attempt,
                     adopted: state.adopted,
+                    budget_left_nano_usd: prepared.budget_left_nano_usd,
                 };
                 state.task = Some(prepared.task);
                 state.step = Step::Running;

@@ -99,6 +99,7 @@ mod tests {
             developer_retries: 0,
             stage_attempts: 0,
             note: None,
+            budget_nano_usd: None,
             created_at: String::new(),
             updated_at: String::new(),
         };

@@ -85,7 +85,9 @@ fn current_row(state: &CardState, last_run: Option<&str>) -> RowStatus {
     match state {
         CardState::Blocked { .. } => RowStatus::Blocked,
         CardState::Paused => RowStatus::Paused,
-        CardState::AwaitingApproval | CardState::AwaitingDeployConfirm => RowStatus::Waiting,
+        CardState::AwaitingApproval
+        | CardState::AwaitingDeployConfirm
+        | CardState::AwaitingBudget { .. } => RowStatus::Waiting,
         CardState::Gating | CardState::Merging | CardState::InMergeQueue => RowStatus::Gating,
         _ if last_run == Some("running") => RowStatus::Running,
         _ => RowStatus::Queued,
@@ -113,6 +115,7 @@ mod tests {
             developer_retries: 0,
             stage_attempts: 0,
             note: None,
+            budget_nano_usd: None,
             created_at: String::new(),
             updated_at: String::new(),
         }
@@ -220,6 +223,17 @@ mod tests {
         let card = build(&task(Stage::Deploy, Phase::AwaitingDeployConfirm), &[]);
         assert_eq!(card.state, CardState::AwaitingDeployConfirm);
         assert_eq!(card.rows.last().unwrap().status, RowStatus::Waiting);
+
+        let mut broke = task(Stage::Analysis, Phase::AwaitingBudget);
+        broke.blocked_reason = Some("budget: spent $2.00 of the $2.00 cap".into());
+        let card = build(&broke, &analysed);
+        assert_eq!(
+            card.state,
+            CardState::AwaitingBudget {
+                reason: "budget: spent $2.00 of the $2.00 cap".into()
+            }
+        );
+        assert_eq!(card.rows[0].status, RowStatus::Waiting);
     }
 
     #[test]

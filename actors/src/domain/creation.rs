@@ -298,6 +298,7 @@ mod tests {
             gitea_repo: None,
             plane_states: Default::default(),
             append_only: Project::default_append_only(),
+            budget_nano_usd: None,
         };
         Projects::new(vec![
             project("acme/app", "ACME", None),

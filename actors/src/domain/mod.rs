@@ -6,6 +6,7 @@
 
 pub mod artifacts;
 pub mod branch;
+pub mod budget;
 pub mod card;
 pub mod creation;
 pub mod disk;

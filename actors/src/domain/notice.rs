@@ -53,6 +53,15 @@ pub fn notices(
         out.alerts
             .push((AlertKind::Blocked, format!("{id} is blocked: {reason}")));
     }
+    if after.phase == Phase::AwaitingBudget && before.phase != Phase::AwaitingBudget {
+        let reason = after.blocked_reason.as_deref().unwrap_or("budget reached");
+        out.comments
+            .push((None, format!("Waiting for budget: {reason}")));
+        out.alerts.push((
+            AlertKind::BudgetReached,
+            format!("{id} waits for budget: {reason}"),
+        ));
+    }
     if after.phase == Phase::AwaitingApproval && before.phase != Phase::AwaitingApproval {
         out.comments.push((
             Some(Role::Analyst),
@@ -124,6 +133,7 @@ mod tests {
             developer_retries: 0,
             stage_attempts: 1,
             note: None,
+            budget_nano_usd: None,
             created_at: String::new(),
             updated_at: String::new(),
         }
@@ -150,6 +160,30 @@ mod tests {
             )]
         );
         assert!(n.alerts.is_empty());
+    }
+
+    #[test]
+    fn waiting_for_budget_alerts_once_with_the_spend_by_stage() {
+        let before = task(Stage::Development, Phase::Working);
+        let mut after = task(Stage::Development, Phase::AwaitingBudget);
+        after.blocked_reason = Some("budget: spent $1.20 of the $1.00 cap (analysis $1.20)".into());
+        let event = Event::JobFinished {
+            job_id: 1,
+            stage: Stage::Development,
+            success: true,
+            reason: String::new(),
+        };
+        let n = notices(&before, &after, None, &event);
+        assert_eq!(
+            n.alerts,
+            vec![(
+                AlertKind::BudgetReached,
+                "ACME-7 waits for budget: budget: spent $1.20 of the $1.00 cap (analysis $1.20)"
+                    .into()
+            )]
+        );
+        assert_eq!(n.board, None, "the card stays in its stage's column");
+        assert!(notices(&after, &after, None, &event).alerts.is_empty());
     }
 
     #[test]

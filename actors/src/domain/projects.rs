@@ -48,12 +48,29 @@ pub struct Project {
     /// add an entry never conflict there. The user's repository is not touched.
     #[serde(default = "Project::default_append_only")]
     pub append_only: Vec<String>,
+    /// The spend cap of each of its tasks, in nano-dollars (`budget_usd` in dollars in the
+    /// configuration; without it, `ORCH_TASK_BUDGET_USD`, see
+    /// [`Projects::with_default_budget`]). `None`: no cap.
+    #[serde(
+        default,
+        rename = "budget_usd",
+        deserialize_with = "Project::budget_from_usd"
+    )]
+    pub budget_nano_usd: Option<u64>,
 }
 
 impl Project {
     /// The append-only files of a project that names none: `CHANGELOG.md`.
     pub fn default_append_only() -> Vec<String> {
         vec!["CHANGELOG.md".to_string()]
+    }
+
+    /// `budget_usd`: a positive number of dollars, kept as whole nano-dollars.
+    fn budget_from_usd<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        let usd = f64::deserialize(d)?;
+        crate::domain::budget::cap_from_usd(usd)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("budget_usd {e}")))
     }
 
     /// A project deploys unless it says otherwise.
@@ -67,6 +84,7 @@ impl Project {
             has_staging: self.staging,
             confirm_deploy: self.confirm_deploy,
             skip_deploy: !self.deploy,
+            budget_nano_usd: self.budget_nano_usd,
             ..ProjectRules::default()
         }
     }
@@ -134,6 +152,15 @@ impl Projects {
         Ok(registry)
     }
 
+    /// The registry with `cap` (`ORCH_TASK_BUDGET_USD`, nano-dollars) as the spend cap of
+    /// every project that sets no `budget_usd` of its own.
+    pub fn with_default_budget(mut self, cap: Option<u64>) -> Self {
+        for p in &mut self.list {
+            p.budget_nano_usd = p.budget_nano_usd.or(cap);
+        }
+        self
+    }
+
     /// The project of `repo`.
     pub fn get(&self, repo: &str) -> Option<&Project> {
         self.by_repo.get(repo).map(|&i| &self.list[i])
@@ -198,6 +225,7 @@ mod tests {
             gitea_repo: None,
             plane_states: StatusNames::default(),
             append_only: Project::default_append_only(),
+            budget_nano_usd: None,
         }
     }
 

@@ -22,6 +22,8 @@ pub enum WaitingFor {
     Human,
     /// A human resumes it.
     Resume,
+    /// The operator raises its spend cap.
+    Budget,
 }
 
 /// What it waits for, and what unblocks it.
@@ -71,6 +73,12 @@ pub fn of(task: &TaskRecord) -> Option<Waiting> {
             WaitingFor::DeployConfirmation,
             format!("confirm the deploy: POST /tasks/{id}/confirm-deploy"),
         ),
+        Phase::AwaitingBudget => (
+            WaitingFor::Budget,
+            format!(
+                "raise its spend cap above what it spent: POST /tasks/{id}/budget {{\"usd\": …}} (orchestrator task budget {id} USD), or stop it"
+            ),
+        ),
         Phase::Queued => (
             WaitingFor::MergeQueue,
             format!(
@@ -106,6 +114,7 @@ mod tests {
             developer_retries: 0,
             stage_attempts: 1,
             note: None,
+            budget_nano_usd: None,
             created_at: String::new(),
             updated_at: String::new(),
         }
@@ -134,6 +143,9 @@ mod tests {
         let mut paused = task(Stage::Review, Phase::Working);
         paused.paused = true;
         assert_eq!(of(&paused).unwrap().waiting_for, WaitingFor::Resume);
+        let w = of(&task(Stage::Development, Phase::AwaitingBudget)).unwrap();
+        assert_eq!(w.waiting_for, WaitingFor::Budget);
+        assert!(w.action.contains("/tasks/ACME-7/budget"), "{}", w.action);
         assert_eq!(of(&task(Stage::Review, Phase::Working)), None);
         assert_eq!(of(&task(Stage::Done, Phase::Idle)), None);
     }

@@ -70,6 +70,7 @@ impl MemoryStore {
             developer_retries: 0,
             stage_attempts: 0,
             note: None,
+            budget_nano_usd: None,
             created_at: at.clone(),
             updated_at: at.clone(),
         };

@@ -56,7 +56,8 @@ pub struct TaskRecord {
     pub branch: Option<String>,
     /// Where the task stands within its stage.
     pub phase: Phase,
-    /// Why the task is parked, when `phase` is [`Phase::Blocked`].
+    /// Why the task is parked, when `phase` is [`Phase::Blocked`], or what it has spent
+    /// against which cap, when it is [`Phase::AwaitingBudget`].
     pub blocked_reason: Option<String>,
     /// Times the task was sent back to development.
     pub developer_retries: u32,
@@ -64,6 +65,9 @@ pub struct TaskRecord {
     pub stage_attempts: u32,
     /// What the next agent must be told (must-fix findings, a rejection reason).
     pub note: Option<String>,
+    /// The task's own spend cap in nano-dollars, set by the operator; `None` leaves its
+    /// project's (see [`crate::domain::budget::cap`]).
+    pub budget_nano_usd: Option<u64>,
     /// RFC 3339 UTC creation time.
     pub created_at: String,
     /// RFC 3339 UTC time of the last change.
@@ -99,6 +103,9 @@ pub enum Phase {
     AwaitingApproval,
     /// Waiting for an explicit confirm-deploy before the production deploy.
     AwaitingDeployConfirm,
+    /// The stage's agent run is due, but the task's spend reached its cap: waiting for the
+    /// operator to raise the cap (or stop the task).
+    AwaitingBudget,
     /// Testing passed: waiting in the repository's merge queue, or holding its lease while
     /// its candidate (the branch merged into the current `main`) is built and tested.
     Queued,
@@ -110,12 +117,13 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase.
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Idle,
         Phase::Working,
         Phase::Gating,
         Phase::AwaitingApproval,
         Phase::AwaitingDeployConfirm,
+        Phase::AwaitingBudget,
         Phase::Queued,
         Phase::Merging,
         Phase::Blocked,
@@ -129,6 +137,7 @@ impl Phase {
             Phase::Gating => "gating",
             Phase::AwaitingApproval => "awaiting-approval",
             Phase::AwaitingDeployConfirm => "awaiting-deploy-confirm",
+            Phase::AwaitingBudget => "awaiting-budget",
             Phase::Queued => "queued",
             Phase::Merging => "merging",
             Phase::Blocked => "blocked",
@@ -165,6 +174,8 @@ pub struct TaskUpdate {
     pub stage_attempts: u32,
     /// New note for the next agent.
     pub note: Option<String>,
+    /// New spend cap of the task (nano-dollars).
+    pub budget_nano_usd: Option<u64>,
 }
 
 impl TaskUpdate {
@@ -179,6 +190,7 @@ impl TaskUpdate {
             developer_retries: task.developer_retries,
             stage_attempts: task.stage_attempts,
             note: task.note.clone(),
+            budget_nano_usd: task.budget_nano_usd,
         }
     }
 
@@ -195,6 +207,7 @@ impl TaskUpdate {
         task.developer_retries = self.developer_retries;
         task.stage_attempts = self.stage_attempts;
         task.note = self.note.clone();
+        task.budget_nano_usd = self.budget_nano_usd;
     }
 }
 

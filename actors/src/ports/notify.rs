@@ -36,6 +36,11 @@ pub enum CardState {
     AwaitingApproval,
     /// Waiting for a human to confirm the production deploy.
     AwaitingDeployConfirm,
+    /// Its spend reached its cap: waiting for the operator to raise it.
+    AwaitingBudget {
+        /// What it spent against which cap, as the task recorded it.
+        reason: String,
+    },
     /// Parked until a human steps in.
     Blocked {
         /// Why, as the task recorded it.
@@ -67,6 +72,9 @@ impl CardState {
             (_, Phase::Merging) => CardState::Merging,
             (_, Phase::AwaitingApproval) => CardState::AwaitingApproval,
             (_, Phase::AwaitingDeployConfirm) => CardState::AwaitingDeployConfirm,
+            (_, Phase::AwaitingBudget) => CardState::AwaitingBudget {
+                reason: blocked_reason.unwrap_or("budget reached").to_string(),
+            },
         }
     }
 }
@@ -178,6 +186,8 @@ pub enum AlertKind {
     Unreconciled,
     /// The agent program cannot be started: the queue is held.
     AgentUnavailable,
+    /// The task's spend reached its cap: no run starts until the operator raises it.
+    BudgetReached,
 }
 
 impl AlertKind {
@@ -190,6 +200,7 @@ impl AlertKind {
             AlertKind::Blocked => "blocked",
             AlertKind::Unreconciled => "cannot reconcile",
             AlertKind::AgentUnavailable => "agent cannot start",
+            AlertKind::BudgetReached => "budget reached",
         }
     }
 }

@@ -143,6 +143,9 @@ pub struct AgentRequest {
     /// An earlier boot launched this very run and left it running (or ended, its exit
     /// recorded): take it over instead of launching it again.
     pub adopted: bool,
+    /// What is left under the task's spend cap as the run starts, in nano-dollars (the
+    /// agent's own `--max-budget-usd`); `None` without a cap.
+    pub budget_left_nano_usd: Option<u64>,
 }
 
 /// How a run ended.

@@ -12,6 +12,7 @@ use orchestrator_actors::ports::merge_queue::Integration;
 use orchestrator_actors::ports::{Phase, TaskRecord, TaskUpdate};
 use orchestrator_actors::{Role, Stage, WorkItemId};
 
+mod budget;
 mod recovery;
 
 fn task(labels: &[&str]) -> TaskRecord {
@@ -29,6 +30,7 @@ fn task(labels: &[&str]) -> TaskRecord {
         developer_retries: 0,
         stage_attempts: 0,
         note: None,
+        budget_nano_usd: None,
         created_at: String::new(),
         updated_at: String::new(),
     }

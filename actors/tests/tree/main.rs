@@ -118,6 +118,7 @@ fn config_with(
             store,
             jobs,
             forge,
+            projects: Arc::new(Projects::default()),
             runner: Arc::new(NoRunner),
             max_concurrency: 0,
             boot_id: "test-boot".into(),
@@ -526,6 +527,7 @@ async fn every_task_is_created_through_one_rule_and_gets_its_actor() {
         gitea_repo: None,
         plane_states: Default::default(),
         append_only: Project::default_append_only(),
+        budget_nano_usd: None,
     };
     let projects = Projects::new(vec![
         project("acme/app", "ACME", None),

@@ -276,3 +276,29 @@ fn the_reply_is_a_cli_result_labelled_as_a_dry_run() {
     );
     assert!(text.contains("docs/work-items/ORCH-7/01-brd.md"), "{text}");
 }
+
+#[test]
+fn a_run_past_max_budget_usd_ends_as_the_clis_budget_error_with_its_whole_cost() {
+    let fx = Fixture::new("analyst");
+    let within = fx.run("scripted-agent: cost=0.4").within_budget(Some(0.5));
+    assert_eq!((within.exit, within.over_budget), (0, false));
+    let over = fx.run("scripted-agent: cost=0.4").within_budget(Some(0.2));
+    assert_eq!(over.exit, 1);
+    let parsed = parse_stdout(&over.to_json(3).to_string()).unwrap();
+    assert_eq!(parsed.subtype, "error_max_budget_usd");
+    assert!(parsed.is_error);
+    assert_eq!(
+        parsed.cost_usd(),
+        0.4,
+        "the overshoot is reported, not hidden"
+    );
+    assert_eq!(
+        parsed.error_message().as_deref(),
+        Some("Reached maximum budget ($0.2)")
+    );
+    // Without the flag nothing changes.
+    assert_eq!(
+        fx.run("scripted-agent: cost=0.4").within_budget(None).exit,
+        0
+    );
+}

@@ -200,3 +200,36 @@ async fn rows_this_build_cannot_read_are_corrupt() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_tasks_own_spend_cap_and_its_budget_wait_are_saved_and_loaded() {
+    let (_dir, store) = temp_store().await;
+    let task = store.create_task(new_task("T-1")).await.unwrap();
+    assert_eq!(task.budget_nano_usd, None);
+    let mut update = TaskUpdate::keep(&task);
+    update.phase = orchestrator_actors::ports::Phase::AwaitingBudget;
+    update.blocked_reason = Some("budget: spent $2.00 of the $2.00 cap".into());
+    update.budget_nano_usd = Some(2_000_000_000);
+    assert!(
+        store
+            .update_task(&task.work_item_id, Stage::Created, update.clone())
+            .await
+            .unwrap()
+    );
+    let loaded = store.load_task(&task.work_item_id).await.unwrap().unwrap();
+    assert_eq!(
+        loaded.phase,
+        orchestrator_actors::ports::Phase::AwaitingBudget
+    );
+    assert_eq!(loaded.budget_nano_usd, Some(2_000_000_000));
+    assert_eq!(loaded.blocked_reason, update.blocked_reason);
+    update.budget_nano_usd = None;
+    assert!(
+        store
+            .update_task(&task.work_item_id, Stage::Created, update)
+            .await
+            .unwrap()
+    );
+    let cleared = store.load_task(&task.work_item_id).await.unwrap().unwrap();
+    assert_eq!(cleared.budget_nano_usd, None);
+}

@@ -55,6 +55,9 @@ pub struct DispatchDeps {
     pub jobs: Arc<dyn JobStore>,
     /// Worktrees and publishing.
     pub forge: Arc<dyn Forge>,
+    /// The project registry: each task's spend cap, which bounds what a run may spend
+    /// (`--max-budget-usd`).
+    pub projects: Arc<crate::domain::projects::Projects>,
     /// Agent processes.
     pub runner: Arc<dyn AgentRunner>,
     /// Jobs running at once (`ORCH_MAX_CONCURRENCY`).

@@ -16,12 +16,14 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::actors::describe::{Describe, Description};
+use crate::domain::budget::{self, Spend};
 use crate::domain::gates::GateOutcome;
 use crate::domain::job_machine::JobOutcome;
 use crate::domain::notice::{Notices, notices};
 use crate::domain::pipeline::GateKind;
 use crate::domain::task_machine::{
-    Decision, Effect, Event, InfraLimits, JobSnapshot, ProjectRules, decide, start_reads_job,
+    Decision, Effect, Event, InfraLimits, JobSnapshot, ProjectRules, decide, decide_spending,
+    launches, start_reads_job,
 };
 use crate::ports::merge_queue::Integration;
 use crate::ports::workbench::Forge;
@@ -98,6 +100,9 @@ pub enum HumanAction {
     Pause,
     /// Continue where it stopped.
     Resume,
+    /// Set the task's spend cap (nano-dollars, positive); a task waiting for budget
+    /// launches its due run if the cap leaves room.
+    SetBudget(u64),
     /// Stop the task for good.
     Cancel(String),
     /// Retry a blocked task: who, and a note for its next agent run.
@@ -229,7 +234,7 @@ impl TaskActor {
         state: &mut TaskState,
         event: Event,
     ) -> Result<bool, ActorProcessingErr> {
-        let Decision { update, effects } = decide(&state.record, &state.rules, event.clone());
+        let Decision { update, effects } = self.decide_now(state, &event).await?;
         let changed = update.is_some();
         if let Some(mut update) = update {
             let before = state.record.clone();
@@ -265,6 +270,38 @@ impl TaskActor {
             self.carry_out(myself, state, effect).await?;
         }
         Ok(changed)
+    }
+
+    /// `decide`, with the task's spend read when it matters: only a decision that would
+    /// queue a run under a cap is decided again against what the runs cost so far (read from
+    /// the journal `dispatch` writes), so a task without a cap reads nothing.
+    async fn decide_now(
+        &self,
+        state: &TaskState,
+        event: &Event,
+    ) -> Result<Decision, ActorProcessingErr> {
+        let first = decide(&state.record, &state.rules, event.clone());
+        let cap = match event {
+            Event::SetBudget { cap_nano_usd } => Some(*cap_nano_usd),
+            _ => budget::cap(&state.record, &state.rules),
+        };
+        if !launches(&first) || cap.is_none() {
+            return Ok(first);
+        }
+        let id = &state.record.work_item_id;
+        let runs = self
+            .deps
+            .jobs
+            .runs(id)
+            .await
+            .map_err(|e| format!("cannot read the spend of task {id}: {e}"))?;
+        let spend = Spend::of(&runs);
+        Ok(decide_spending(
+            &state.record,
+            &state.rules,
+            &spend,
+            event.clone(),
+        ))
     }
 
     /// Hands what the world must hear about a saved decision to the board worker and the
@@ -518,6 +555,7 @@ impl Actor for TaskActor {
                     HumanAction::ConfirmDeploy => Event::ConfirmDeploy,
                     HumanAction::Pause => Event::Pause,
                     HumanAction::Resume => Event::Resume,
+                    HumanAction::SetBudget(cap_nano_usd) => Event::SetBudget { cap_nano_usd },
                     HumanAction::Cancel(reason) => Event::Cancel { reason },
                     HumanAction::Retry { by, note } => Event::Retry { by, note },
                     HumanAction::MergedOutside { sha, by } => Event::MergedOutside { sha, by },

@@ -19,6 +19,9 @@ pub struct ProjectRules {
     pub skip_deploy: bool,
     /// How long infrastructure trouble is retried before the task is blocked.
     pub limits: InfraLimits,
+    /// The spend cap of each task, in nano-dollars (the project's `budget_usd`, else
+    /// `ORCH_TASK_BUDGET_USD`); a task's own cap overrides it. `None`: no cap.
+    pub budget_nano_usd: Option<u64>,
 }
 
 /// Bounds of the loops that retry infrastructure trouble: when one is spent, the task is
@@ -123,6 +126,11 @@ pub enum Event {
         stage: Stage,
         /// Published, or why not.
         result: Result<(), String>,
+    },
+    /// The operator set the task's spend cap (nano-dollars, positive).
+    SetBudget {
+        /// The new cap.
+        cap_nano_usd: u64,
     },
     /// A human stopped the task for good.
     Cancel {

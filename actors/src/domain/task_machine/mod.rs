@@ -4,6 +4,7 @@
 //! retries, idempotency — is tested here without actors, processes or git.
 
 use crate::Stage;
+use crate::domain::budget::{self, Spend};
 use crate::domain::gates::GateOutcome;
 use crate::domain::pipeline::{self, Labels, MAX_DEVELOPER_RETRIES, Role};
 use crate::ports::{Phase, TaskRecord, TaskUpdate};
@@ -23,7 +24,21 @@ use crate::ports::merge_queue::Integration;
 /// happen — a restart that resumes its gate or its job re-renders and re-sends nothing; its
 /// effects still run.
 pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision {
+    decide_spending(task, rules, &Spend::default(), event)
+}
+
+/// [`decide`] for a task whose agent runs cost `spend` so far. Before any agent run is
+/// queued the spend is held against the task's cap ([`budget::cap`]): at or over it, nothing
+/// is queued and the task waits in [`Phase::AwaitingBudget`] — its stage, attempts and note
+/// saved as decided, so raising the cap launches exactly the run that was due.
+pub fn decide_spending(
+    task: &TaskRecord,
+    rules: &ProjectRules,
+    spend: &Spend,
+    event: Event,
+) -> Decision {
     let mut decision = decide_event(task, rules, event);
+    hold_for_budget(task, rules, spend, &mut decision);
     if decision
         .update
         .as_ref()
@@ -71,6 +86,33 @@ pub fn in_merge_queue(task: &TaskRecord) -> bool {
 /// alone, so its actor need not read the queue to start.
 pub fn start_reads_job(task: &TaskRecord) -> bool {
     task.stage != Stage::Created && task.phase == Phase::Working
+}
+
+/// Whether `decision` queues an agent run.
+pub fn launches(decision: &Decision) -> bool {
+    decision
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::Enqueue { .. }))
+}
+
+/// Turns a decision that would queue a run past the cap into the budget wait.
+fn hold_for_budget(task: &TaskRecord, rules: &ProjectRules, spend: &Spend, d: &mut Decision) {
+    if !launches(d) {
+        return;
+    }
+    let mut update = d.update.take().unwrap_or_else(|| TaskUpdate::keep(task));
+    let mut after = task.clone();
+    update.apply_to(&mut after);
+    match budget::cap(&after, rules) {
+        Some(cap) if spend.total() >= cap => {
+            update.phase = Phase::AwaitingBudget;
+            update.blocked_reason = Some(budget::waiting_reason(spend, cap));
+            d.effects.retain(|e| !matches!(e, Effect::Enqueue { .. }));
+        }
+        _ => {}
+    }
+    d.update = Some(update);
 }
 
 fn decide_event(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision {
@@ -249,6 +291,17 @@ fn decide_event(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decisi
                 effects: vec![Effect::DeferStop { reason }],
             }
         }
+        Event::SetBudget { cap_nano_usd } => {
+            let mut u = TaskUpdate::keep(task);
+            u.budget_nano_usd = Some(cap_nano_usd);
+            if task.phase != Phase::AwaitingBudget {
+                return settle(u);
+            }
+            // The run that was due: launched if the new cap leaves room (the hold above
+            // keeps the task waiting, with its reason restated, if it does not).
+            u.blocked_reason = None;
+            relaunch_with(task, u)
+        }
         Event::Cancel { reason } => {
             let mut u = TaskUpdate::keep(task);
             u.to = Some((Stage::Cancelled, format!("stopped: {reason}")));
@@ -306,16 +359,26 @@ fn on_start(task: &TaskRecord, job: JobSnapshot) -> Decision {
             }
             JobSnapshot::None => relaunch_same(task),
         },
-        (_, Phase::Idle) => relaunch_same(task),
+        // The cap may have changed while nobody listened: the due run is held again, or
+        // launched.
+        (_, Phase::Idle | Phase::AwaitingBudget) => relaunch_same(task),
     }
 }
 
 /// Re-enqueues the current stage's role without counting an attempt (recovery).
 fn relaunch_same(task: &TaskRecord) -> Decision {
+    let mut u = TaskUpdate::keep(task);
+    if task.phase == Phase::AwaitingBudget {
+        u.blocked_reason = None;
+    }
+    relaunch_with(task, u)
+}
+
+/// Re-enqueues the current stage's role with `u`, counting no attempt.
+fn relaunch_with(task: &TaskRecord, mut u: TaskUpdate) -> Decision {
     let Some(role) = pipeline::spec(task.stage).role else {
         return Decision::nothing();
     };
-    let mut u = TaskUpdate::keep(task);
     u.stage_attempts = task.stage_attempts.max(1);
     work(task, u, task.stage, role)
 }
