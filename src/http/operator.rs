@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use axum::{Json, Router};
+use orchestrator_actors::WorkItemId;
 use orchestrator_actors::actors::task::{HumanAction, HumanReply, TaskMsg};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, registry};
@@ -25,6 +26,16 @@ pub(super) fn router() -> Router<AppState> {
     Router::new().route("/tasks/{id}/{action}", post(act))
 }
 
+/// Whether `given` is the secret `expected`, in time that depends only on their lengths.
+pub(super) fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// Checks the Bearer token in constant time relative to the token's length.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.operator_token.as_deref() else {
@@ -38,13 +49,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
+    if !same_secret(given, expected) {
         return Err(ApiError {
             status: StatusCode::UNAUTHORIZED,
             message:
@@ -64,16 +69,47 @@ struct ActionBody {
     reason: Option<String>,
 }
 
-/// The optional `reason` of the body; `required` makes it mandatory.
-fn reason(body: &Option<JsonBody<ActionBody>>, required: bool) -> Result<String, ApiError> {
-    match body.as_ref().and_then(|JsonBody(b)| b.reason.as_deref()) {
+/// The optional `reason`; `required` makes it mandatory, and `missing` says how to give one.
+fn reason(given: Option<&str>, required: bool, missing: &str) -> Result<String, ApiError> {
+    match given {
         Some(r) if !r.trim().is_empty() && r.chars().count() <= 2000 => Ok(r.trim().to_string()),
         Some(_) => Err(ApiError::bad_request("reason must be 1-2000 characters")),
-        None if required => Err(ApiError::bad_request(
-            "a JSON body {\"reason\": \"…\"} is required",
-        )),
+        None if required => Err(ApiError::bad_request(missing)),
         None => Ok(String::new()),
     }
+}
+
+/// The operator actions a task's actor takes, by their path name.
+pub(super) const ACTIONS: &str = "approve, reject, confirm-deploy, pause, resume, stop";
+
+/// Reads an action's name and its optional reason into what the task's actor is told — the
+/// one reading shared by these routes and the dashboard's forms. `missing` is the error's
+/// text when a reject comes without a reason.
+pub(super) fn human_action(
+    action: &str,
+    given: Option<&str>,
+    missing: &str,
+) -> Result<HumanAction, ApiError> {
+    Ok(match action {
+        "approve" => HumanAction::Approve,
+        "reject" => HumanAction::Reject(reason(given, true, missing)?),
+        "confirm-deploy" => HumanAction::ConfirmDeploy,
+        "pause" => HumanAction::Pause,
+        "resume" => HumanAction::Resume,
+        "stop" => {
+            let why = reason(given, false, missing)?;
+            HumanAction::Cancel(if why.is_empty() {
+                "stopped by the operator".into()
+            } else {
+                why
+            })
+        }
+        other => {
+            return Err(ApiError::not_found(format!(
+                "unknown action {other:?} ({ACTIONS})"
+            )));
+        }
+    })
 }
 
 async fn act(
@@ -84,29 +120,25 @@ async fn act(
 ) -> Result<Json<HumanReply>, ApiError> {
     authorize(&state, &headers)?;
     let id = parse_id(&raw)?;
-    let action = match action.as_str() {
-        "approve" => HumanAction::Approve,
-        "reject" => HumanAction::Reject(reason(&body, true)?),
-        "confirm-deploy" => HumanAction::ConfirmDeploy,
-        "pause" => HumanAction::Pause,
-        "resume" => HumanAction::Resume,
-        "stop" => {
-            let why = reason(&body, false)?;
-            HumanAction::Cancel(if why.is_empty() {
-                "stopped by the operator".into()
-            } else {
-                why
-            })
-        }
-        other => {
-            return Err(ApiError::not_found(format!(
-                "unknown action {other:?} (approve, reject, confirm-deploy, pause, resume, stop)"
-            )));
-        }
-    };
+    let given = body.as_ref().and_then(|JsonBody(b)| b.reason.as_deref());
+    let action = human_action(
+        &action,
+        given,
+        "a JSON body {\"reason\": \"…\"} is required",
+    )?;
+    perform(&state, &id, action).await.map(Json)
+}
+
+/// Tells the task's actor what the operator decided and waits for its answer: a terminal or
+/// unknown task is refused before anything is sent. Authorization is the caller's.
+pub(super) async fn perform(
+    state: &AppState,
+    id: &WorkItemId,
+    action: HumanAction,
+) -> Result<HumanReply, ApiError> {
     let task = state
         .store
-        .load_task(&id)
+        .load_task(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
     if task.stage.is_terminal() {
@@ -124,7 +156,7 @@ async fn act(
         .call(|reply| TaskMsg::Human(action, reply), Some(ACTOR_TIMEOUT))
         .await
     {
-        Ok(CallResult::Success(reply)) => Ok(Json(reply)),
+        Ok(CallResult::Success(reply)) => Ok(reply),
         Ok(CallResult::Timeout) => Err(ApiError::unavailable(format!(
             "task {id} did not answer within 10 s"
         ))),
