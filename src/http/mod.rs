@@ -1,9 +1,10 @@
 //! The HTTP surface (axum). Handlers parse (typed bodies, unknown fields refused), ask the
 //! store or the domain, and shape the reply; no business decision is made here. Every error
-//! body is `{"error": "…"}`.
+//! body of the API is `{"error": "…"}`; the web dashboard (`/`, `/ui/…`) answers HTML.
 
 mod actors;
 mod body;
+mod dashboard;
 #[cfg(debug_assertions)]
 mod debug;
 mod error;
@@ -24,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use orchestrator_actors::actors::task::TaskCreator;
 use orchestrator_actors::ports::{JobStore, PullRequestStore, Store};
 
+pub use dashboard::{Dashboard, PlaneWeb};
 pub use error::ApiError;
 
 /// What handlers share.
@@ -45,6 +47,8 @@ pub struct AppState {
     pub intake: Arc<crate::intake::Intake>,
     /// The journal's aggregates for `GET /metrics` (reads only).
     pub journal: Arc<crate::store::SqliteStore>,
+    /// The web dashboard's sessions and live feed.
+    pub dashboard: Arc<Dashboard>,
 }
 
 /// The complete router.
@@ -63,6 +67,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(axum::middleware::map_response(json_errors))
+        // After the layer: the dashboard's errors are HTML pages for a person.
+        .merge(dashboard::router())
         .with_state(state)
 }
 
