@@ -102,8 +102,15 @@ pub struct Config {
     /// Deferred evaluations of one gate in a row before the task is blocked
     /// (`ORCH_GATE_DEFER_MAX`).
     pub gate_defer_max: u32,
-    /// Failed merges in a row before the task is blocked (`ORCH_MERGE_RETRY_MAX`).
+    /// Infrastructure failures in a row of one merge-queue step (building, testing or
+    /// fast-forwarding a candidate) before its task is blocked (`ORCH_MERGE_RETRY_MAX`).
     pub merge_retry_max: u32,
+    /// How often a merge queue frozen because `main` is red looks at `main` again
+    /// (`ORCH_MERGE_QUEUE_RECHECK_S`).
+    pub merge_queue_recheck: Duration,
+    /// How many waiting tasks one merge lease takes at most, their candidates stacked and
+    /// tested once (`ORCH_MERGE_BATCH_MAX`; 1 turns batching off).
+    pub merge_batch_max: usize,
     /// Retries of a run's worktree preparation or publishing before the task is blocked
     /// (`ORCH_INFRA_RETRY_MAX`).
     pub infra_retry_max: u32,
@@ -216,6 +223,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("ORCH_RETRY_DELAY_S", "30"),
     ("ORCH_GATE_DEFER_MAX", "20"),
     ("ORCH_MERGE_RETRY_MAX", "5"),
+    ("ORCH_MERGE_QUEUE_RECHECK_S", "60"),
+    ("ORCH_MERGE_BATCH_MAX", "4"),
     ("ORCH_INFRA_RETRY_MAX", "5"),
     ("ORCH_PLANE_API_URL", ""),
     ("ORCH_PLANE_API_TOKEN", ""),
@@ -451,6 +460,12 @@ impl Config {
             retry_delay: Duration::from_secs(number(get("ORCH_RETRY_DELAY_S"), 1, 3_600)?),
             gate_defer_max: number(get("ORCH_GATE_DEFER_MAX"), 0, 10_000)? as u32,
             merge_retry_max: number(get("ORCH_MERGE_RETRY_MAX"), 0, 10_000)? as u32,
+            merge_batch_max: number(get("ORCH_MERGE_BATCH_MAX"), 1, 64)? as usize,
+            merge_queue_recheck: Duration::from_secs(number(
+                get("ORCH_MERGE_QUEUE_RECHECK_S"),
+                1,
+                86_400,
+            )?),
             infra_retry_max: number(get("ORCH_INFRA_RETRY_MAX"), 0, 10_000)? as u32,
             integrations,
             telegram_bot_token,

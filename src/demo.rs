@@ -33,6 +33,7 @@ pub fn demo_config(mut config: Config, origin: &Path) -> anyhow::Result<Config> 
         test_cmd: git::sample::SAMPLE_TEST_CMD.into(),
         staging: false,
         confirm_deploy: false,
+        deploy: true,
         plane_project_id: None,
         gitea_repo: None,
         plane_states: Default::default(),

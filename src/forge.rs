@@ -17,14 +17,16 @@ use async_trait::async_trait;
 use orchestrator_actors::domain::gates::{
     self, ArtifactSource, CiOutcome, GateContext, GateOutcome,
 };
-use orchestrator_actors::domain::task_machine::MergeResult;
 use orchestrator_actors::domain::{artifacts, branch};
+use orchestrator_actors::ports::merge_queue::{CandidateBuild, FastForward};
 use orchestrator_actors::ports::workbench::{Forge, PublishError, Workplace};
 use orchestrator_actors::ports::{BranchHeads, PullRequestStore, TaskRecord};
 use orchestrator_actors::{GateKind, Role};
 
 use crate::config::projects::{Project, Projects};
-use crate::git::{GitError, MergeOutcome, Workspace};
+use crate::git::{GitError, Workspace};
+
+mod integration;
 
 /// The local forge.
 pub struct ProjectForge {
@@ -96,7 +98,18 @@ impl ProjectForge {
     }
 
     async fn clone_of(&self, task: &TaskRecord) -> Result<PathBuf, String> {
-        let project = self.project(task)?;
+        self.ensure_clone_of(self.project(task)?).await
+    }
+
+    /// The project of `repo`.
+    fn project_of(&self, repo: &str) -> Result<&Project, String> {
+        self.projects
+            .get(repo)
+            .ok_or_else(|| format!("repo {repo:?} is not a configured project"))
+    }
+
+    /// The project's clone, made if missing, with its append-only files set.
+    async fn ensure_clone_of(&self, project: &Project) -> Result<PathBuf, String> {
         let clone = self
             .workspace
             .ensure_clone(&project.repo, &project.origin)
@@ -187,6 +200,12 @@ impl Forge for ProjectForge {
     }
 
     async fn publish(&self, task: &TaskRecord, role: Role) -> Result<(), PublishError> {
+        if role == Role::Deployer {
+            // The deployer works on the tested candidate, which is what `main` becomes: its
+            // logs stay in the worktree (its gates read them there) and nothing is committed
+            // on top of what was tested.
+            return Ok(());
+        }
         // The clone as it stands: prepare made it, and publishing needs no fetch.
         let clone = self.clone_path(task)?;
         let worktree = self.worktree(task);
@@ -245,37 +264,13 @@ impl Forge for ProjectForge {
                 };
             }
         };
-        let ci = if gate == GateKind::CiGreen
-            && let Some((gitea, repo)) = self.gitea_of(task)
-        {
-            match self.workspace.head_sha(&self.worktree(task)).await {
-                Ok(sha) => Some(gitea.ci(repo, &sha).await),
-                Err(e) => Some(CiOutcome::ToolError {
+        let ci = if gate == GateKind::CiGreen {
+            // The branch's head exactly as committed: never run in the task's worktree,
+            // where what the tests leave behind would be committed next.
+            Some(match self.workspace.head_sha(&self.worktree(task)).await {
+                Ok(sha) => self.ci_at(&task.repo, &sha).await,
+                Err(e) => CiOutcome::ToolError {
                     message: format!("cannot read the branch head: {e}"),
-                }),
-            }
-        } else if gate == GateKind::CiGreen {
-            let Ok(project) = self.project(task) else {
-                return GateOutcome::Defer {
-                    reason: format!("repo {:?} is not configured", task.repo),
-                };
-            };
-            // The branch's head exactly as committed, in a throwaway checkout: never in the
-            // task's worktree, where what the tests leave behind would be committed next.
-            let clone = self.clone_path(task);
-            let head = self
-                .workspace
-                .head_sha(&self.worktree(task))
-                .await
-                .map_err(|e| e.to_string());
-            Some(match (clone, head) {
-                (Ok(clone), Ok(sha)) => {
-                    self.workspace
-                        .run_test_cmd_at(&clone, &sha, &project.test_cmd, self.ci_timeout)
-                        .await
-                }
-                (Err(e), _) | (_, Err(e)) => CiOutcome::ToolError {
-                    message: format!("cannot find the commit to test: {e}"),
                 },
             })
         } else {
@@ -308,62 +303,52 @@ impl Forge for ProjectForge {
             .map_err(|e| e.to_string())
     }
 
-    async fn merge(&self, task: &TaskRecord) -> MergeResult {
-        let clone = match self.clone_of(task).await {
-            Ok(clone) => clone,
-            Err(message) => return MergeResult::Error { message },
-        };
-        if let Some((gitea, repo)) = self.gitea_of(task) {
-            let sha = match gitea.merge(repo, task, &self.branch(task)).await {
-                Ok(sha) => sha,
-                Err(result) => return result,
-            };
-            return match self.workspace.is_merged(&clone, &sha).await {
-                Ok(true) => MergeResult::Merged { sha },
-                Ok(false) => MergeResult::Error {
-                    message: format!("Gitea's merge {sha} is not an ancestor of origin/main"),
-                },
-                Err(e) => MergeResult::Error {
-                    message: e.to_string(),
-                },
-            };
-        }
-        let message = format!(
-            "Merge {} into main: {} ({})",
-            self.branch(task),
-            task.title,
-            task.work_item_id
-        );
-        match self
-            .workspace
-            .merge_into_main(&clone, &self.branch(task), &message)
+    async fn build_candidate(
+        &self,
+        task: &TaskRecord,
+        onto: Option<&str>,
+    ) -> Result<CandidateBuild, String> {
+        self.candidate(task, onto).await
+    }
+
+    async fn publish_candidate(&self, task: &TaskRecord, candidate: &str) -> Result<(), String> {
+        self.publish(task, candidate).await
+    }
+
+    fn batches(&self, repo: &str) -> bool {
+        ProjectForge::batches(self, repo)
+    }
+
+    async fn test_commit(&self, repo: &str, sha: &str) -> CiOutcome {
+        self.ci_at(repo, sha).await
+    }
+
+    async fn main_head(&self, repo: &str) -> Result<String, String> {
+        let project = self.project_of(repo)?;
+        let clone = self.ensure_clone_of(project).await?;
+        self.workspace
+            .main_head(&clone)
             .await
-        {
-            Ok(MergeOutcome::Merged { sha }) => {
-                match self.workspace.is_merged(&clone, &sha).await {
-                    Ok(true) => {
-                        let branch = self.branch(task);
-                        if let Err(e) = self
-                            .pulls
-                            .mark_pull_request_merged(&task.repo, &branch)
-                            .await
-                        {
-                            tracing::warn!(task = %task.work_item_id, error = %e, "cannot mark the pull request merged");
-                        }
-                        MergeResult::Merged { sha }
-                    }
-                    Ok(false) => MergeResult::Error {
-                        message: format!("merge {sha} is not an ancestor of origin/main"),
-                    },
-                    Err(e) => MergeResult::Error {
-                        message: e.to_string(),
-                    },
-                }
-            }
-            Ok(MergeOutcome::Conflict { files }) => MergeResult::Conflict { files },
-            Err(e) => MergeResult::Error {
-                message: e.to_string(),
-            },
+            .map_err(|e| e.to_string())
+    }
+
+    async fn fast_forward_main(
+        &self,
+        task: &TaskRecord,
+        candidate: &str,
+    ) -> Result<FastForward, String> {
+        self.fast_forward(task, candidate).await
+    }
+
+    async fn merge_main_into_worktree(&self, task: &TaskRecord) -> Result<(), String> {
+        let clone = self.clone_of(task).await?;
+        let worktree = self.worktree(task);
+        if !worktree.is_dir() {
+            return Ok(()); // the developer's next run starts from a fresh one
         }
+        self.workspace
+            .merge_main_into_worktree(&clone, &worktree)
+            .await
+            .map_err(|e| e.to_string())
     }
 }

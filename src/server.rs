@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use orchestrator_actors::actors::disk_watchdog::DiskWatchdogDeps;
 use orchestrator_actors::actors::dispatch::DispatchDeps;
 use orchestrator_actors::actors::housekeeper::HousekeeperDeps;
+use orchestrator_actors::actors::merge_queue::MergeQueueDeps;
 use orchestrator_actors::actors::reaper::ReaperDeps;
 use orchestrator_actors::actors::reconciler::ReconcilerDeps;
 use orchestrator_actors::actors::task::TaskCreator;
@@ -199,8 +200,18 @@ pub async fn run_on(
     .await
     .context("cannot read the webhook journal")?;
     let housekeeping_forge = forge.clone();
+    let merge_queue = Arc::new(MergeQueueDeps {
+        store: store.clone(),
+        tasks: dyn_store.clone(),
+        forge: forge.clone(),
+        retry_delay: config.retry_delay,
+        infra_retries: config.merge_retry_max,
+        main_recheck: config.merge_queue_recheck,
+        batch_max: config.merge_batch_max,
+    });
     let tree_config = TreeConfig {
         tasks: task_deps.clone(),
+        merge_queue,
         dispatch: Arc::new(DispatchDeps {
             store: dyn_store.clone(),
             jobs: jobs.clone(),

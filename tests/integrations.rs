@@ -106,6 +106,30 @@ impl World {
         assert!(reply.body.contains("accepted"), "{}", reply.body);
     }
 
+    /// Waits until the merge queue pushed a candidate as `branch`'s head (it was at
+    /// `before`), and reports CI green on exactly that commit; returns the candidate.
+    async fn green_candidate(&self, branch: &str, before: &str) -> String {
+        let candidate = eventually(
+            "the candidate on Gitea",
+            Duration::from_secs(60),
+            || async {
+                let queue = self.service.get("/queue").await.1;
+                let candidate = queue["merge_queues"][0]["candidate"].as_str()?.to_string();
+                (candidate != before
+                    && self.gitea.branch_sha("acme/app", branch).as_deref() == Some(&candidate))
+                .then_some(candidate)
+            },
+        )
+        .await;
+        let delivery = self
+            .gitea
+            .emit_status("acme/app", &candidate, "success", "ci/build")
+            .await
+            .unwrap();
+        assert_eq!(delivery.status, Some(200), "{}", delivery.response);
+        candidate
+    }
+
     /// Waits until the issue shows `state` on the board.
     async fn board_shows(&self, issue: &str, state: &str) {
         eventually(
@@ -160,11 +184,20 @@ async fn a_plane_card_travels_the_pipeline_through_gitea_into_main() {
         .unwrap();
     assert_eq!(delivery.status, Some(200), "{}", delivery.response);
 
+    // Tests passed: the merge queue pushes the candidate (the branch merged into main) as
+    // the branch's head and awaits Gitea's CI on exactly that commit.
+    let candidate = w.green_candidate(&branch, &sha).await;
     reach(&w.service, &id, "done", "idle").await;
     w.board_shows(&issue.id, "Done").await;
     let merge = w.gitea.merge_requests();
     assert_eq!(merge.len(), 1, "one merge through Gitea's API");
-    assert_eq!(merge[0].json()["Do"], "merge");
+    assert_eq!(merge[0].json()["Do"], "fast-forward-only");
+    assert_eq!(merge[0].json()["head_commit_id"], candidate.as_str());
+    assert_eq!(
+        w.gitea.branch_sha("acme/app", "main").as_deref(),
+        Some(candidate.as_str()),
+        "main is exactly the tested candidate"
+    );
     let pr = w.gitea.pull("acme/app", 1).unwrap();
     assert_eq!(pr["merged"], true, "{pr}");
 
@@ -231,6 +264,7 @@ async fn a_board_without_confirm_deploy_never_deploys() {
         .emit_status("acme/app", &sha, "success", "ci/build")
         .await
         .unwrap();
+    w.green_candidate(t["branch"].as_str().unwrap(), &sha).await;
     reach(&w.service, &id, "deploy", "awaiting-deploy-confirm").await;
 
     // A forged delivery claiming "Confirm Deploy" names a state id that is not on this

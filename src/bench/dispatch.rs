@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use async_trait::async_trait;
 use orchestrator_actors::actors::dispatch::{DISPATCH, Dispatch, DispatchDeps};
+use orchestrator_actors::domain::gates::CiOutcome;
 use orchestrator_actors::domain::gates::GateOutcome;
 use orchestrator_actors::domain::resilience::RetryPolicy;
-use orchestrator_actors::domain::task_machine::MergeResult;
+use orchestrator_actors::ports::merge_queue::{CandidateBuild, FastForward};
 use orchestrator_actors::ports::workbench::{
     AgentReport, AgentRequest, AgentRunner, Forge, PublishError, SpawnNotice, Workplace,
 };
@@ -48,10 +49,33 @@ impl Forge for ScratchForge {
             reason: "not gated in the bench".into(),
         }
     }
-    async fn merge(&self, _task: &TaskRecord) -> MergeResult {
-        MergeResult::Error {
-            message: "not merged in the bench".into(),
+    async fn build_candidate(
+        &self,
+        _task: &TaskRecord,
+        _onto: Option<&str>,
+    ) -> Result<CandidateBuild, String> {
+        Err("nothing is merged in the bench".into())
+    }
+    async fn publish_candidate(&self, _task: &TaskRecord, _candidate: &str) -> Result<(), String> {
+        Ok(())
+    }
+    async fn test_commit(&self, _repo: &str, _sha: &str) -> CiOutcome {
+        CiOutcome::ToolError {
+            message: "no CI in the bench".into(),
         }
+    }
+    async fn main_head(&self, _repo: &str) -> Result<String, String> {
+        Err("nothing is merged in the bench".into())
+    }
+    async fn fast_forward_main(
+        &self,
+        _task: &TaskRecord,
+        _candidate: &str,
+    ) -> Result<FastForward, String> {
+        Err("nothing is merged in the bench".into())
+    }
+    async fn merge_main_into_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
+        Ok(())
     }
     async fn remove_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
         // Every task shares the one scratch directory, which outlives them all.

@@ -84,6 +84,7 @@ pub(crate) async fn sample_projects(dir: &Path, repos: usize) -> anyhow::Result<
             test_cmd: sample::SAMPLE_TEST_CMD.into(),
             staging: false,
             confirm_deploy: false,
+            deploy: true,
             plane_project_id: None,
             gitea_repo: None,
             plane_states: Default::default(),

@@ -301,7 +301,20 @@ pub fn answer(task: &str, var: impl Fn(&str) -> Option<String>, cwd: &Path) -> R
         task,
         verdict,
     };
-    match artifacts::write(&job) {
+    let written = artifacts::write(&job).and_then(|mut files| {
+        if role == Role::Developer {
+            for (path, content) in directives.code(attempt) {
+                let file = cwd.join(path);
+                if let Some(dir) = file.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::write(&file, format!("{content}\n"))?;
+                files.push(file);
+            }
+        }
+        Ok(files)
+    });
+    match written {
         Ok(files) => {
             let names: Vec<String> = files
                 .iter()

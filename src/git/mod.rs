@@ -8,10 +8,10 @@
 //! its git through that turn ([`owner`]); reads (`rev-parse`, `cat-file`, `ls-tree`) do not
 //! need one.
 
+mod candidate;
 mod checkout;
 mod ci;
 pub mod command;
-mod merge;
 mod names;
 mod owner;
 pub mod sample;
@@ -23,9 +23,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::Config;
+#[cfg(test)]
+pub use candidate::MergeOutcome;
+pub use candidate::{CandidateOutcome, FastForwardOutcome};
 pub use command::GitError;
 use command::{git, git_output, path_arg};
-pub use merge::MergeOutcome;
 use owner::CloneTurn;
 pub use owner::LEFTOVER_GIT_WAIT;
 

@@ -10,7 +10,7 @@ use super::command::git;
 use super::sample::{SAMPLE_TEST_CMD, create_sample_origin};
 use orchestrator_actors::domain::gates::CiOutcome;
 
-use super::{GitError, MergeOutcome, Workspace};
+use super::{CandidateOutcome, FastForwardOutcome, GitError, MergeOutcome, Workspace};
 
 mod content;
 mod owner;
@@ -314,7 +314,7 @@ async fn removing_a_damaged_worktree_still_clears_it_and_strangers_are_left_alon
 }
 
 #[tokio::test]
-async fn a_merge_that_loses_the_race_for_main_is_retried_once() {
+async fn a_fast_forward_that_loses_the_race_for_main_builds_again_on_the_moved_main() {
     let s = setup().await;
     let (_, branch, sha) = task_with(&s, "T-3", "Race", &[("race.txt", "x\n")]).await;
     // The origin moves main under the first push, as a concurrent merge would.
@@ -338,26 +338,51 @@ async fn a_merge_that_loses_the_race_for_main_is_retried_once() {
         .status()
         .unwrap();
 
-    let outcome =
-        s.ws.merge_into_main(&s.clone, &branch, "Merge T-3")
+    let CandidateOutcome::Built { sha: candidate, .. } =
+        s.ws.build_candidate(&s.clone, &branch, None, "Merge T-3")
             .await
-            .unwrap();
-    let MergeOutcome::Merged { sha: merge_sha } = outcome else {
-        panic!("expected a merge, got {outcome:?}");
+            .unwrap()
+    else {
+        panic!("expected a candidate");
     };
+    // The push is refused: main moved. Nothing untested lands; the queue must rebuild.
+    let outcome = s.ws.fast_forward_main(&s.clone, &candidate).await.unwrap();
     assert!(marker.exists(), "the hook never ran, so no race was staged");
-    assert_eq!(origin_main(&s.origin).await, merge_sha);
-    let first_parent = git(&s.origin, &["rev-parse", &format!("{merge_sha}^1")])
+    let moved = origin_main(&s.origin).await;
+    assert_eq!(
+        outcome,
+        FastForwardOutcome::MainMoved {
+            main: moved.clone()
+        }
+    );
+    assert_ne!(moved, candidate);
+    assert!(!s.ws.is_merged(&s.clone, &candidate).await.unwrap());
+
+    // Rebuilt on the moved main, it fast-forwards; its first parent is the moved main.
+    let CandidateOutcome::Built { sha: rebuilt, base } =
+        s.ws.build_candidate(&s.clone, &branch, None, "Merge T-3")
+            .await
+            .unwrap()
+    else {
+        panic!("expected a candidate");
+    };
+    assert_eq!(base, moved);
+    assert_eq!(
+        s.ws.fast_forward_main(&s.clone, &rebuilt).await.unwrap(),
+        FastForwardOutcome::Merged
+    );
+    assert_eq!(origin_main(&s.origin).await, rebuilt);
+    let first_parent = git(&s.origin, &["rev-parse", &format!("{rebuilt}^1")])
         .await
         .unwrap();
-    assert_eq!(
-        git(&s.origin, &["log", "-1", "--format=%B", &first_parent])
-            .await
-            .unwrap(),
-        "moved",
-        "the retry must merge onto the main that moved"
-    );
+    assert_eq!(first_parent, moved, "the candidate's first parent is main");
     assert!(s.ws.is_merged(&s.clone, &sha).await.unwrap());
+    // Fast-forwarding to a candidate main already holds changes nothing (a retry after a
+    // lost answer): the first candidate is the rebuilt one's second parent.
+    assert_eq!(
+        s.ws.fast_forward_main(&s.clone, &rebuilt).await.unwrap(),
+        FastForwardOutcome::Merged
+    );
 }
 
 #[tokio::test]

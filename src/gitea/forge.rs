@@ -1,13 +1,13 @@
 //! The Gitea half of the forge, for projects with a `gitea_repo`: the pull request is
 //! Gitea's (ensure-open), CI is Gitea's combined commit status of the branch head (polled:
 //! failure/error is red at once, pending is waited for within a budget), and the merge is
-//! Gitea's merge API (`Do: merge`), confirmed like every merge by ancestry of `origin/main`.
+//! Gitea's merge API (`Do: fast-forward-only`, pinned to the tested candidate), confirmed by
+//! ancestry of `origin/main`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_actors::domain::gates::CiOutcome;
-use orchestrator_actors::domain::task_machine::MergeResult;
 use orchestrator_actors::ports::TaskRecord;
 
 use crate::gitea::{CiVerdict, GiteaClient, MergeOptions, MergeOutcome};
@@ -67,41 +67,23 @@ impl GiteaForge {
         }
     }
 
-    /// Merges the branch's pull request; the merge commit Gitea made, or why not.
-    pub async fn merge(
+    /// Fast-forwards `main` to `candidate` (the branch's head) by merging the branch's pull
+    /// request `fast-forward-only`, pinned to that head. `Err` says why Gitea refused.
+    pub async fn fast_forward(
         &self,
         gitea_repo: &str,
         task: &TaskRecord,
         branch: &str,
-    ) -> Result<String, MergeResult> {
-        let error = |message: String| MergeResult::Error { message };
-        let number = self
-            .ensure_pull_request(gitea_repo, task, branch)
-            .await
-            .map_err(error)?;
-        let options = MergeOptions::merge_commit(format!(
-            "Merge {branch} into main: {} ({})",
-            task.title, task.work_item_id
-        ));
+        candidate: &str,
+    ) -> Result<(), String> {
+        let number = self.ensure_pull_request(gitea_repo, task, branch).await?;
+        let options = MergeOptions::fast_forward_only(candidate);
         match self.client.merge(gitea_repo, number, &options).await {
-            Ok(MergeOutcome::Merged | MergeOutcome::AlreadyMerged) => {}
-            Ok(MergeOutcome::Conflict { message }) => {
-                return Err(MergeResult::Conflict {
-                    files: vec![format!("Gitea refused the merge of #{number}: {message}")],
-                });
-            }
-            Err(e) => return Err(error(format!("cannot merge #{number}: {e}"))),
-        }
-        let pr = self
-            .client
-            .pull_request(gitea_repo, number)
-            .await
-            .map_err(|e| error(format!("cannot read #{number} after merging it: {e}")))?;
-        match pr.merge_commit_sha.filter(|sha| !sha.is_empty()) {
-            Some(sha) if pr.merged => Ok(sha),
-            _ => Err(error(format!(
-                "Gitea answered the merge of #{number} but the pull request does not read as merged"
-            ))),
+            Ok(MergeOutcome::Merged | MergeOutcome::AlreadyMerged) => Ok(()),
+            Ok(MergeOutcome::Conflict { message }) => Err(format!(
+                "Gitea refused the fast-forward of #{number}: {message}"
+            )),
+            Err(e) => Err(format!("cannot fast-forward #{number}: {e}")),
         }
     }
 }

@@ -202,6 +202,17 @@ pub struct MergeOptions {
 }
 
 impl MergeOptions {
+    /// A fast-forward of the base to the head, refused unless the head is still `head`.
+    pub fn fast_forward_only(head: &str) -> MergeOptions {
+        MergeOptions {
+            style: "fast-forward-only".to_string(),
+            title: None,
+            message: None,
+            head_commit_id: Some(head.to_string()),
+            delete_branch_after_merge: false,
+        }
+    }
+
     /// A `--no-ff` merge commit titled `title`.
     pub fn merge_commit(title: impl Into<String>) -> MergeOptions {
         MergeOptions {

@@ -13,6 +13,7 @@ mod metrics;
 mod operator;
 mod params;
 mod queue;
+mod repos;
 mod tasks;
 mod webhooks;
 
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(queue::router())
         .merge(metrics::router())
         .merge(operator::router())
+        .merge(repos::router())
         .merge(webhooks::router());
     #[cfg(debug_assertions)]
     let router = router.merge(debug::router());

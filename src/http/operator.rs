@@ -37,7 +37,7 @@ pub(super) fn same_secret(given: &str, expected: &str) -> bool {
 }
 
 /// Checks the Bearer token in constant time relative to the token's length.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.operator_token.as_deref() else {
         return Err(ApiError {
             status: StatusCode::FORBIDDEN,

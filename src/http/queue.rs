@@ -2,7 +2,8 @@
 //! (attempts, transient retries, when each becomes claimable), the usage-limit park, the
 //! hold while the agent program cannot start, the pause while a disk is critically full
 //! (and each filesystem's fill), the dispatcher's circuit breaker and running
-//! set, the reaper's counters, and what the
+//! set, the reaper's counters, each repository's merge queue (holder, waiting tasks in
+//! order, state, freeze, last green `main`), and what the
 //! reconciler found (deliveries acted on late or superseded, missed board transitions, tasks
 //! it cannot make sense of).
 
@@ -12,6 +13,7 @@ use axum::{Json, Router};
 use orchestrator_actors::actors::describe::describe_cell;
 use orchestrator_actors::actors::disk_watchdog::DISK_WATCHDOG;
 use orchestrator_actors::actors::dispatch::DISPATCH;
+use orchestrator_actors::actors::merge_queue;
 use orchestrator_actors::actors::reaper::REAPER;
 use orchestrator_actors::actors::reconciler::RECONCILER;
 use ractor::registry;
@@ -40,6 +42,10 @@ pub(super) async fn queue(State(state): State<AppState>) -> Result<Json<Value>, 
     let reaper = details(REAPER, &state).await;
     let reconciler = details(RECONCILER, &state).await;
     let disk = details(DISK_WATCHDOG, &state).await;
+    let merge_queues = match merge_queue::overview().await {
+        Ok(repos) => serde_json::to_value(repos).unwrap_or(Value::Null),
+        Err(e) => json!({ "error": e }),
+    };
     Ok(Json(json!({
         "counts": overview.counts,
         "parked": overview.parked,
@@ -51,5 +57,6 @@ pub(super) async fn queue(State(state): State<AppState>) -> Result<Json<Value>, 
         "reaper": reaper,
         "reconciler": reconciler,
         "disk": disk,
+        "merge_queues": merge_queues,
     })))
 }

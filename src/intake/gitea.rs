@@ -299,7 +299,7 @@ mod tests {
         ) -> Result<(), ActorProcessingErr> {
             let _ = self.0.send(match msg {
                 TaskMsg::Recheck => "recheck",
-                TaskMsg::Merge => "merge",
+                TaskMsg::AskQueue => "merge",
                 _ => "other",
             });
             Ok(())
@@ -333,7 +333,7 @@ mod tests {
         // Deciding sent nothing: the first message the task gets is the one told after the
         // decision, and the next is the marker sent behind it.
         assert!(super::super::recheck_gate(&id));
-        actor.cast(TaskMsg::Merge).unwrap();
+        actor.cast(TaskMsg::AskQueue).unwrap();
         assert_eq!(rx.recv().await, Some("recheck"));
         assert_eq!(rx.recv().await, Some("merge"));
         actor.stop(None);

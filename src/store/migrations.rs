@@ -51,6 +51,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "unsettled-events",
         include_str!("migrations/0011_unsettled_events.sql"),
     ),
+    (
+        12,
+        "merge-queue",
+        include_str!("migrations/0012_merge_queue.sql"),
+    ),
 ];
 
 /// What opening did to the schema.

@@ -11,6 +11,7 @@ mod housekeeping;
 mod intake;
 mod intake_ports;
 mod jobs;
+mod merge_queue;
 mod metrics;
 mod migrations;
 mod pulls;

@@ -68,6 +68,7 @@ fn state_line(card: &Card) -> String {
         CardState::Idle => ("🕓", "starting".to_string()),
         CardState::Working => ("⏳", "working".to_string()),
         CardState::Gating => ("🔍", "checking the gate".to_string()),
+        CardState::InMergeQueue => ("🚦", "in the merge queue".to_string()),
         CardState::Merging => ("🔀", "merging".to_string()),
         CardState::AwaitingApproval => ("✋", "<b>awaiting approval</b>".to_string()),
         CardState::AwaitingDeployConfirm => ("✋", "<b>awaiting deploy confirm</b>".to_string()),

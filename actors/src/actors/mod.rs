@@ -7,6 +7,7 @@ pub mod describe;
 pub mod disk_watchdog;
 pub mod dispatch;
 pub mod housekeeper;
+pub mod merge_queue;
 pub mod owned;
 pub mod reaper;
 pub mod reconciler;

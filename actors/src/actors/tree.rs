@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::actors::disk_watchdog::{DISK_WATCHDOG, DiskWatchdog, DiskWatchdogDeps};
 use crate::actors::dispatch::{DISPATCH, Dispatch, DispatchDeps};
 use crate::actors::housekeeper::{HOUSEKEEPER, Housekeeper, HousekeeperDeps};
+use crate::actors::merge_queue::{MERGE_QUEUE, MergeQueue, MergeQueueDeps};
 use crate::actors::reaper::{REAPER, Reaper, ReaperDeps};
 use crate::actors::reconciler::{RECONCILER, Reconciler, ReconcilerDeps};
 use crate::actors::supervisor::{
@@ -36,6 +37,8 @@ pub struct TreeConfig {
     pub dispatch: Arc<DispatchDeps>,
     /// What the job reaper works with.
     pub reaper: Arc<ReaperDeps>,
+    /// What the merge queue works with.
+    pub merge_queue: Arc<MergeQueueDeps>,
     /// What the chat tracker works with.
     pub tracker: Arc<TrackerDeps>,
     /// What the reconciler works with; `None` runs none (nothing to reconcile with).
@@ -88,7 +91,10 @@ fn supervisor_spec(name: &str, config: &TreeConfig, singletons: bool) -> ChildSp
             let reaper = ChildSpec::new(REAPER, move || (Reaper::new(deps.clone()), ()));
             let deps = config.tracker.clone();
             let tracker = ChildSpec::new(TRACKER, move || (Tracker::new(deps.clone()), ()));
-            let mut children = vec![dispatch, reaper, tracker];
+            let deps = config.merge_queue.clone();
+            let merge_queue =
+                ChildSpec::new(MERGE_QUEUE, move || (MergeQueue::new(deps.clone()), ()));
+            let mut children = vec![dispatch, reaper, tracker, merge_queue];
             if let Some(deps) = config.reconciler.clone() {
                 children.push(ChildSpec::new(RECONCILER, move || {
                     (Reconciler::new(deps.clone()), ())

@@ -86,7 +86,7 @@ fn current_row(state: &CardState, last_run: Option<&str>) -> RowStatus {
         CardState::Blocked { .. } => RowStatus::Blocked,
         CardState::Paused => RowStatus::Paused,
         CardState::AwaitingApproval | CardState::AwaitingDeployConfirm => RowStatus::Waiting,
-        CardState::Gating | CardState::Merging => RowStatus::Gating,
+        CardState::Gating | CardState::Merging | CardState::InMergeQueue => RowStatus::Gating,
         _ if last_run == Some("running") => RowStatus::Running,
         _ => RowStatus::Queued,
     }

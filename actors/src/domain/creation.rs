@@ -263,6 +263,7 @@ mod tests {
             test_cmd: "t".into(),
             staging: false,
             confirm_deploy: false,
+            deploy: true,
             plane_project_id: plane.map(str::to_string),
             gitea_repo: None,
             plane_states: Default::default(),

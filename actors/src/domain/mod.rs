@@ -14,6 +14,7 @@ pub mod gates;
 pub mod housekeeping;
 pub mod ids;
 pub mod job_machine;
+pub mod merge_queue;
 pub mod notice;
 pub mod pipeline;
 pub mod projects;

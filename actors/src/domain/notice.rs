@@ -6,7 +6,8 @@
 use crate::Stage;
 use crate::domain::gates::GateOutcome;
 use crate::domain::pipeline::{self, Role};
-use crate::domain::task_machine::{Event, MergeResult};
+use crate::domain::task_machine::Event;
+use crate::ports::merge_queue::Integration;
 use crate::ports::{AlertKind, BoardStatus, Phase, TaskRecord};
 
 /// What to tell the outside world.
@@ -91,13 +92,10 @@ pub fn notices(
             AlertKind::DeployFailed,
             format!("{id}: {stage} failed: {reason}"),
         )),
-        Event::MergeFinished {
-            result: MergeResult::Conflict { files },
-            ..
-        } => out.alerts.push((
+        Event::Integrated(Integration::Conflict { files }) => out.alerts.push((
             AlertKind::DeployFailed,
             format!(
-                "{id}: the merge into main conflicts in {}",
+                "{id}: the branch does not merge into main: conflicts in {}",
                 files.join(", ")
             ),
         )),

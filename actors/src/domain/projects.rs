@@ -29,6 +29,10 @@ pub struct Project {
     /// A production deploy waits for an explicit confirm-deploy.
     #[serde(default)]
     pub confirm_deploy: bool,
+    /// The project deploys (default): a green merge candidate goes through the deploy
+    /// stages before `main` is fast-forwarded to it. Without, it is fast-forwarded at once.
+    #[serde(default = "Project::deploys_by_default")]
+    pub deploy: bool,
     /// The Plane project its tasks come from; without one it uses the local tracker.
     #[serde(default)]
     pub plane_project_id: Option<String>,
@@ -52,11 +56,17 @@ impl Project {
         vec!["CHANGELOG.md".to_string()]
     }
 
+    /// A project deploys unless it says otherwise.
+    pub fn deploys_by_default() -> bool {
+        true
+    }
+
     /// The rules that change how its tasks flow.
     pub fn rules(&self) -> ProjectRules {
         ProjectRules {
             has_staging: self.staging,
             confirm_deploy: self.confirm_deploy,
+            skip_deploy: !self.deploy,
             ..ProjectRules::default()
         }
     }
@@ -183,6 +193,7 @@ mod tests {
             test_cmd: "t".into(),
             staging: false,
             confirm_deploy: true,
+            deploy: true,
             plane_project_id: None,
             gitea_repo: None,
             plane_states: StatusNames::default(),

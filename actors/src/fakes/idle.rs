@@ -3,9 +3,9 @@
 
 use async_trait::async_trait;
 
-use crate::domain::gates::GateOutcome;
+use crate::domain::gates::{CiOutcome, GateOutcome};
 use crate::domain::pipeline::{GateKind, Role};
-use crate::domain::task_machine::MergeResult;
+use crate::ports::merge_queue::{CandidateBuild, FastForward};
 use crate::ports::workbench::{
     AgentReport, AgentRequest, AgentRunner, Forge, ProcessControl, PublishError, SpawnNotice,
     Workplace,
@@ -29,10 +29,33 @@ impl Forge for NoForge {
             reason: "no forge in this test".into(),
         }
     }
-    async fn merge(&self, _task: &TaskRecord) -> MergeResult {
-        MergeResult::Error {
+    async fn build_candidate(
+        &self,
+        _task: &TaskRecord,
+        _onto: Option<&str>,
+    ) -> Result<CandidateBuild, String> {
+        Err("no forge in this test".into())
+    }
+    async fn publish_candidate(&self, _task: &TaskRecord, _candidate: &str) -> Result<(), String> {
+        Ok(())
+    }
+    async fn test_commit(&self, _repo: &str, _sha: &str) -> CiOutcome {
+        CiOutcome::ToolError {
             message: "no forge in this test".into(),
         }
+    }
+    async fn main_head(&self, _repo: &str) -> Result<String, String> {
+        Err("no forge in this test".into())
+    }
+    async fn fast_forward_main(
+        &self,
+        _task: &TaskRecord,
+        _candidate: &str,
+    ) -> Result<FastForward, String> {
+        Err("no forge in this test".into())
+    }
+    async fn merge_main_into_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
+        Err("no forge in this test".into())
     }
     async fn remove_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
         Ok(()) // it never made one

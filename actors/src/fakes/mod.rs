@@ -5,11 +5,13 @@
 mod idle;
 pub mod memory_cards;
 pub mod memory_jobs;
+pub mod memory_merge_queue;
 pub mod memory_store;
 mod scripted;
 
 pub use idle::{NoChat, NoForge, NoProcesses, NoRunner};
 pub use memory_cards::MemoryCards;
 pub use memory_jobs::MemoryJobs;
+pub use memory_merge_queue::MemoryMergeQueue;
 pub use memory_store::MemoryStore;
-pub use scripted::{RunScript, ScriptedForge, ScriptedRunner};
+pub use scripted::{RunScript, SCRIPTED_CANDIDATE, SCRIPTED_MAIN, ScriptedForge, ScriptedRunner};

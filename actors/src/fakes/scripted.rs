@@ -9,14 +9,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::gates::GateOutcome;
+use crate::domain::gates::{CiOutcome, GateOutcome};
 use crate::domain::pipeline::{GateKind, Role};
 use crate::domain::resilience::FailureClass;
-use crate::domain::task_machine::MergeResult;
+use crate::ports::merge_queue::{CandidateBuild, FastForward};
 use crate::ports::workbench::{
     AgentReport, AgentRequest, AgentRunner, Forge, PublishError, SpawnNotice, Workplace,
 };
 use crate::ports::{ProcessId, RunFinish, RunOutcome, TaskRecord};
+
+/// The candidate every scripted build makes.
+pub const SCRIPTED_CANDIDATE: &str = "0123456789abcdef0123456789abcdef01234567";
+/// Where a scripted origin's `main` is.
+pub const SCRIPTED_MAIN: &str = "89abcdef0123456789abcdef0123456789abcdef";
 
 /// What one agent run does.
 #[derive(Clone, Debug)]
@@ -246,13 +251,39 @@ impl Forge for ScriptedForge {
             reason: "scripted pass".into(),
         }
     }
-    async fn merge(&self, _task: &TaskRecord) -> MergeResult {
+    async fn build_candidate(
+        &self,
+        _task: &TaskRecord,
+        onto: Option<&str>,
+    ) -> Result<CandidateBuild, String> {
+        Ok(CandidateBuild::Built {
+            sha: SCRIPTED_CANDIDATE.into(),
+            base: onto.unwrap_or(SCRIPTED_MAIN).into(),
+        })
+    }
+    async fn publish_candidate(&self, _task: &TaskRecord, _candidate: &str) -> Result<(), String> {
+        Ok(())
+    }
+    async fn test_commit(&self, _repo: &str, _sha: &str) -> CiOutcome {
+        CiOutcome::Green {
+            summary: "scripted pass".into(),
+        }
+    }
+    async fn main_head(&self, _repo: &str) -> Result<String, String> {
+        Ok(SCRIPTED_MAIN.into())
+    }
+    async fn fast_forward_main(
+        &self,
+        _task: &TaskRecord,
+        _candidate: &str,
+    ) -> Result<FastForward, String> {
         self.merges.fetch_add(1, Ordering::SeqCst);
         let _flight = InFlight::enter(&self.merges_running, &self.merges_peak);
         tokio::time::sleep(self.merge_takes).await;
-        MergeResult::Merged {
-            sha: "0123456789abcdef0123456789abcdef01234567".into(),
-        }
+        Ok(FastForward::Merged)
+    }
+    async fn merge_main_into_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
+        Ok(())
     }
     async fn remove_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
         self.removed.fetch_add(1, Ordering::SeqCst);

@@ -11,6 +11,7 @@ mod disk;
 mod forge;
 mod housekeeping;
 mod intake;
+pub mod merge_queue;
 mod notify;
 mod queue;
 mod reconcile;
@@ -98,7 +99,10 @@ pub enum Phase {
     AwaitingApproval,
     /// Waiting for an explicit confirm-deploy before the production deploy.
     AwaitingDeployConfirm,
-    /// The branch is being merged into `main`.
+    /// Testing passed: waiting in the repository's merge queue, or holding its lease while
+    /// its candidate (the branch merged into the current `main`) is built and tested.
+    Queued,
+    /// `main` is being fast-forwarded to the tested (and deployed) candidate.
     Merging,
     /// Parked: nothing more is launched (see `blocked_reason`).
     Blocked,
@@ -106,12 +110,13 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase.
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Idle,
         Phase::Working,
         Phase::Gating,
         Phase::AwaitingApproval,
         Phase::AwaitingDeployConfirm,
+        Phase::Queued,
         Phase::Merging,
         Phase::Blocked,
     ];
@@ -124,6 +129,7 @@ impl Phase {
             Phase::Gating => "gating",
             Phase::AwaitingApproval => "awaiting-approval",
             Phase::AwaitingDeployConfirm => "awaiting-deploy-confirm",
+            Phase::Queued => "queued",
             Phase::Merging => "merging",
             Phase::Blocked => "blocked",
         }

@@ -28,6 +28,8 @@ pub enum CardState {
     Working,
     /// The stage's gate is being evaluated.
     Gating,
+    /// Waiting in the merge queue, or its candidate is being built and tested.
+    InMergeQueue,
     /// The branch is being merged.
     Merging,
     /// Waiting for a human approve or reject after analysis.
@@ -61,6 +63,7 @@ impl CardState {
             (_, Phase::Idle) => CardState::Idle,
             (_, Phase::Working) => CardState::Working,
             (_, Phase::Gating) => CardState::Gating,
+            (_, Phase::Queued) => CardState::InMergeQueue,
             (_, Phase::Merging) => CardState::Merging,
             (_, Phase::AwaitingApproval) => CardState::AwaitingApproval,
             (_, Phase::AwaitingDeployConfirm) => CardState::AwaitingDeployConfirm,

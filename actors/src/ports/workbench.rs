@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use crate::domain::gates::GateOutcome;
+use crate::domain::gates::{CiOutcome, GateOutcome};
 use crate::domain::pipeline::{GateKind, Role};
 use crate::domain::resilience::FailureClass;
-use crate::domain::task_machine::MergeResult;
+use crate::ports::merge_queue::{CandidateBuild, FastForward};
 use crate::ports::{ProcessId, RunFinish, TaskRecord};
 use crate::{Stage, WorkItemId};
 
@@ -70,9 +70,6 @@ pub trait Forge: Send + Sync + 'static {
     /// Evaluates a gate for the task (artifacts: worktree first, then `origin/main`).
     async fn evaluate_gate(&self, task: &TaskRecord, gate: GateKind) -> GateOutcome;
 
-    /// Merges the task's branch into `main` and confirms it landed.
-    async fn merge(&self, task: &TaskRecord) -> MergeResult;
-
     /// Whether commit `sha` is on the task's repository's `origin/main` (fetched now): the
     /// proof a merge made outside the pipeline must give before it counts.
     async fn is_on_main(&self, task: &TaskRecord, sha: &str) -> Result<bool, String>;
@@ -80,6 +77,46 @@ pub trait Forge: Send + Sync + 'static {
     /// Removes the task's worktree (and the repository's record of it), keeping its branch
     /// locally and on the origin. Idempotent: a task without a worktree is `Ok`.
     async fn remove_worktree(&self, task: &TaskRecord) -> Result<(), String>;
+
+    /// Builds the task's merge candidate in the orchestrator's clone (never in the task's
+    /// worktree): the commit that merging its branch into `onto` (the current `origin/main`
+    /// when `None`) makes, first parent `onto`, its message naming the task. It is not
+    /// published (except where CI must see it pushed: Gitea); a conflict is an answer, not an
+    /// error.
+    async fn build_candidate(
+        &self,
+        task: &TaskRecord,
+        onto: Option<&str>,
+    ) -> Result<CandidateBuild, String>;
+
+    /// Publishes a green `candidate` as the task's branch head (a fast-forward of the branch,
+    /// never forced) and moves the task's worktree to it, so its deploy works on exactly it.
+    /// Idempotent.
+    async fn publish_candidate(&self, task: &TaskRecord, candidate: &str) -> Result<(), String>;
+
+    /// Whether `repo`'s candidates may be stacked and tested as a batch.
+    fn batches(&self, _repo: &str) -> bool {
+        true
+    }
+
+    /// Runs the repository's CI on exactly commit `sha` (local: the test command in a clean
+    /// throwaway checkout; Gitea: the commit's combined status, awaited).
+    async fn test_commit(&self, repo: &str, sha: &str) -> CiOutcome;
+
+    /// Where `origin/main` of `repo` is now (fetched).
+    async fn main_head(&self, repo: &str) -> Result<String, String>;
+
+    /// Fast-forwards `main` to `candidate` (local: a plain push; Gitea: the pull request's
+    /// fast-forward-only merge) and confirms `origin/main` contains it. Never forced.
+    async fn fast_forward_main(
+        &self,
+        task: &TaskRecord,
+        candidate: &str,
+    ) -> Result<FastForward, String>;
+
+    /// Merges the latest `origin/main` into the task's worktree without committing, leaving
+    /// any conflicts in place for the developer to resolve.
+    async fn merge_main_into_worktree(&self, task: &TaskRecord) -> Result<(), String>;
 }
 
 /// One agent run to carry out.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use orchestrator_actors::actors::describe::{self, ActorNode, WalkOptions};
 use orchestrator_actors::actors::dispatch::DispatchDeps;
+use orchestrator_actors::actors::merge_queue::MergeQueueDeps;
 use orchestrator_actors::actors::reaper::ReaperDeps;
 use orchestrator_actors::actors::supervisor::SupervisorMsg;
 use orchestrator_actors::actors::task::TaskCreator;
@@ -16,16 +17,18 @@ use orchestrator_actors::actors::task::TaskMsg;
 use orchestrator_actors::actors::tracker::{TrackerDeps, TrackerMode};
 use orchestrator_actors::actors::tree::{self, Tree, TreeConfig, TreeError};
 use orchestrator_actors::domain::creation::{CreateError, Origin, TaskRequest};
+use orchestrator_actors::domain::gates::CiOutcome;
 use orchestrator_actors::domain::gates::GateOutcome;
 use orchestrator_actors::domain::projects::{Project, Projects};
 use orchestrator_actors::domain::resilience::RetryPolicy;
 use orchestrator_actors::domain::restart::RestartPolicy;
-use orchestrator_actors::domain::task_machine::MergeResult;
+use orchestrator_actors::fakes::MemoryMergeQueue;
 use orchestrator_actors::fakes::{
     MemoryCards, MemoryJobs, MemoryStore, NoChat, NoForge, NoProcesses, NoRunner,
 };
 use orchestrator_actors::ports::JobStore;
 use orchestrator_actors::ports::TrackerLink;
+use orchestrator_actors::ports::merge_queue::{CandidateBuild, FastForward};
 use orchestrator_actors::ports::workbench::Workplace;
 use orchestrator_actors::ports::workbench::{Forge, ProcessControl, PublishError};
 use orchestrator_actors::ports::{NewJob, Phase};
@@ -93,6 +96,15 @@ fn config_with(
         max_retry_wait: Duration::from_secs(1),
     });
     TreeConfig {
+        merge_queue: Arc::new(MergeQueueDeps {
+            store: Arc::new(MemoryMergeQueue::default()),
+            tasks: store.clone(),
+            forge: forge.clone(),
+            retry_delay: Duration::from_secs(60),
+            infra_retries: 0,
+            main_recheck: Duration::from_secs(60),
+            batch_max: 4,
+        }),
         tasks: Arc::new(TaskDeps {
             store: store.clone(),
             jobs: jobs.clone(),
@@ -502,6 +514,7 @@ async fn every_task_is_created_through_one_rule_and_gets_its_actor() {
         test_cmd: "t".into(),
         staging: false,
         confirm_deploy: false,
+        deploy: true,
         plane_project_id: plane.map(str::to_string),
         gitea_repo: None,
         plane_states: Default::default(),

@@ -3,7 +3,9 @@
 
 use super::*;
 
-/// A forge that notes every gate evaluated and merge started, and defers both.
+/// A forge that notes every gate evaluated and every candidate started (a recovered merge
+/// without a queue entry rejoins the queue: its candidate is built and tested again first);
+/// gates defer, candidates never finish.
 #[derive(Default)]
 struct RecordingForge {
     /// Tasks whose gate was evaluated, in order.
@@ -26,11 +28,32 @@ impl Forge for RecordingForge {
             reason: "recorded".into(),
         }
     }
-    async fn merge(&self, task: &TaskRecord) -> MergeResult {
+    async fn build_candidate(
+        &self,
+        task: &TaskRecord,
+        _onto: Option<&str>,
+    ) -> Result<CandidateBuild, String> {
         self.merges.lock().unwrap().push(task.work_item_id.clone());
-        MergeResult::Error {
-            message: "recorded".into(),
-        }
+        std::future::pending().await
+    }
+    async fn publish_candidate(&self, _task: &TaskRecord, _candidate: &str) -> Result<(), String> {
+        Ok(())
+    }
+    async fn test_commit(&self, _repo: &str, _sha: &str) -> CiOutcome {
+        std::future::pending().await
+    }
+    async fn main_head(&self, _repo: &str) -> Result<String, String> {
+        Err("recorded".into())
+    }
+    async fn fast_forward_main(
+        &self,
+        _task: &TaskRecord,
+        _candidate: &str,
+    ) -> Result<FastForward, String> {
+        std::future::pending().await
+    }
+    async fn merge_main_into_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
+        Ok(())
     }
     async fn remove_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
         Ok(())
@@ -108,7 +131,7 @@ async fn a_recovered_task_does_what_its_phase_needs_and_nothing_more() {
         !forge.gates.lock().unwrap().is_empty()
     })
     .await;
-    eventually("R-3's merge started", || {
+    eventually("R-3's candidate started", || {
         !forge.merges.lock().unwrap().is_empty()
     })
     .await;

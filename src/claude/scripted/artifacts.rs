@@ -313,6 +313,12 @@ fn append_change(job: &Job<'_>) -> std::io::Result<PathBuf> {
         job.attempt,
         humantime::format_rfc3339_seconds(std::time::SystemTime::now())
     );
+    // What it was asked to fix, quoted, so a run's input can be read back from the branch.
+    if let Some((_, must_fix)) = job.task.split_once("Must fix before anything else:\n") {
+        for line in must_fix.lines().filter(|l| !l.trim().is_empty()) {
+            let _ = writeln!(text, "  > {line}");
+        }
+    }
     file.write_all(text.as_bytes())?;
     Ok(path)
 }

@@ -42,6 +42,9 @@ pub struct Directives {
     sleep_role: BTreeMap<Role, Duration>,
     /// What every successful run reports it cost, in US dollars (default 0).
     cost: Option<f64>,
+    /// Files a developer run writes: path relative to the worktree, and its one line of
+    /// content per attempt (the last one repeats).
+    code: Vec<(String, Vec<String>)>,
 }
 
 impl Directives {
@@ -64,7 +67,7 @@ impl Directives {
 
     fn apply(&mut self, token: &str) -> Result<(), String> {
         let (key, value) = token.split_once('=').ok_or(
-            "expected key=value (a role, fail, transient, usage_limit, retry_after, sleep or cost)",
+            "expected key=value (a role, fail, transient, usage_limit, retry_after, sleep, cost or code)",
         )?;
         if value.is_empty() {
             return Err("the value is empty".into());
@@ -90,6 +93,29 @@ impl Directives {
                 }
             }
             "retry_after" => self.retry_after = Some(seconds(value)?),
+            "code" => {
+                let (path, content) = value
+                    .split_once(':')
+                    .ok_or("expected code=<path>:<content>[,<content of the next attempt>…]")?;
+                let relative = std::path::Path::new(path);
+                if path.is_empty()
+                    || relative.is_absolute()
+                    || relative
+                        .components()
+                        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+                    || path.starts_with(".git")
+                {
+                    return Err(format!(
+                        "{path:?} is not a plain relative path inside the worktree"
+                    ));
+                }
+                let contents: Vec<String> = content.split(',').map(str::to_string).collect();
+                if contents.iter().any(String::is_empty) {
+                    return Err("a content is empty".into());
+                }
+                self.code.retain(|(p, _)| p != path);
+                self.code.push((path.to_string(), contents));
+            }
             "cost" => {
                 let usd = value
                     .parse::<f64>()
@@ -117,7 +143,7 @@ impl Directives {
             }
             role => {
                 let role: Role = role.parse().map_err(|e| {
-                    format!("{e}, fail, transient, usage_limit, retry_after, sleep or cost")
+                    format!("{e}, fail, transient, usage_limit, retry_after, sleep, cost or code")
                 })?;
                 let verdicts = value
                     .split(',')
@@ -163,6 +189,19 @@ impl Directives {
     /// What a successful run reports it cost, in US dollars.
     pub fn cost(&self) -> f64 {
         self.cost.unwrap_or(0.0)
+    }
+
+    /// The files the developer's `attempt`-th run writes: (relative path, its one line of
+    /// content).
+    pub fn code(&self, attempt: u32) -> Vec<(&str, &str)> {
+        let index = usize::try_from(attempt.max(1) - 1).unwrap_or(usize::MAX);
+        self.code
+            .iter()
+            .filter_map(|(path, contents)| {
+                let content = contents.get(index).or(contents.last())?;
+                Some((path.as_str(), content.as_str()))
+            })
+            .collect()
     }
 
     /// How long `role` waits before answering, if at all.

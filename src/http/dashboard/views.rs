@@ -83,7 +83,8 @@ pub(super) fn waits_for(task: &TaskRecord) -> String {
         Phase::Gating => "its gate's verdict".into(),
         Phase::AwaitingApproval => "an operator: approve or reject".into(),
         Phase::AwaitingDeployConfirm => "an operator: confirm deploy".into(),
-        Phase::Merging => "the merge into main".into(),
+        Phase::Queued => "its turn in the merge queue (or its candidate's tests)".into(),
+        Phase::Merging => "main's fast-forward to its tested candidate".into(),
         Phase::Blocked => format!(
             "an operator: blocked — {}",
             task.blocked_reason

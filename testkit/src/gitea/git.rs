@@ -193,8 +193,35 @@ pub(crate) enum MergeFailure {
         /// git's stderr.
         stderr: String,
     },
+    /// A fast-forward-only merge whose base is not an ancestor of the head.
+    Diverged,
     /// Anything else went wrong (clone, push, …).
     Other(String),
+}
+
+/// Moves `base` to `head` if `base` is an ancestor of it (Gitea's `fast-forward-only`);
+/// returns the new base sha.
+pub(crate) fn fast_forward(bare: &Path, base: &str, head: &str) -> Result<String, MergeFailure> {
+    let head_sha = branch_sha(bare, head)
+        .ok_or_else(|| MergeFailure::Other(format!("branch {head} does not exist")))?;
+    let base_sha = branch_sha(bare, base)
+        .ok_or_else(|| MergeFailure::Other(format!("branch {base} does not exist")))?;
+    if !run(bare, &["merge-base", "--is-ancestor", &base_sha, &head_sha]).ok {
+        return Err(MergeFailure::Diverged);
+    }
+    let out = run(
+        bare,
+        &[
+            "update-ref",
+            &format!("refs/heads/{base}"),
+            &head_sha,
+            &base_sha,
+        ],
+    );
+    if !out.ok {
+        return Err(MergeFailure::Other(format!("update-ref: {}", out.stderr)));
+    }
+    Ok(head_sha)
 }
 
 /// Merges `head` into `base` with `--no-ff` in a scratch clone and pushes the result to the

@@ -198,9 +198,9 @@ pub(super) fn merge_pull(
     if pull.state != "open" {
         return not_found(base, &format!("pull request #{number} is closed"));
     }
-    if style != "merge" {
-        // The fake performs real `--no-ff` merges only; other styles are refused the way a
-        // repo that disallows them refuses.
+    if style != "merge" && style != "fast-forward-only" {
+        // The fake performs real `--no-ff` merges and fast-forwards only; other styles are
+        // refused the way a repo that disallows them refuses.
         let message = format!("{style} is not allowed an allowed merge style for this repository");
         return error(StatusCode::METHOD_NOT_ALLOWED, base, &message);
     }
@@ -231,9 +231,24 @@ pub(super) fn merge_pull(
     {
         message = format!("{message}\n\n{extra}");
     }
+    let merged = match &repo.bare {
+        Some(bare) if style == "fast-forward-only" => {
+            super::git::fast_forward(bare, &pull.base, &pull.head)
+        }
+        Some(bare) => super::git::merge(bare, &pull.base, &pull.head, &message),
+        None => Err(super::git::MergeFailure::Other(String::new())),
+    };
     let merge_sha = match &repo.bare {
-        Some(bare) => match super::git::merge(bare, &pull.base, &pull.head, &message) {
+        Some(_) => match merged {
             Ok(sha) => sha,
+            Err(super::git::MergeFailure::Diverged) => {
+                // Gitea's ErrMergeDivergingFastForwardOnly: the base is not an ancestor.
+                return error(
+                    StatusCode::CONFLICT,
+                    base,
+                    "Not possible to fast-forward: the base has diverged from the head",
+                );
+            }
             Err(super::git::MergeFailure::Conflict { stdout, stderr }) => {
                 // Gitea serialises its ErrMergeConflicts struct as the 409 body.
                 let body =

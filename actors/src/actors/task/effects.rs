@@ -64,13 +64,29 @@ impl TaskActor {
                     let _ = me.cast(TaskMsg::EvaluateGate { stage, gate });
                 }));
             }
-            Effect::Merge => {
-                if state.work.merge.as_ref().is_some_and(|m| !m.is_finished()) {
-                    return Ok(()); // the merge in flight answers for this one
-                }
+            Effect::JoinMergeQueue => {
+                // The queue answers by message; asked off the handler so a busy queue never
+                // holds the task, and asked again after a pause if it cannot be reached.
                 state.work.merge = Some(owned(async move {
-                    let result = deps.forge.merge(&task).await;
-                    let _ = me.cast(TaskMsg::MergeFinished(result));
+                    let id = task.work_item_id.clone();
+                    if let Err(e) = crate::actors::merge_queue::join(task).await {
+                        warn!(task = %id, error = %e, "cannot join the merge queue; asking again");
+                        tokio::time::sleep(deps.retry_delay).await;
+                        let _ = me.cast(TaskMsg::AskQueue);
+                    }
+                }));
+            }
+            Effect::LeaveMergeQueue => {
+                crate::actors::merge_queue::leave(task.work_item_id.clone()).await?;
+            }
+            Effect::Merge => {
+                state.work.merge = Some(owned(async move {
+                    let id = task.work_item_id.clone();
+                    if let Err(e) = crate::actors::merge_queue::ready_to_merge(task).await {
+                        warn!(task = %id, error = %e, "cannot ask the merge queue for the fast-forward; asking again");
+                        tokio::time::sleep(deps.retry_delay).await;
+                        let _ = me.cast(TaskMsg::AskQueue);
+                    }
                 }));
             }
             Effect::CheckOutsideMerge { sha, by } => {
@@ -87,13 +103,6 @@ impl TaskActor {
                 state.work.timer = Some(owned(async move {
                     tokio::time::sleep(deps.retry_delay).await;
                     let _ = me.cast(TaskMsg::CheckOutsideMerge { sha, by });
-                }));
-            }
-            Effect::RetryMergeLater => {
-                state.infra_streak += 1;
-                state.work.timer = Some(owned(async move {
-                    tokio::time::sleep(deps.retry_delay).await;
-                    let _ = me.cast(TaskMsg::Merge);
                 }));
             }
             Effect::CancelJobs => {

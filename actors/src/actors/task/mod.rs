@@ -21,8 +21,7 @@ use crate::domain::job_machine::JobOutcome;
 use crate::domain::notice::{Notices, notices};
 use crate::domain::pipeline::GateKind;
 use crate::domain::task_machine::{
-    Decision, Effect, Event, InfraLimits, JobSnapshot, MergeResult, ProjectRules, decide,
-    start_reads_job,
+    Decision, Effect, Event, InfraLimits, JobSnapshot, ProjectRules, decide, start_reads_job,
 };
 use crate::ports::workbench::Forge;
 use crate::ports::{Alert, Board, JobStatus, JobStore, Phase, Store, TaskRecord};
@@ -149,10 +148,10 @@ pub enum TaskMsg {
         /// Its gate.
         gate: GateKind,
     },
-    /// Self, from the owned merge.
-    MergeFinished(MergeResult),
-    /// Self, after a pause: merge again if still merging.
-    Merge,
+    /// The merge queue: how the task's candidate went, or that `main` holds it.
+    Integrated(crate::ports::merge_queue::Integration),
+    /// Self, after a pause: ask the merge queue again (join, or fast-forward).
+    AskQueue,
     /// Self, from the owned check of an outside merge: whether its commit is on main.
     OutsideMergeChecked {
         /// The merge commit.
@@ -427,10 +426,8 @@ impl Actor for TaskActor {
                         .await?;
                 }
             }
-            TaskMsg::MergeFinished(result) => {
-                state.work.merge = None;
-                let failures = state.infra_streak;
-                self.process(&myself, state, Event::MergeFinished { result, failures })
+            TaskMsg::Integrated(news) => {
+                self.process(&myself, state, Event::Integrated(news))
                     .await?;
             }
             TaskMsg::OutsideMergeChecked { sha, by, on_main } => {
@@ -452,11 +449,15 @@ impl Actor for TaskActor {
                 self.run_effect(&myself, state, Effect::CheckOutsideMerge { sha, by })
                     .await?;
             }
-            TaskMsg::Merge => {
+            TaskMsg::AskQueue => {
                 state.work.timer = None;
-                // One merge at a time: a merge still in flight answers for this one.
-                if state.record.phase == Phase::Merging && state.work.merge.is_none() {
-                    self.run_effect(&myself, state, Effect::Merge).await?;
+                match state.record.phase {
+                    Phase::Merging => self.run_effect(&myself, state, Effect::Merge).await?,
+                    Phase::Queued => {
+                        self.run_effect(&myself, state, Effect::JoinMergeQueue)
+                            .await?
+                    }
+                    _ => {}
                 }
             }
             TaskMsg::Recheck => {

@@ -6,6 +6,7 @@ use crate::Stage;
 use crate::domain::gates::GateOutcome;
 use crate::domain::pipeline::{GateKind, Role};
 use crate::ports::TaskUpdate;
+use crate::ports::merge_queue::Integration;
 
 /// Per-project settings that change the flow.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -14,6 +15,8 @@ pub struct ProjectRules {
     pub has_staging: bool,
     /// A production deploy waits for an explicit confirm-deploy.
     pub confirm_deploy: bool,
+    /// The project has no deploy stages: a green candidate is fast-forwarded at once.
+    pub skip_deploy: bool,
     /// How long infrastructure trouble is retried before the task is blocked.
     pub limits: InfraLimits,
 }
@@ -24,7 +27,7 @@ pub struct ProjectRules {
 pub struct InfraLimits {
     /// Deferred evaluations of one gate in a row (`ORCH_GATE_DEFER_MAX`).
     pub gate_deferrals: u32,
-    /// Failed merges in a row (`ORCH_MERGE_RETRY_MAX`).
+    /// Checks of an outside merge that could not tell, in a row (`ORCH_MERGE_RETRY_MAX`).
     pub merge_retries: u32,
 }
 
@@ -50,26 +53,6 @@ pub enum JobSnapshot {
         job_id: i64,
         /// Whether the agent succeeded.
         success: bool,
-    },
-}
-
-/// How merging the task's branch into `main` went.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MergeResult {
-    /// Merged, and the merge is confirmed as an ancestor of `origin/main`.
-    Merged {
-        /// The validated merge commit.
-        sha: String,
-    },
-    /// The branch does not merge cleanly.
-    Conflict {
-        /// Conflicted files.
-        files: Vec<String>,
-    },
-    /// Infrastructure trouble (git or the forge failed): retried later, never a rollback.
-    Error {
-        /// What failed.
-        message: String,
     },
 }
 
@@ -111,13 +94,9 @@ pub enum Event {
         /// Evaluations of this gate deferred in a row before this one.
         deferrals: u32,
     },
-    /// The merge into `main` ended.
-    MergeFinished {
-        /// How.
-        result: MergeResult,
-        /// Merges that failed on infrastructure in a row before this one.
-        failures: u32,
-    },
+    /// The repository's merge queue says how the task's candidate went, or that `main`
+    /// now holds it.
+    Integrated(Integration),
     /// A human approved (the analysis gate).
     Approve,
     /// A human rejected the analysis, with a reason for the analyst.
@@ -183,10 +162,12 @@ pub enum Effect {
         /// Its gate.
         gate: GateKind,
     },
-    /// Merge the branch into `main` (off the actor) and report back.
+    /// Join the repository's merge queue (idempotent: a task already in it keeps its place).
+    JoinMergeQueue,
+    /// Leave the merge queue, giving up the lease if the task holds it (idempotent).
+    LeaveMergeQueue,
+    /// Ask the merge queue to fast-forward `main` to the task's deployed candidate.
     Merge,
-    /// Try the merge again after a pause.
-    RetryMergeLater,
     /// Check (off the actor) whether an outside merge's commit is on `origin/main`.
     CheckOutsideMerge {
         /// The merge commit.

@@ -14,7 +14,9 @@ pub const MAX_STAGE_ATTEMPTS: u32 = 3;
 
 mod events;
 
-pub use events::{Decision, Effect, Event, InfraLimits, JobSnapshot, MergeResult, ProjectRules};
+pub use events::{Decision, Effect, Event, InfraLimits, JobSnapshot, ProjectRules};
+
+use crate::ports::merge_queue::Integration;
 
 /// Decides what `event` means for `task`. A decision that would save the task exactly as it
 /// stands saves nothing (its `update` is `None`), so nobody is told of a change that did not
@@ -29,7 +31,30 @@ pub fn decide(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decision
     {
         decision.update = None;
     }
+    // Whatever takes a task out of the merge queue's window (a rollback, a block, a stop,
+    // done) gives its place or its lease up, so a repository's queue never wedges on it.
+    if let Some(update) = &decision.update {
+        let mut after = task.clone();
+        update.apply_to(&mut after);
+        if in_merge_queue(task)
+            && !in_merge_queue(&after)
+            && !decision.effects.contains(&Effect::LeaveMergeQueue)
+        {
+            decision.effects.insert(0, Effect::LeaveMergeQueue);
+        }
+    }
     decision
+}
+
+/// Whether `task` is in its repository's merge queue: waiting in it or holding its lease
+/// from a green test report until `main` holds its candidate (deploy stages included).
+pub fn in_merge_queue(task: &TaskRecord) -> bool {
+    match (task.stage, task.phase) {
+        (_, Phase::Blocked) => false,
+        (Stage::Testing, Phase::Queued) => true,
+        (Stage::DeployStaging | Stage::Deploy, _) => true,
+        _ => false,
+    }
 }
 
 /// Whether [`Event::Start`] looks at the job snapshot for `task`: only a task that was at
@@ -93,43 +118,7 @@ fn decide_event(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decisi
             }
             on_gate(task, rules, outcome)
         }
-        Event::MergeFinished { result, failures } => {
-            if task.stage != Stage::Deploy || task.phase != Phase::Merging {
-                return Decision::nothing();
-            }
-            match result {
-                MergeResult::Merged { sha } => {
-                    let mut u = TaskUpdate::keep(task);
-                    u.to = Some((Stage::Done, format!("merged into main as {sha}")));
-                    u.phase = Phase::Idle;
-                    u.note = None;
-                    Decision {
-                        update: Some(u),
-                        effects: vec![Effect::RemoveWorktree, Effect::Stop],
-                    }
-                }
-                MergeResult::Conflict { files } => rollback(
-                    task,
-                    &format!(
-                        "the branch does not merge into main: conflicts in {}",
-                        files.join(", ")
-                    ),
-                ),
-                MergeResult::Error { message } if failures >= rules.limits.merge_retries => {
-                    block_on_infrastructure(
-                        task,
-                        &format!(
-                            "the merge into main failed {} times in a row; last: {message}",
-                            failures + 1
-                        ),
-                    )
-                }
-                MergeResult::Error { .. } => Decision {
-                    update: None,
-                    effects: vec![Effect::RetryMergeLater],
-                },
-            }
-        }
+        Event::Integrated(news) => on_integration(task, rules, news),
         Event::Approve => {
             if task.stage == Stage::Analysis && task.phase == Phase::AwaitingApproval {
                 advance(task, rules, "analysis approved")
@@ -255,6 +244,10 @@ fn on_start(task: &TaskRecord, job: JobSnapshot) -> Decision {
             update: None,
             effects: vec![Effect::Merge],
         },
+        (_, Phase::Queued) => Decision {
+            update: None,
+            effects: vec![Effect::JoinMergeQueue],
+        },
         (_, Phase::Working) => match job {
             // A paused task's job is never claimed: nothing to wake the dispatcher for
             // (resuming it does).
@@ -307,14 +300,18 @@ fn on_gate(task: &TaskRecord, rules: &ProjectRules, outcome: GateOutcome) -> Dec
                 u.note = None;
                 settle(u)
             }
-            Stage::Deploy => {
+            // Green tests: the task joins its repository's merge queue, whose candidate is
+            // what gets deployed and merged.
+            Stage::Testing => {
                 let mut u = TaskUpdate::keep(task);
-                u.phase = Phase::Merging;
+                u.phase = Phase::Queued;
+                u.note = None;
                 Decision {
                     update: Some(u),
-                    effects: vec![Effect::Merge],
+                    effects: vec![Effect::JoinMergeQueue],
                 }
             }
+            Stage::Deploy => merge_now(task, None),
             _ => advance(task, rules, &reason),
         },
         GateOutcome::Fail { .. } => {
@@ -350,6 +347,96 @@ fn on_gate(task: &TaskRecord, rules: &ProjectRules, outcome: GateOutcome) -> Dec
             None => Decision::nothing(),
         },
     }
+}
+
+/// What the merge queue's news means for the task.
+fn on_integration(task: &TaskRecord, rules: &ProjectRules, news: Integration) -> Decision {
+    let queued = task.stage == Stage::Testing && task.phase == Phase::Queued;
+    match news {
+        Integration::CandidateGreen { sha } if queued => {
+            let reason = format!("merge candidate {} passed CI", short(&sha));
+            let labels = Labels::new(&task.labels);
+            if rules.has_staging {
+                let mut u = TaskUpdate::keep(task);
+                u.to = Some((Stage::DeployStaging, reason));
+                u.note = None;
+                u.stage_attempts = 1;
+                return work(task, u, Stage::DeployStaging, Role::Deployer);
+            }
+            if rules.skip_deploy {
+                return merge_now(task, Some(reason));
+            }
+            let mut u = TaskUpdate::keep(task);
+            u.to = Some((Stage::Deploy, reason));
+            u.note = None;
+            u.stage_attempts = 0;
+            if rules.confirm_deploy && !labels.auto_deploy() {
+                u.phase = Phase::AwaitingDeployConfirm;
+                return settle(u);
+            }
+            u.stage_attempts = 1;
+            work(task, u, Stage::Deploy, Role::Deployer)
+        }
+        Integration::BatchedGreen { sha, top } if queued => merge_now(
+            task,
+            Some(format!(
+                "merge candidate {} passed CI in a batch; {top} deploys the batch",
+                short(&sha)
+            )),
+        ),
+        Integration::CandidateRed { output } if queued => rollback(
+            task,
+            &format!(
+                "the merge candidate (this branch merged into the current main) fails CI, while main alone passes. The failing output:\n\n```\n{}\n```",
+                output.trim_end()
+            ),
+        ),
+        Integration::Conflict { files } if queued => rollback(
+            task,
+            &format!(
+                "the branch does not merge into the current main: conflicts in {}. The latest main is merged into your worktree with the conflicts in place: resolve every one (no conflict marker may remain), keep both sides' intent, and run the tests.",
+                files.join(", ")
+            ),
+        ),
+        Integration::Infrastructure { reason } if in_merge_queue(task) => {
+            block_on_infrastructure(task, &format!("merge queue: {reason}"))
+        }
+        Integration::Merged { sha } if task.phase == Phase::Merging => {
+            let mut u = TaskUpdate::keep(task);
+            u.to = Some((
+                Stage::Done,
+                format!("main fast-forwarded to the tested candidate {sha}"),
+            ));
+            u.phase = Phase::Idle;
+            u.note = None;
+            Decision {
+                update: Some(u),
+                effects: vec![Effect::RemoveWorktree, Effect::Stop],
+            }
+        }
+        // Late or replayed news, or news for a moment that has passed.
+        _ => Decision::nothing(),
+    }
+}
+
+/// The candidate is deployed (or needs no deploy): ask the queue to fast-forward `main`.
+fn merge_now(task: &TaskRecord, reason: Option<String>) -> Decision {
+    let mut u = TaskUpdate::keep(task);
+    if let Some(reason) = reason {
+        u.to = Some((Stage::Deploy, reason));
+        u.stage_attempts = 0;
+        u.note = None;
+    }
+    u.phase = Phase::Merging;
+    Decision {
+        update: Some(u),
+        effects: vec![Effect::Merge],
+    }
+}
+
+/// The first 12 characters of a commit id.
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
 }
 
 /// Infrastructure trouble outlasted its retries: park the task for a human, spending nothing
