@@ -633,6 +633,85 @@ async fn bad_forms_get_a_clear_4xx_change_nothing_and_every_value_is_escaped() {
         "the reason, unescaped: {page}"
     );
 
+    // The queue's page freezes and thaws a repository's merge queue, through the same path
+    // as POST /repos/{repo}/merge-queue/freeze.
+    let (_, page, _) = fetch(&service, "/ui/queue", Some(&session)).await;
+    assert_eq!(
+        page.matches("data-repo=\"acme/app\"").count(),
+        1,
+        "one freeze form per repository: {page}"
+    );
+    let freeze = "/ui/merge-queue/freeze";
+    for (form, status, needle) in [
+        (
+            vec![("csrf", csrf.as_str()), ("repo", "acme/app")],
+            400,
+            "reason is required",
+        ),
+        (
+            vec![
+                ("csrf", csrf.as_str()),
+                ("repo", "acme/nope"),
+                ("reason", "x"),
+            ],
+            404,
+            "not a configured project",
+        ),
+        (
+            vec![("csrf", "0000"), ("repo", "acme/app"), ("reason", "x")],
+            403,
+            "csrf",
+        ),
+    ] {
+        let (got, page, _, _) = submit(&service, freeze, &session, &form).await;
+        assert_eq!(got, status, "{form:?}: {page}");
+        assert!(
+            page.contains(needle),
+            "{form:?} should say {needle:?}: {page}"
+        );
+    }
+    let merge_queue = || async {
+        let (_, queue) = service.get("/queue").await;
+        queue["merge_queues"]
+            .as_array()
+            .and_then(|q| q.iter().find(|r| r["repo"] == "acme/app").cloned())
+            .unwrap_or_default()
+    };
+    assert!(merge_queue().await["frozen"].is_null(), "nothing changed");
+    let (got, _, location, _) = submit(
+        &service,
+        freeze,
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("repo", "acme/app"),
+            ("reason", "release <now>"),
+        ],
+    )
+    .await;
+    assert_eq!(got, 303);
+    let location = location.unwrap();
+    assert_eq!(location, "/ui/queue?did=freeze&changed=true");
+    assert_eq!(merge_queue().await["frozen"]["reason"], "release <now>");
+    let (_, page, _) = fetch(&service, &location, Some(&session)).await;
+    assert!(page.contains("freeze: done."), "{page}");
+    assert!(
+        page.contains("release &#60;now&#62;"),
+        "the reason, escaped: {page}"
+    );
+    let (got, _, location, _) = submit(
+        &service,
+        "/ui/merge-queue/unfreeze",
+        &session,
+        &[("csrf", &csrf), ("repo", "acme/app")],
+    )
+    .await;
+    assert_eq!(
+        (got, location.as_deref()),
+        (303, Some("/ui/queue?did=unfreeze&changed=true"))
+    );
+    assert!(merge_queue().await["frozen"].is_null());
+
     // The other pages answer, and a run's log is shown.
     for path in ["/ui/queue", "/ui/actors"] {
         let (status, page, _) = fetch(&service, path, None).await;

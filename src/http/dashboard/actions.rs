@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::session::{self, SESSION_TTL};
 use super::{Chrome, LOGIN_COOKIE, PageError, SESSION_COOKIE, Viewer, cookie, render, set_cookie};
 use crate::http::operator::{human_action, perform, same_secret};
+use crate::http::repos;
 use crate::http::tasks::parse_id;
 use crate::http::{ApiError, AppState};
 
@@ -192,15 +193,33 @@ async fn session_of(state: &AppState, headers: &HeaderMap) -> Result<super::Sess
     })
 }
 
+/// A form that carries the session's CSRF token.
+trait Signed {
+    /// The token the form carries.
+    fn csrf(&self) -> &str;
+}
+
+impl Signed for ActionForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl Signed for RepoForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// The form of a request with a live session, read and checked against its CSRF token.
-async fn checked_form(
+async fn checked_form<T: Signed>(
     state: &AppState,
     headers: &HeaderMap,
-    form: Result<Form<ActionForm>, FormRejection>,
-) -> Result<(super::Session, ActionForm), PageError> {
+    form: Result<Form<T>, FormRejection>,
+) -> Result<(super::Session, T), PageError> {
     let session = session_of(state, headers).await?;
     let Form(form) = form.map_err(bad_form)?;
-    if !same_secret(&form.csrf, &session.csrf) {
+    if !same_secret(form.csrf(), &session.csrf) {
         return Err(csrf_mismatch("your session's"));
     }
     Ok((session, form))
@@ -245,6 +264,45 @@ pub(super) async fn act(
         reply.changed
     ))
     .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// A form of the queue's page: freeze or thaw a repository's merge queue.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RepoForm {
+    /// The session's CSRF token.
+    csrf: String,
+    /// The configured project's repository.
+    repo: String,
+    /// Why (a freeze needs one).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /ui/merge-queue/{action}` (`freeze`, `unfreeze`): a repository's merge queue from
+/// the queue's page, through the same path as `POST /repos/{repo}/merge-queue/{action}`;
+/// back to the queue's page, which says whether it changed anything.
+pub(super) async fn merge_queue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(action): Path<String>,
+    form: Result<Form<RepoForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (_, form) = checked_form(&state, &headers, form).await?;
+    let reason = form.reason.as_deref().filter(|r| !r.trim().is_empty());
+    if action == "freeze" && reason.is_none() {
+        return Err(ApiError::bad_request(
+            "a reason is required to freeze: fill in the reason field",
+        )
+        .into());
+    }
+    let reply = repos::perform(&state, &form.repo, &action, reason, None).await?;
+    let mut response =
+        Redirect::to(&format!("/ui/queue?did={action}&changed={}", reply.changed)).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -232,7 +232,7 @@ pub(super) async fn task(
     Ok(sse(&state, events))
 }
 
-/// `GET /ui/events/queue`.
+/// `GET /ui/events/queue`: the queue and, for this viewer, its freeze forms.
 pub(super) async fn queue(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -242,14 +242,13 @@ pub(super) async fn queue(
         .map(|Query(s)| s)
         .unwrap_or_default()
         .version(&headers);
+    let viewer = Viewer::of(&state, &headers).await;
     let source = state.clone();
     let events = polled(SLOW_TICK, since, move || {
-        let state = source.clone();
+        let (state, viewer) = (source.clone(), viewer.clone());
         async move {
-            let sections = pages::queue_sections(&state).await?;
-            rendered(&QueueFragment {
-                sections: &sections,
-            })
+            let live = pages::queue_live(&state, &viewer).await?;
+            rendered(&QueueFragment { live: &live })
         }
     });
     sse(&state, events)

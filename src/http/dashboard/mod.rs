@@ -94,6 +94,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/login", get(actions::login_form).post(actions::login))
         .route("/ui/logout", post(actions::logout))
         .route("/ui/tasks/{id}/{action}", post(actions::act))
+        .route("/ui/merge-queue/{action}", post(actions::merge_queue))
 }
 
 /// Who is looking: whether actions are possible at all, and the operator's session if there

@@ -19,7 +19,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::views::{self, ActorRow, BoardLive, FormView, RunRow, Section, TransitionRow};
+use super::views::{
+    self, ActorRow, BoardLive, FormView, RepoFreeze, RunRow, Section, TransitionRow,
+};
 use super::{Chrome, PageError, Viewer, render};
 use crate::http::tasks::{describe_actor, parse_id};
 use crate::http::{ApiError, AppState};
@@ -225,7 +227,7 @@ pub(super) async fn task_live(
     })
 }
 
-/// The task page's query: what the form just posted did (set by its redirect).
+/// A page's query after a form: what the form just posted did (set by its redirect).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TaskQuery {
@@ -278,12 +280,28 @@ pub(super) async fn task(
     ))
 }
 
-/// The queue's live part: `GET /queue`'s reply as sections.
+/// The queue's live part: `GET /queue`'s reply as sections, and each repository's freeze
+/// form.
+#[derive(Clone, Debug)]
+pub(super) struct QueueLive {
+    /// The reply's sections.
+    pub sections: Vec<Section>,
+    /// Every configured repository's merge queue, frozen or not.
+    pub repos: Vec<RepoFreeze>,
+    /// Operator actions are configured.
+    pub enabled: bool,
+    /// An operator is logged in.
+    pub logged_in: bool,
+    /// The session's CSRF token.
+    pub csrf: String,
+}
+
+/// The queue's live part alone, for its stream.
 #[derive(Template)]
 #[template(path = "dashboard/queue_live.html")]
 pub(super) struct QueueFragment<'a> {
-    /// The sections.
-    pub sections: &'a [Section],
+    /// The queue.
+    pub live: &'a QueueLive,
 }
 
 /// The queue's page.
@@ -292,35 +310,53 @@ pub(super) struct QueueFragment<'a> {
 struct QueuePage {
     /// The frame.
     chrome: Chrome,
-    /// The sections.
-    sections: Vec<Section>,
+    /// What the last form did, after its redirect.
+    flash: Option<String>,
+    /// The queue.
+    live: QueueLive,
 }
 
-/// What `GET /queue` answers, as sections.
-pub(super) async fn queue_sections(state: &AppState) -> Result<Vec<Section>, PageError> {
+/// What `GET /queue` answers, as sections, with the freeze forms for `viewer`.
+pub(super) async fn queue_live(state: &AppState, viewer: &Viewer) -> Result<QueueLive, PageError> {
     let Json(reply) = crate::http::queue::queue(State(state.clone())).await?;
-    Ok(views::queue_sections(&reply))
+    let projects = &state.creator.tasks.projects;
+    Ok(QueueLive {
+        sections: views::queue_sections(&reply),
+        repos: views::repo_freezes(projects.iter().map(|p| p.repo.as_str()), &reply),
+        enabled: viewer.enabled,
+        logged_in: viewer.session.is_some(),
+        csrf: viewer.csrf(),
+    })
 }
 
 /// `GET /ui/queue`.
 pub(super) async fn queue(
     State(state): State<AppState>,
     headers: HeaderMap,
+    query: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, PageError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
     let viewer = Viewer::of(&state, &headers).await;
-    let sections = queue_sections(&state).await?;
-    let events = events_path(
-        "/ui/events/queue",
-        &QueueFragment {
-            sections: &sections,
-        },
-    );
+    let live = queue_live(&state, &viewer).await?;
+    let flash = match query.did.as_deref() {
+        Some(did @ ("freeze" | "unfreeze")) => Some(match query.changed {
+            Some(true) => format!("{did}: done."),
+            _ => format!("{did}: changed nothing (it already was)."),
+        }),
+        _ => None,
+    };
+    let events = events_path("/ui/events/queue", &QueueFragment { live: &live });
     let chrome = Chrome::new("Queue", "queue", "/ui/queue", events, &viewer);
     let nonce = chrome.nonce.clone();
     Ok(render(
         StatusCode::OK,
         &nonce,
-        &QueuePage { chrome, sections },
+        &QueuePage {
+            chrome,
+            flash,
+            live,
+        },
     ))
 }
 

@@ -192,7 +192,7 @@ pub(super) enum Reason {
 }
 
 /// An operator action the dashboard offers as a form: its route's name, its button, whether
-/// it takes a reason and when it is shown. A new operator route (retry, answer, freeze)
+/// it takes a reason and when it is shown. A new task route (retry, answer)
 /// becomes a form by one more row in [`FORMS`].
 pub(super) struct FormSpec {
     /// The action's name in `POST /tasks/{id}/{action}` and `POST /ui/tasks/{id}/{action}`.
@@ -472,16 +472,17 @@ pub(super) fn section(title: &str, value: &Value) -> Section {
 }
 
 /// The sections of `GET /queue`'s reply: what an operator looks for first (counts, park,
-/// hold, breaker, disk pause, the jobs), then every other key as it comes — so what the
-/// route adds (merge queues, admission, freezes) shows without a change here.
+/// hold, breaker, disk pause, the jobs, each repository's merge queue), then every other key
+/// as it comes — so what the route adds (admission, say) shows without a change here.
 pub(super) fn queue_sections(reply: &Value) -> Vec<Section> {
-    const FIRST: [&str; 6] = [
+    const FIRST: [&str; 7] = [
         "counts",
         "parked",
         "held",
         "paused_for_disk",
         "breaker",
         "jobs",
+        "merge_queues",
     ];
     let Some(map) = reply.as_object() else {
         return vec![section("queue", reply)];
@@ -496,6 +497,48 @@ pub(super) fn queue_sections(reply: &Value) -> Vec<Section> {
             .map(|(k, v)| section(k, v)),
     );
     out
+}
+
+/// A repository's merge queue as its freeze form shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct RepoFreeze {
+    /// The configured project's repository.
+    pub repo: String,
+    /// Its queue is frozen.
+    pub frozen: bool,
+    /// Who froze it and why, when frozen.
+    pub why: String,
+}
+
+/// Every configured repository with its merge queue's freeze as `GET /queue` reports it in
+/// `merge_queues` (a repository it does not list is not frozen).
+pub(super) fn repo_freezes<'a>(
+    repos: impl IntoIterator<Item = &'a str>,
+    reply: &Value,
+) -> Vec<RepoFreeze> {
+    let queues = reply["merge_queues"].as_array();
+    repos
+        .into_iter()
+        .map(|repo| {
+            let frozen = queues
+                .and_then(|q| q.iter().find(|v| v["repo"] == repo))
+                .map(|v| &v["frozen"])
+                .filter(|f| !f.is_null());
+            RepoFreeze {
+                repo: repo.to_string(),
+                frozen: frozen.is_some(),
+                why: frozen.map_or_else(String::new, |f| {
+                    format!(
+                        "frozen by {} ({}) since {}: {}",
+                        text(&f["by"]),
+                        text(&f["kind"]),
+                        text(&f["at"]),
+                        text(&f["reason"])
+                    )
+                }),
+            }
+        })
+        .collect()
 }
 
 /// One actor of the tree.
@@ -714,5 +757,20 @@ mod tests {
                 value: "—".into()
             }
         );
+    }
+
+    #[test]
+    fn a_repository_is_frozen_only_when_its_queue_says_so() {
+        let reply = json!({"merge_queues": [
+            {"repo": "acme/app", "frozen": {"kind": "operator", "by": "ops", "reason": "release", "at": "T"}},
+            {"repo": "acme/web", "frozen": null},
+        ]});
+        let repos = repo_freezes(["acme/app", "acme/web", "acme/new"], &reply);
+        let frozen: Vec<_> = repos.iter().map(|r| (r.repo.as_str(), r.frozen)).collect();
+        assert_eq!(
+            frozen,
+            [("acme/app", true), ("acme/web", false), ("acme/new", false)]
+        );
+        assert_eq!(repos[0].why, "frozen by ops (operator) since T: release");
     }
 }
