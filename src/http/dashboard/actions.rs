@@ -1,7 +1,8 @@
 //! The dashboard's forms (POST): the login that exchanges the operator token for a session,
-//! the logout, and the operator actions on a task. Every form carries a CSRF token checked
-//! here; an action needs a live session and goes through the operator routes' own path
-//! (`operator::human_action`, `operator::perform`). A refused form changes nothing.
+//! the logout, the operator actions on a task and a merge queue's freeze and thaw. Every form
+//! carries a CSRF token checked here; an action needs a live session and goes through the
+//! operator routes' own path (`operator::human_action` and `operator::perform`,
+//! `repos::perform`). A refused form changes nothing.
 
 use askama::Template;
 use axum::Form;
