@@ -30,6 +30,27 @@ pub struct BreakerFigures {
     pub opened_total: u64,
 }
 
+/// One repository's merge queue, as the `merge-queue` actor shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MergeQueueFigures {
+    /// The repository.
+    pub repo: String,
+    /// Tasks waiting for the lease.
+    pub waiting: u64,
+    /// Tasks holding it (its batch).
+    pub holding: u64,
+    /// Seconds the longest-waiting task has waited.
+    pub oldest_wait_seconds: f64,
+    /// Whether it is frozen.
+    pub frozen: bool,
+    /// Its counters since the service started: CI runs, merged, bounced.
+    pub ci_runs: u64,
+    /// Tasks merged.
+    pub merged: u64,
+    /// Tasks sent back.
+    pub bounced: u64,
+}
+
 /// Everything one scrape shows.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -39,6 +60,8 @@ pub struct Snapshot {
     pub queue: QueueOverview,
     /// The breaker, when dispatch answered.
     pub breaker: Option<BreakerFigures>,
+    /// Each repository's merge queue, when the queue answered.
+    pub merge_queues: Option<Vec<MergeQueueFigures>>,
 }
 
 /// A label set: name/value pairs.
@@ -155,6 +178,54 @@ pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
             opened.clone(),
         );
         opened.inc_by(breaker.opened_total);
+    }
+
+    if let Some(queues) = &snapshot.merge_queues {
+        let depth = Family::<Labels, Gauge>::default();
+        registry.register(
+            "merge_queue_depth",
+            "Tasks in a repository's merge queue, waiting or holding the lease",
+            depth.clone(),
+        );
+        let wait = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register_with_unit(
+            "merge_queue_oldest_wait",
+            "How long the longest-waiting task of a repository's merge queue has waited",
+            prometheus_client::registry::Unit::Seconds,
+            wait.clone(),
+        );
+        let frozen = Family::<Labels, Gauge>::default();
+        registry.register(
+            "merge_queue_frozen",
+            "1 while a repository's merge queue is frozen",
+            frozen.clone(),
+        );
+        let events = Family::<Labels, Counter>::default();
+        registry.register(
+            "merge_queue_events",
+            "What a repository's merge queue did since the service started: CI runs, tasks merged, tasks sent back",
+            events.clone(),
+        );
+        for q in queues {
+            let repo = || vec![("repo", q.repo.clone())];
+            let mut labels = repo();
+            labels.push(("state", "waiting".into()));
+            depth.get_or_create(&labels).set(q.waiting as i64);
+            let mut labels = repo();
+            labels.push(("state", "holding".into()));
+            depth.get_or_create(&labels).set(q.holding as i64);
+            wait.get_or_create(&repo()).set(q.oldest_wait_seconds);
+            frozen.get_or_create(&repo()).set(i64::from(q.frozen));
+            for (event, n) in [
+                ("ci_run", q.ci_runs),
+                ("merged", q.merged),
+                ("bounced", q.bounced),
+            ] {
+                let mut labels = repo();
+                labels.push(("event", event.into()));
+                events.get_or_create(&labels).inc_by(n);
+            }
+        }
     }
 
     let mut out = String::new();

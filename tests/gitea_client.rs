@@ -396,6 +396,62 @@ async fn a_real_conflict_in_a_bare_repo_is_a_conflict() {
     assert_eq!(fake.merge_requests().len(), 1);
 }
 
+#[tokio::test]
+async fn fast_forward_only_moves_main_to_the_pinned_head_and_refuses_what_diverged() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = init_bare_repo(dir.path(), "app");
+    let head = commit_to_branch(&bare, "feature/X-5", "src/x.txt", "x\n");
+    let fake = GiteaFake::start(GiteaFakeConfig::default());
+    fake.add_repo(REPO, Some(bare.clone()));
+    let client = client(&fake);
+    let (pr, _) = client
+        .ensure_open_pr(REPO, "feature/X-5", "main", "X-5", "")
+        .await
+        .unwrap();
+    // A head other than the pinned one is refused: 409, main untouched.
+    let main_before = fake.branch_sha(REPO, "main");
+    let stale = MergeOptions::fast_forward_only(&"0".repeat(40));
+    let outcome = client.merge(REPO, pr.number, &stale).await.unwrap();
+    assert!(
+        matches!(outcome, MergeOutcome::Conflict { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(fake.branch_sha(REPO, "main"), main_before);
+    // The pinned head, a descendant of main: main is exactly it.
+    let options = MergeOptions::fast_forward_only(&head);
+    assert_eq!(
+        client.merge(REPO, pr.number, &options).await.unwrap(),
+        MergeOutcome::Merged
+    );
+    assert_eq!(fake.branch_sha(REPO, "main"), Some(head.clone()));
+    let request = &fake.merge_requests()[1];
+    assert_eq!(request.json()["Do"], "fast-forward-only");
+    assert_eq!(request.json()["head_commit_id"], head.as_str());
+    // Asked again (an answer lost), Gitea says 405 "already merged": that is success.
+    assert_eq!(
+        client.merge(REPO, pr.number, &options).await.unwrap(),
+        MergeOutcome::AlreadyMerged
+    );
+    assert_eq!(fake.merge_requests()[2].status, 405);
+
+    // main moved on since the head was cut: fast-forward-only is refused with 409.
+    let other = commit_to_branch(&bare, "feature/X-6", "src/y.txt", "y\n");
+    commit_to_branch(&bare, "main", "README.md", "moved\n");
+    let (pr, _) = client
+        .ensure_open_pr(REPO, "feature/X-6", "main", "X-6", "")
+        .await
+        .unwrap();
+    let outcome = client
+        .merge(REPO, pr.number, &MergeOptions::fast_forward_only(&other))
+        .await
+        .unwrap();
+    let MergeOutcome::Conflict { message } = outcome else {
+        panic!("expected a refusal, got {outcome:?}")
+    };
+    assert!(message.contains("fast-forward"), "{message}");
+    assert!(!is_ancestor(&bare, &other, "main"));
+}
+
 /// A webhook receiver on loopback that hands each delivery to the test.
 async fn receiver() -> (String, mpsc::UnboundedReceiver<(HeaderMap, Bytes)>) {
     let (tx, rx) = mpsc::unbounded_channel();

@@ -296,6 +296,69 @@ async fn a_board_without_confirm_deploy_never_deploys() {
 }
 
 #[tokio::test]
+async fn on_gitea_main_moving_before_the_fast_forward_rebuilds_and_retests_the_candidate() {
+    let w = world(true, &[]).await;
+    let auto = w.plane.add_label(&w.project, "autoApprove", "#22c55e");
+    let issue = w
+        .plane
+        .add_issue(&w.project, "Add a greeting", "<p>Say hello.</p>", &[&auto]);
+    w.move_to(&issue.id, "In Progress").await;
+    let id = format!("ACME-{}", issue.sequence_id);
+    let t = reach(&w.service, &id, "development", "gating").await;
+    let branch = t["branch"].as_str().unwrap().to_string();
+    let sha = eventually("the branch on Gitea", Duration::from_secs(30), || async {
+        w.gitea.branch_sha("acme/app", &branch)
+    })
+    .await;
+
+    // A pull request merged by hand into another base is journaled and ignored.
+    let delivery = w
+        .gitea
+        .emit_pull_request_merged_into("acme/app", 1, "release")
+        .await
+        .unwrap();
+    assert_eq!(delivery.status, Some(200), "{}", delivery.response);
+    webhooks_settled(&w.service).await;
+    assert_ne!(task(&w.service, &id).await["stage"], "done");
+
+    w.gitea
+        .emit_status("acme/app", &sha, "success", "ci/build")
+        .await
+        .unwrap();
+    let first = w.green_candidate(&branch, &sha).await;
+    reach(&w.service, &id, "deploy", "awaiting-deploy-confirm").await;
+    // main moves on Gitea while the deploy waits for its confirmation.
+    let origin = w._dir.path().join("app.git");
+    let outside =
+        orchestrator_testkit::gitea::commit_to_branch(&origin, "main", "OUTSIDE.md", "x\n");
+    let (status, reply) = w
+        .service
+        .post_json(
+            &format!("/tasks/{id}/confirm-deploy"),
+            &json!({}),
+            Some(common::TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    // The fast-forward is refused (409: main is not the candidate's ancestor any more); the
+    // candidate is rebuilt on the moved main and tested again before anything merges.
+    let second = w.green_candidate(&branch, &first).await;
+    reach(&w.service, &id, "done", "idle").await;
+    let merges = w.gitea.merge_requests();
+    let statuses: Vec<u16> = merges.iter().map(|m| m.status).collect();
+    assert_eq!(statuses, [409, 200], "{merges:?}");
+    assert_eq!(merges[0].json()["head_commit_id"], first.as_str());
+    assert_eq!(merges[1].json()["head_commit_id"], second.as_str());
+    assert_eq!(w.gitea.branch_sha("acme/app", "main"), Some(second.clone()));
+    let parent = std::process::Command::new("git")
+        .args(["rev-parse", &format!("{second}^1")])
+        .current_dir(&origin)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&parent.stdout).trim(), outside);
+}
+
+#[tokio::test]
 async fn qg0_blocks_an_issue_without_a_description_and_says_why() {
     let w = world(false, &[]).await;
     let issue = w.plane.add_issue(&w.project, &"x".repeat(201), "", &[]);

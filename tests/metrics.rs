@@ -159,6 +159,41 @@ async fn metrics_parse_and_match_what_the_api_shows() {
     assert_eq!(queue["breaker"]["state"], "closed");
     assert_eq!(sum(&m, "orchestrator_breaker_open", &[]), 0.0);
     assert_eq!(sum(&m, "orchestrator_queue_parked", &[]), 0.0);
+
+    // The merge queue, as GET /queue shows it.
+    let mq = queue["merge_queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["repo"] == "acme/app")
+        .unwrap();
+    let repo = ("repo", "acme/app");
+    assert_eq!(
+        sum(
+            &m,
+            "orchestrator_merge_queue_events_total",
+            &[repo, ("event", "merged")]
+        ),
+        mq["counts"]["merged"].as_f64().unwrap()
+    );
+    assert!(mq["counts"]["merged"].as_u64().unwrap() >= 1, "{mq}");
+    assert_eq!(
+        sum(
+            &m,
+            "orchestrator_merge_queue_events_total",
+            &[repo, ("event", "ci_run")]
+        ),
+        mq["counts"]["ci_runs"].as_f64().unwrap()
+    );
+    assert_eq!(
+        sum(&m, "orchestrator_merge_queue_depth", &[repo]),
+        (mq["waiting"].as_array().unwrap().len() + mq["batch"].as_array().unwrap().len()) as f64
+    );
+    assert_eq!(sum(&m, "orchestrator_merge_queue_frozen", &[repo]), 0.0);
+    assert_eq!(
+        samples(&m, "orchestrator_merge_queue_oldest_wait_seconds").len(),
+        1
+    );
 }
 
 #[tokio::test]

@@ -26,23 +26,30 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let seeded = seed(&data.join("orchestrator.db"), tasks, Seed::Idle).await?;
     eprintln!("seeded {}", seeded.describe());
     let iterations = args.iterations.max(1);
-    let board = with_service(dir, "board", &projects, concurrency, |base| async move {
-        let http = reqwest::Client::new();
-        let mut first_byte = Vec::new();
-        let mut whole = Vec::new();
-        let mut size = 0;
-        for _ in 0..iterations {
-            let started = Instant::now();
-            let response = http.get(format!("{base}/")).send().await?;
-            first_byte.push(started.elapsed());
-            if !response.status().is_success() {
-                bail!("GET / answered {}", response.status());
+    let board = with_service(
+        dir,
+        "board",
+        &projects,
+        concurrency,
+        &[],
+        |base| async move {
+            let http = reqwest::Client::new();
+            let mut first_byte = Vec::new();
+            let mut whole = Vec::new();
+            let mut size = 0;
+            for _ in 0..iterations {
+                let started = Instant::now();
+                let response = http.get(format!("{base}/")).send().await?;
+                first_byte.push(started.elapsed());
+                if !response.status().is_success() {
+                    bail!("GET / answered {}", response.status());
+                }
+                size = response.bytes().await?.len();
+                whole.push(started.elapsed());
             }
-            size = response.bytes().await?.len();
-            whole.push(started.elapsed());
-        }
-        Ok((first_byte, whole, size))
-    })
+            Ok((first_byte, whole, size))
+        },
+    )
     .await?;
 
     // The fan-out: the same batch without and with `dashboards` followers of the board.
@@ -52,7 +59,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         let name = format!("fanout-{followers}");
         let repos: Vec<String> = projects.iter().map(|p| p.repo.clone()).collect();
         let count = args.batch;
-        let run = with_service(dir, &name, &projects, concurrency, |base| async move {
+        let run = with_service(dir, &name, &projects, concurrency, &[], |base| async move {
             let mut set = JoinSet::new();
             for _ in 0..followers {
                 set.spawn(follow(base.clone(), count));

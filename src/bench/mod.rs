@@ -8,6 +8,7 @@
 pub mod chaos;
 pub mod dashboard;
 pub mod dispatch;
+pub mod merge_queue;
 pub mod pipeline;
 pub mod seed;
 pub mod webhooks;
@@ -111,6 +112,10 @@ pub struct BenchArgs {
     /// noise moves single rounds by tens of percent).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
     pub rounds: u32,
+    /// Measure the merge queue instead: tasks queued in one repository whose test command
+    /// takes about a second, batching off and on, with no culprit and with one.
+    #[arg(long, conflicts_with_all = ["pipeline", "dispatch", "webhooks", "chaos"])]
+    pub merge_queue: bool,
 }
 
 /// Runs the benchmark and prints a Markdown table of the results.
@@ -126,6 +131,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         crate::bench::chaos::measure(&args, &dir).await
     } else if args.dashboard {
         crate::bench::dashboard::measure(&args, &dir).await
+    } else if args.merge_queue {
+        crate::bench::merge_queue::measure(&args, &dir).await
     } else {
         measure(&args, &dir).await
     };

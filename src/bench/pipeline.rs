@@ -26,7 +26,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let concurrency = args.concurrency.unwrap_or(4);
     let projects = sample_projects(dir, repos).await?;
     // The single-task figure runs alone; the batch gets its own service and data.
-    let single = with_service(dir, "single", &projects, 1, |base| async move {
+    let single = with_service(dir, "single", &projects, 1, &[], |base| async move {
         let mut samples = Vec::new();
         for _ in 0..SINGLE_RUNS {
             let started = Instant::now();
@@ -37,7 +37,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         Ok(samples)
     })
     .await?;
-    let batch = with_service(dir, "batch", &projects, concurrency, |base| {
+    let batch = with_service(dir, "batch", &projects, concurrency, &[], |base| {
         let repos: Vec<String> = projects.iter().map(|p| p.repo.clone()).collect();
         let count = args.batch;
         async move {
@@ -94,26 +94,31 @@ pub(crate) async fn sample_projects(dir: &Path, repos: usize) -> anyhow::Result<
     Ok(projects)
 }
 
-/// Runs `body` against a fresh in-process service with `projects` on the data directory
-/// `dir/name`.
+/// Runs `body` against a fresh in-process service with `projects` and extra `settings` on
+/// the data directory `dir/name`.
 pub(crate) async fn with_service<F, Fut, T>(
     dir: &Path,
     name: &str,
     projects: &[Project],
     concurrency: usize,
+    settings: &[(&str, String)],
     body: F,
 ) -> anyhow::Result<T>
 where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let mut config = Config::from_vars([
-        (
-            "ORCH_DATA_DIR".to_string(),
-            dir.join(name).display().to_string(),
-        ),
-        ("ORCH_LOG".to_string(), "warn".to_string()),
-    ])?;
+    let mut config = Config::from_vars(
+        [
+            (
+                "ORCH_DATA_DIR".to_string(),
+                dir.join(name).display().to_string(),
+            ),
+            ("ORCH_LOG".to_string(), "warn".to_string()),
+        ]
+        .into_iter()
+        .chain(settings.iter().map(|(k, v)| (k.to_string(), v.clone()))),
+    )?;
     config.projects = Arc::new(Projects::new(projects.to_vec())?);
     config.max_concurrency = concurrency.max(1);
     config.claude_bin = std::env::current_exe()?.display().to_string();

@@ -248,6 +248,48 @@ pub fn queue(reply: &Value) -> String {
             }),
         ));
     }
+    let merge_queues = reply["merge_queues"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if !merge_queues.is_empty() {
+        out.push('\n');
+        out.push_str(&table(
+            &[
+                "REPO",
+                "MERGE QUEUE",
+                "HOLDING",
+                "WAITING",
+                "FROZEN",
+                "LAST GREEN MAIN",
+            ],
+            merge_queues.iter().map(|q| {
+                let list = |v: &Value| {
+                    v.as_array()
+                        .map(|ids| ids.iter().map(cell).collect::<Vec<_>>().join(" "))
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "-".into())
+                };
+                let frozen = match &q["frozen"] {
+                    Value::Null => "no".to_string(),
+                    f => format!(
+                        "{} by {}: {}",
+                        cell(&f["at"]),
+                        cell(&f["by"]),
+                        cell(&f["reason"])
+                    ),
+                };
+                vec![
+                    cell(&q["repo"]),
+                    cell(&q["state"]),
+                    list(&q["batch"]),
+                    list(&q["waiting"]),
+                    frozen,
+                    cell(&q["last_green_main"]),
+                ]
+            }),
+        ));
+    }
     out
 }
 
@@ -375,6 +417,14 @@ mod tests {
             text.contains("ACME-001") && text.contains("reviewer"),
             "{text}"
         );
+        let reply = json!({"counts": {}, "parked": null, "breaker": {}, "jobs": [],
+            "merge_queues": [{"repo": "acme/app", "state": "frozen", "batch": [],
+                "waiting": ["ACME-2", "ACME-3"], "last_green_main": "abc",
+                "frozen": {"at": "T", "by": "ops", "reason": "release"}}]});
+        let text = queue(&reply);
+        assert!(text.contains("acme/app"), "{text}");
+        assert!(text.contains("ACME-2 ACME-3"), "{text}");
+        assert!(text.contains("T by ops: release"), "{text}");
     }
 
     #[test]

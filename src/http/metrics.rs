@@ -12,7 +12,10 @@ use orchestrator_actors::actors::dispatch::DISPATCH;
 use ractor::registry;
 
 use super::{ApiError, AppState};
-use crate::metrics::{BreakerFigures, CONTENT_TYPE, Snapshot, render};
+use orchestrator_actors::actors::merge_queue;
+use orchestrator_actors::ports::merge_queue::EntryState;
+
+use crate::metrics::{BreakerFigures, CONTENT_TYPE, MergeQueueFigures, Snapshot, render};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
@@ -34,11 +37,43 @@ async fn breaker(state: &AppState) -> Option<BreakerFigures> {
     })
 }
 
+/// Each repository's merge queue, or `None` while the queue does not answer.
+async fn merge_queues() -> Option<Vec<MergeQueueFigures>> {
+    let now = std::time::SystemTime::now();
+    let views = merge_queue::overview().await.ok()?;
+    Some(
+        views
+            .into_iter()
+            .map(|q| {
+                let oldest = q
+                    .entries
+                    .iter()
+                    .filter(|e| e.state == EntryState::Waiting)
+                    .filter_map(|e| humantime::parse_rfc3339(&e.joined_at).ok())
+                    .min();
+                MergeQueueFigures {
+                    repo: q.repo,
+                    waiting: q.waiting.len() as u64,
+                    holding: q.batch.len() as u64,
+                    oldest_wait_seconds: oldest
+                        .and_then(|at| now.duration_since(at).ok())
+                        .map_or(0.0, |d| d.as_secs_f64()),
+                    frozen: q.frozen.is_some(),
+                    ci_runs: q.counts.ci_runs,
+                    merged: q.counts.merged,
+                    bounced: q.counts.bounced,
+                }
+            })
+            .collect(),
+    )
+}
+
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let snapshot = Snapshot {
         journal: state.journal.journal_figures().await?,
         queue: state.jobs.queue_overview().await?,
         breaker: breaker(&state).await,
+        merge_queues: merge_queues().await,
     };
     let text = render(&snapshot)
         .map_err(|e| ApiError::internal(format!("cannot render the metrics: {e}")))?;

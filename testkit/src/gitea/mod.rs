@@ -414,6 +414,27 @@ impl GiteaFake {
         self.emit("pull_request", "pull_request", payload).await
     }
 
+    /// Sends `pull_request` action `closed`, merged, for PR `index` as if it had been
+    /// retargeted to `base` and merged there by hand (the fake's own state is not changed).
+    pub async fn emit_pull_request_merged_into(
+        &self,
+        repo: &str,
+        index: u64,
+        base: &str,
+    ) -> Result<Delivery, WebhookError> {
+        self.target()?;
+        let payload = self.pull_payload(repo, index, |pull| {
+            pull.state = "closed".to_string();
+            pull.merged = true;
+            pull.base = base.to_string();
+            let now = wire::now_rfc3339();
+            pull.closed_at = Some(now.clone());
+            pull.merged_at = Some(now);
+            ("closed", None)
+        })?;
+        self.emit("pull_request", "pull_request", payload).await
+    }
+
     /// Sends a review of PR `index`: `pull_request_approved` or `pull_request_rejected`,
     /// action `reviewed`, `review: {type, content}`.
     pub async fn emit_review(
