@@ -120,6 +120,14 @@ pub enum TaskCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Retry a blocked task: its stage resumes with a fresh retry budget.
+    Retry {
+        #[command(flatten)]
+        target: TaskTarget,
+        /// A note passed verbatim to the next agent run.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 /// One task of a running service.
@@ -278,6 +286,10 @@ async fn task(config: &Config, command: TaskCommand) -> anyhow::Result<()> {
         TaskCommand::Stop { target, reason } => match reason {
             Some(reason) => (target, "stop", json!({ "reason": reason })),
             None => (target, "stop", json!({})),
+        },
+        TaskCommand::Retry { target, note } => match note {
+            Some(note) => (target, "retry", json!({ "note": note })),
+            None => (target, "retry", json!({})),
         },
     };
     let id = task_id(&target.id)?;

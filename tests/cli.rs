@@ -124,6 +124,19 @@ async fn people_get_tables_machines_get_json_and_actions_need_the_token() {
         "{}",
         stderr(&missing)
     );
+    // A retry of a task that is not blocked is refused, and says why.
+    let retry = cli(
+        cwd,
+        &service,
+        Some(TOKEN),
+        &["task", "retry", "ACME-001", "--note", "try again"],
+    );
+    assert_eq!(retry.status.code(), Some(1));
+    assert!(
+        stderr(&retry).contains("409") && stderr(&retry).contains("not blocked"),
+        "{}",
+        stderr(&retry)
+    );
     assert_eq!(
         task(&service, "ACME-001").await["phase"],
         "awaiting-approval"

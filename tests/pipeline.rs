@@ -242,6 +242,87 @@ async fn three_failed_rounds_park_the_task_as_blocked() {
 }
 
 #[tokio::test]
+async fn a_retried_blocked_task_continues_with_the_note_and_reaches_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path(), false).await;
+    let id = create(
+        &service,
+        "Flaky login",
+        "scripted-agent: tester=FAIL,FAIL,FAIL,PASS",
+        &["autoApprove"],
+    )
+    .await;
+    let path = format!("/tasks/{id}/retry");
+    // Not blocked yet: refused, and nothing changes.
+    let (status, reply) = service
+        .post_json(&path, &json!({}), Some(common::TOKEN))
+        .await;
+    assert_eq!(status, 409, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("not blocked"),
+        "{reply}"
+    );
+    reach(&service, &id, "testing", "blocked").await;
+    // Bad bodies are refused by name.
+    for (body, what) in [
+        (json!({"note": ""}), "note"),
+        (json!({"reason": "x"}), "not a reason"),
+        (json!({"note": "x", "extra": 1}), "extra"),
+    ] {
+        let (status, reply) = service.post_json(&path, &body, Some(common::TOKEN)).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert!(reply["error"].as_str().unwrap().contains(what), "{reply}");
+    }
+    let (status, reply) = service
+        .post_json(
+            &format!("/tasks/{id}/approve"),
+            &json!({"note": "x"}),
+            Some(common::TOKEN),
+        )
+        .await;
+    assert_eq!(status, 400, "{reply}");
+    let (status, _) = service
+        .post_json("/tasks/ACME-999/retry", &json!({}), Some(common::TOKEN))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = service.post_json(&path, &json!({}), None).await;
+    assert_eq!(status, 401);
+    assert_eq!(task(&service, &id).await["phase"], "blocked");
+
+    let (status, reply) = service
+        .post_json(
+            &path,
+            &json!({"note": "The login test needs the seeded admin user."}),
+            Some(common::TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["changed"], true, "{reply}");
+    let done = reach(&service, &id, "done", "idle").await;
+    let journal = done["transitions"].to_string();
+    assert!(
+        journal.contains("retried by operator: The login test needs the seeded admin user."),
+        "{journal}"
+    );
+    // The developer's next run got the note verbatim (the scripted developer quotes it).
+    let changes = orchestrator::git::command::git(
+        &dir.path().join("ACME.git"),
+        &["show", &format!("main:changes/{id}.md")],
+    )
+    .await
+    .unwrap();
+    assert!(
+        changes.contains("> The login test needs the seeded admin user."),
+        "{changes}"
+    );
+    // A second retry of a task that is no longer blocked changes nothing.
+    let (status, _) = service
+        .post_json(&path, &json!({}), Some(common::TOKEN))
+        .await;
+    assert_eq!(status, 409);
+}
+
+#[tokio::test]
 async fn a_bug_skips_architecture_on_a_fix_branch() {
     let dir = tempfile::tempdir().unwrap();
     let service = start(dir.path(), false).await;

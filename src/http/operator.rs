@@ -1,5 +1,5 @@
 //! Operator routes (Bearer `ORCH_OPERATOR_TOKEN`): `POST /tasks/{id}/approve | reject |
-//! confirm-deploy | pause | resume | stop`. Without a configured token they are refused with
+//! confirm-deploy | pause | resume | stop | retry`. Without a configured token they are refused with
 //! 403; a missing or wrong token gets 401. Each action is a message to the task's actor, whose
 //! reply says whether anything changed (a replayed approve changes nothing).
 
@@ -11,6 +11,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use orchestrator_actors::WorkItemId;
 use orchestrator_actors::actors::task::{HumanAction, HumanReply, TaskMsg};
+use orchestrator_actors::ports::Phase;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, registry};
 use serde::Deserialize;
@@ -60,13 +61,26 @@ pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Api
     Ok(())
 }
 
-/// An operator action's body: `{"reason": "…"}` (a reject needs one, a stop may have one).
+/// An operator action's body: `{"reason": "…"}` (a reject needs one, a stop may have one),
+/// or `{"note": "…"}` for a retry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
     /// Why, for the task's journal and its next agent.
     #[serde(default)]
     reason: Option<String>,
+    /// A retry's note, passed verbatim to the next agent run.
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// The optional `note` of a retry (1-10,000 characters).
+fn note(given: Option<&str>) -> Result<Option<String>, ApiError> {
+    match given {
+        Some(n) if !n.trim().is_empty() && n.chars().count() <= 10_000 => Ok(Some(n.to_string())),
+        Some(_) => Err(ApiError::bad_request("note must be 1-10000 characters")),
+        None => Ok(None),
+    }
 }
 
 /// The optional `reason`; `required` makes it mandatory, and `missing` says how to give one.
@@ -80,24 +94,49 @@ fn reason(given: Option<&str>, required: bool, missing: &str) -> Result<String, 
 }
 
 /// The operator actions a task's actor takes, by their path name.
-pub(super) const ACTIONS: &str = "approve, reject, confirm-deploy, pause, resume, stop";
+pub(super) const ACTIONS: &str = "approve, reject, confirm-deploy, pause, resume, stop, retry";
 
-/// Reads an action's name and its optional reason into what the task's actor is told — the
+/// What came with an action: a reason (a reject needs one, a stop may have one) or a
+/// retry's note.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Given<'a> {
+    /// Why, for the task's journal and its next agent.
+    pub reason: Option<&'a str>,
+    /// A retry's note, passed verbatim to the next agent run.
+    pub note: Option<&'a str>,
+}
+
+/// Reads an action's name and what came with it into what the task's actor is told — the
 /// one reading shared by these routes and the dashboard's forms. `missing` is the error's
 /// text when a reject comes without a reason.
 pub(super) fn human_action(
     action: &str,
-    given: Option<&str>,
+    given: Given<'_>,
     missing: &str,
 ) -> Result<HumanAction, ApiError> {
+    let takes_note = action == "retry";
+    if !takes_note && given.note.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "{action} takes no note (only retry does)"
+        )));
+    }
+    if takes_note && given.reason.is_some() {
+        return Err(ApiError::bad_request(
+            "retry takes {\"note\": \"…\"}, not a reason",
+        ));
+    }
     Ok(match action {
         "approve" => HumanAction::Approve,
-        "reject" => HumanAction::Reject(reason(given, true, missing)?),
+        "retry" => HumanAction::Retry {
+            by: "operator".into(),
+            note: note(given.note)?,
+        },
+        "reject" => HumanAction::Reject(reason(given.reason, true, missing)?),
         "confirm-deploy" => HumanAction::ConfirmDeploy,
         "pause" => HumanAction::Pause,
         "resume" => HumanAction::Resume,
         "stop" => {
-            let why = reason(given, false, missing)?;
+            let why = reason(given.reason, false, missing)?;
             HumanAction::Cancel(if why.is_empty() {
                 "stopped by the operator".into()
             } else {
@@ -120,7 +159,12 @@ async fn act(
 ) -> Result<Json<HumanReply>, ApiError> {
     authorize(&state, &headers)?;
     let id = parse_id(&raw)?;
-    let given = body.as_ref().and_then(|JsonBody(b)| b.reason.as_deref());
+    let given = body
+        .as_ref()
+        .map_or_else(Given::default, |JsonBody(b)| Given {
+            reason: b.reason.as_deref(),
+            note: b.note.as_deref(),
+        });
     let action = human_action(
         &action,
         given,
@@ -130,7 +174,8 @@ async fn act(
 }
 
 /// Tells the task's actor what the operator decided and waits for its answer: a terminal or
-/// unknown task is refused before anything is sent. Authorization is the caller's.
+/// unknown task is refused before anything is sent, and so is a retry of a task that is not
+/// blocked. Authorization is the caller's.
 pub(super) async fn perform(
     state: &AppState,
     id: &WorkItemId,
@@ -145,6 +190,16 @@ pub(super) async fn perform(
         return Err(ApiError {
             status: StatusCode::CONFLICT,
             message: format!("task {id} is {}; nothing more can happen to it", task.stage),
+        });
+    }
+    if matches!(action, HumanAction::Retry { .. }) && task.phase != Phase::Blocked {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "task {id} is not blocked (it is {} at {}); only a blocked task can be retried",
+                task.phase.as_str(),
+                task.stage
+            ),
         });
     }
     let actor: ActorRef<TaskMsg> = registry::where_is(id.actor_name())

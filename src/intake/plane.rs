@@ -10,7 +10,7 @@ use orchestrator_actors::actors::task::HumanAction;
 use orchestrator_actors::domain::creation::{CreateError, Origin, TaskRequest};
 use orchestrator_actors::domain::gates;
 use orchestrator_actors::domain::statuses::HumanTrigger;
-use orchestrator_actors::ports::{BoardStatus, TrackerLink};
+use orchestrator_actors::ports::{BoardStatus, Phase, TrackerLink};
 use tracing::info;
 
 use super::payload::{IssueSnapshot, PlaneDelivery, html_to_text};
@@ -90,11 +90,19 @@ impl Intake {
         (task, outcome)
     }
 
-    /// Resumes a task moved back to a start status (a no-op unless it was paused).
+    /// Resumes a task moved back to a start status: a blocked one is retried (its stage
+    /// resumes with a fresh retry budget), a paused one resumed; anything else is a no-op.
     async fn resume(&self, id: &WorkItemId) -> Result<String, String> {
         match self.store.load_task(id).await.map_err(|e| e.to_string())? {
             Some(task) if task.stage.is_terminal() => {
                 Ok(format!("ignored: task {id} is already {}", task.stage))
+            }
+            Some(task) if task.phase == Phase::Blocked => {
+                let retry = HumanAction::Retry {
+                    by: "the Plane board".into(),
+                    note: None,
+                };
+                decided(id, retry).await
             }
             Some(_) => decided(id, HumanAction::Resume).await,
             None => Err(format!("task {id} is linked but not in the store")),

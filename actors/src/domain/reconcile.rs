@@ -61,7 +61,9 @@ pub fn judge(trigger: HumanTrigger, task: &TaskRecord, found: Found) -> Finding 
         Found::Board { after_task } => after_task,
     };
     match (trigger, waits_in(trigger)) {
-        (HumanTrigger::Start, _) if !task.paused => Finding::InStep,
+        // A start status means "go on": in step unless the task is paused or blocked (then it
+        // resumes, or is retried).
+        (HumanTrigger::Start, _) if !task.paused && task.phase != Phase::Blocked => Finding::InStep,
         (HumanTrigger::Start | HumanTrigger::Stop, _) => match (fresh, found) {
             (Some(true), _) => Finding::Apply,
             // A delivery is the human's word even when the task changed since: a STOP or a
@@ -194,11 +196,14 @@ mod tests {
     }
 
     #[test]
-    fn start_resumes_only_a_paused_task_and_stop_always_stops() {
+    fn start_resumes_only_a_paused_or_blocked_task_and_stop_always_stops() {
         let running = task(Stage::Analysis, Phase::Working, false);
         assert_eq!(judge(HumanTrigger::Start, &running, LATE), Finding::InStep);
         let paused = task(Stage::Analysis, Phase::Working, true);
         assert_eq!(judge(HumanTrigger::Start, &paused, STALE), Finding::Apply);
+        // A blocked task's card moved back to a start status after it blocked: a retry.
+        let blocked = task(Stage::Testing, Phase::Blocked, false);
+        assert_eq!(judge(HumanTrigger::Start, &blocked, STALE), Finding::Apply);
         assert_eq!(judge(HumanTrigger::Stop, &running, STALE), Finding::Apply);
         assert!(matches!(
             judge(

@@ -669,3 +669,126 @@ fn a_pull_request_merged_by_a_human_finishes_the_task_once_its_commit_is_on_main
         Decision::default()
     );
 }
+
+fn blocked(stage: Stage, reason: &str) -> TaskRecord {
+    let mut t = task(&[]);
+    t.stage = stage;
+    t.phase = Phase::Blocked;
+    t.blocked_reason = Some(reason.into());
+    t.developer_retries = 3;
+    t.stage_attempts = 3;
+    t.note = Some("FAILED test_login".into());
+    t
+}
+
+fn retry(note: Option<&str>) -> Event {
+    Event::Retry {
+        by: "ops".into(),
+        note: note.map(str::to_string),
+    }
+}
+
+#[test]
+fn a_retry_resumes_where_the_task_was_blocked_with_a_fresh_budget() {
+    let rules = ProjectRules::default();
+    // Out of rounds at testing: back to the developer, the note first, the findings after.
+    let t = blocked(
+        Stage::Testing,
+        "blocked after 3 failed rounds; last, at testing: tests fail",
+    );
+    let d = decide(&t, &rules, retry(Some("use the staging DB")));
+    let u = d.update.unwrap();
+    assert_eq!(
+        u.to,
+        Some((
+            Stage::Development,
+            "retried by ops: use the staging DB".into()
+        ))
+    );
+    assert_eq!(
+        (u.phase, u.developer_retries, u.stage_attempts),
+        (Phase::Working, 0, 1)
+    );
+    assert_eq!(u.blocked_reason, None);
+    let Effect::Enqueue {
+        role, task_text, ..
+    } = &d.effects[0]
+    else {
+        panic!("{:?}", d.effects)
+    };
+    assert_eq!(*role, Role::Developer);
+    let at = |s: &str| task_text.find(s).unwrap();
+    assert!(
+        at("use the staging DB") < at("FAILED test_login"),
+        "{task_text}"
+    );
+
+    // Out of attempts of its own role: that role runs again.
+    let t = blocked(
+        Stage::Analysis,
+        "blocked at analysis after 3 attempts: crashed",
+    );
+    let d = decide(&t, &rules, retry(None));
+    assert!(matches!(
+        d.effects[..],
+        [Effect::Enqueue {
+            role: Role::Analyst,
+            ..
+        }]
+    ));
+    assert_eq!(
+        d.update.unwrap().to,
+        Some((Stage::Analysis, "retried by ops".into()))
+    );
+
+    // Infrastructure: the step that failed, and no agent for work that is done.
+    let t = blocked(
+        Stage::Review,
+        "infrastructure: the review gate could not be evaluated 21 times in a row; last: x",
+    );
+    let d = decide(&t, &rules, retry(None));
+    assert!(
+        matches!(d.effects[..], [Effect::EvaluateGate { .. }]),
+        "{d:?}"
+    );
+    assert_eq!(d.update.unwrap().phase, Phase::Gating);
+    let t = blocked(Stage::Development, "infrastructure: git push failed");
+    let d = decide(&t, &rules, retry(None));
+    assert_eq!(
+        d.effects,
+        vec![Effect::Republish {
+            stage: Stage::Development,
+            role: Role::Developer
+        }]
+    );
+    let mut gating = t.clone();
+    d.update.unwrap().apply_to(&mut gating);
+    let ok = Event::Republished {
+        stage: Stage::Development,
+        result: Ok(()),
+    };
+    assert!(matches!(
+        decide(&gating, &rules, ok).effects[..],
+        [Effect::EvaluateGate { .. }]
+    ));
+    let failed = Event::Republished {
+        stage: Stage::Development,
+        result: Err("origin unreachable".into()),
+    };
+    let u = decide(&gating, &rules, failed).update.unwrap();
+    assert_eq!(u.phase, Phase::Blocked);
+    assert!(u.blocked_reason.unwrap().starts_with("infrastructure:"));
+    let t = blocked(
+        Stage::Testing,
+        "infrastructure: merge queue: CI on the candidate: timeout (6 tries)",
+    );
+    let d = decide(&t, &rules, retry(None));
+    assert_eq!(d.effects, vec![Effect::JoinMergeQueue]);
+    assert_eq!(d.update.unwrap().phase, Phase::Queued);
+
+    // Only a blocked task is retried.
+    let mut working = task(&[]);
+    working.stage = Stage::Review;
+    working.phase = Phase::Working;
+    assert_eq!(decide(&working, &rules, retry(None)), Decision::default());
+}

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::session::{self, SESSION_TTL};
 use super::{Chrome, LOGIN_COOKIE, PageError, SESSION_COOKIE, Viewer, cookie, render, set_cookie};
-use crate::http::operator::{human_action, perform, same_secret};
+use crate::http::operator::{Given, human_action, perform, same_secret};
 use crate::http::repos;
 use crate::http::tasks::parse_id;
 use crate::http::{ApiError, AppState};
@@ -253,10 +253,13 @@ pub(super) async fn act(
     let (_, form) = checked_form(&state, &headers, form).await?;
     let id = parse_id(&raw)?;
     // An empty field is no reason: a reject is refused, a stop gets the default one.
-    let reason = form.reason.as_deref().filter(|r| !r.trim().is_empty());
+    let given = Given {
+        reason: form.reason.as_deref().filter(|r| !r.trim().is_empty()),
+        note: None,
+    };
     let human = human_action(
         &action,
-        reason,
+        given,
         "a reason is required to reject: fill in the reason field",
     )?;
     let reply = perform(&state, &id, human).await?;

@@ -105,6 +105,16 @@ impl TaskActor {
                     let _ = me.cast(TaskMsg::CheckOutsideMerge { sha, by });
                 }));
             }
+            Effect::Republish { stage, role } => {
+                state.work.gate = Some(owned(async move {
+                    let result = deps
+                        .forge
+                        .publish(&task, role)
+                        .await
+                        .map_err(|e| e.to_string());
+                    let _ = me.cast(TaskMsg::Republished { stage, result });
+                }));
+            }
             Effect::CancelJobs => {
                 crate::actors::dispatch::cancel_queued(task.work_item_id.clone()).await?;
             }

@@ -97,6 +97,13 @@ pub enum HumanAction {
     Resume,
     /// Stop the task for good.
     Cancel(String),
+    /// Retry a blocked task: who, and a note for its next agent run.
+    Retry {
+        /// Who.
+        by: String,
+        /// The note, passed verbatim.
+        note: Option<String>,
+    },
     /// The task's pull request was merged on the forge by a human.
     MergedOutside {
         /// The merge commit.
@@ -147,6 +154,13 @@ pub enum TaskMsg {
         stage: Stage,
         /// Its gate.
         gate: GateKind,
+    },
+    /// Self, from the owned publish a retry asked for.
+    Republished {
+        /// The stage.
+        stage: Stage,
+        /// Published, or why not.
+        result: Result<(), String>,
     },
     /// The merge queue: how the task's candidate went, or that `main` holds it.
     Integrated(crate::ports::merge_queue::Integration),
@@ -426,6 +440,11 @@ impl Actor for TaskActor {
                         .await?;
                 }
             }
+            TaskMsg::Republished { stage, result } => {
+                state.work.gate = None;
+                self.process(&myself, state, Event::Republished { stage, result })
+                    .await?;
+            }
             TaskMsg::Integrated(news) => {
                 self.process(&myself, state, Event::Integrated(news))
                     .await?;
@@ -478,6 +497,7 @@ impl Actor for TaskActor {
                     HumanAction::Pause => Event::Pause,
                     HumanAction::Resume => Event::Resume,
                     HumanAction::Cancel(reason) => Event::Cancel { reason },
+                    HumanAction::Retry { by, note } => Event::Retry { by, note },
                     HumanAction::MergedOutside { sha, by } => Event::MergedOutside { sha, by },
                 };
                 let changed = self.process(&myself, state, event).await?;

@@ -110,6 +110,20 @@ pub enum Event {
     Pause,
     /// A human resumed it.
     Resume,
+    /// A human retries a blocked task: its stage resumes with a fresh retry budget.
+    Retry {
+        /// Who.
+        by: String,
+        /// A note passed verbatim to the next agent run, if any.
+        note: Option<String>,
+    },
+    /// The publish a retry asked for (of a blocked run's work) ended.
+    Republished {
+        /// The stage whose work it published.
+        stage: Stage,
+        /// Published, or why not.
+        result: Result<(), String>,
+    },
     /// A human stopped the task for good.
     Cancel {
         /// Why.
@@ -181,6 +195,14 @@ pub enum Effect {
         sha: String,
         /// Who merged it.
         by: String,
+    },
+    /// Commit and push what the stage's agent left in the worktree (off the actor), then
+    /// report back: a retry of work whose publishing failed, without running the agent again.
+    Republish {
+        /// The stage.
+        stage: Stage,
+        /// Its role, whose work it is.
+        role: Role,
     },
     /// Withdraw the task's queued job.
     CancelJobs,
