@@ -727,3 +727,78 @@ async fn bad_forms_get_a_clear_4xx_change_nothing_and_every_value_is_escaped() {
     assert_eq!(status, 404, "{page}");
     assert!(page.contains("run no-such-run not found"), "{page}");
 }
+
+/// Logs in through the login form over plain HTTP; the session's cookie (`name=value`).
+async fn session(service: &Service) -> String {
+    let (_, login, cookies) = fetch(service, "/ui/login", None).await;
+    let login_cookie = cookie_pair(&cookies, "orch_login");
+    let (status, page, _, cookies) = submit(
+        service,
+        "/ui/login",
+        &login_cookie,
+        &[("token", TOKEN), ("csrf", &csrf_field(&login))],
+    )
+    .await;
+    assert_eq!(status, 303, "{page}");
+    cookie_pair(&cookies, "orch_session")
+}
+
+#[tokio::test]
+async fn a_blocked_task_is_retried_from_its_page_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start_local(dir.path(), false).await;
+    let id = create(
+        &service,
+        "Flaky login",
+        "scripted-agent: tester=FAIL,FAIL,FAIL,PASS",
+        &["autoApprove"],
+    )
+    .await;
+    reach(&service, &id, "testing", "blocked").await;
+    let session = session(&service).await;
+    let (_, page, _) = fetch(&service, &format!("/ui/tasks/{id}"), Some(&session)).await;
+    assert!(
+        page.contains("id=\"form-retry\""),
+        "a blocked task offers retry: {page}"
+    );
+    assert!(!page.contains("id=\"form-approve\""), "{page}");
+    let csrf = csrf_field(&page);
+    let retry = format!("/ui/tasks/{id}/retry");
+    let (status, page, _, _) = submit(
+        &service,
+        &retry,
+        &session,
+        &[("csrf", &csrf), ("reason", "x")],
+    )
+    .await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("not a reason"), "{page}");
+    assert_eq!(
+        task(&service, &id).await["phase"],
+        "blocked",
+        "nothing changed"
+    );
+    let note = "The login test needs the seeded admin user.";
+    let (status, _, location, _) = submit(
+        &service,
+        &retry,
+        &session,
+        &[("csrf", &csrf), ("note", note)],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/ui/tasks/{id}?did=retry&changed=true").as_str())
+    );
+    let done = reach(&service, &id, "done", "idle").await;
+    let journal = done["transitions"].to_string();
+    assert!(
+        journal.contains(&format!("retried by operator: {note}")),
+        "{journal}"
+    );
+    // Not blocked any more: a second retry is refused by name.
+    let (status, page, _, _) = submit(&service, &retry, &session, &[("csrf", &csrf)]).await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("is done"), "{page}");
+}

@@ -177,6 +177,9 @@ pub(super) struct ActionForm {
     /// Why (a reject needs one; a stop may have one).
     #[serde(default)]
     reason: Option<String>,
+    /// A retry's note for the next agent.
+    #[serde(default)]
+    note: Option<String>,
 }
 
 /// The live session the request's cookie names; refused without one.
@@ -252,10 +255,11 @@ pub(super) async fn act(
 ) -> Result<Response, PageError> {
     let (_, form) = checked_form(&state, &headers, form).await?;
     let id = parse_id(&raw)?;
-    // An empty field is no reason: a reject is refused, a stop gets the default one.
+    // An empty field is none at all: a reject is refused, a stop gets the default reason, a
+    // retry goes without a note.
     let given = Given {
         reason: form.reason.as_deref().filter(|r| !r.trim().is_empty()),
-        note: None,
+        note: form.note.as_deref().filter(|n| !n.trim().is_empty()),
     };
     let human = human_action(
         &action,

@@ -180,27 +180,40 @@ fn card(task: &TaskRecord, spend: Option<&TaskSpend>, now: SystemTime) -> Card {
     }
 }
 
-/// Whether an operator form asks for a reason.
+/// The text field an operator form has, if any.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Reason {
-    /// No reason field.
+pub(super) enum Field {
+    /// No field.
     None,
     /// A reason may be given.
-    Optional,
-    /// The form is refused without one.
-    Required,
+    OptionalReason,
+    /// The form is refused without a reason.
+    RequiredReason,
+    /// A note for the next agent may be given (a retry's).
+    OptionalNote,
 }
 
-/// An operator action the dashboard offers as a form: its route's name, its button, whether
-/// it takes a reason and when it is shown. A new task route (retry, answer)
-/// becomes a form by one more row in [`FORMS`].
+impl Field {
+    /// The field's name in the form, and the longest text the route takes.
+    fn name_and_limit(self) -> Option<(&'static str, u32)> {
+        match self {
+            Field::None => None,
+            Field::OptionalReason | Field::RequiredReason => Some(("reason", 2000)),
+            Field::OptionalNote => Some(("note", 10_000)),
+        }
+    }
+}
+
+/// An operator action the dashboard offers as a form: its route's name, its button, its
+/// text field and when it is shown. A new task route (answer, say) becomes a form by one more
+/// row in [`FORMS`] (and its reading in `operator::human_action`).
 pub(super) struct FormSpec {
     /// The action's name in `POST /tasks/{id}/{action}` and `POST /ui/tasks/{id}/{action}`.
     pub action: &'static str,
     /// The button's text.
     pub label: &'static str,
-    /// Its reason field.
-    pub reason: Reason,
+    /// Its text field.
+    pub field: Field,
     /// Drawn as a destructive action.
     pub danger: bool,
     /// Whether it applies to the task as it stands.
@@ -212,42 +225,49 @@ pub(super) const FORMS: &[FormSpec] = &[
     FormSpec {
         action: "approve",
         label: "Approve",
-        reason: Reason::None,
+        field: Field::None,
         danger: false,
         applies: |t| t.phase == Phase::AwaitingApproval,
     },
     FormSpec {
         action: "reject",
         label: "Reject",
-        reason: Reason::Required,
+        field: Field::RequiredReason,
         danger: true,
         applies: |t| t.phase == Phase::AwaitingApproval,
     },
     FormSpec {
         action: "confirm-deploy",
         label: "Confirm deploy",
-        reason: Reason::None,
+        field: Field::None,
         danger: false,
         applies: |t| t.phase == Phase::AwaitingDeployConfirm,
     },
     FormSpec {
+        action: "retry",
+        label: "Retry",
+        field: Field::OptionalNote,
+        danger: false,
+        applies: |t| t.phase == Phase::Blocked,
+    },
+    FormSpec {
         action: "pause",
         label: "Pause",
-        reason: Reason::None,
+        field: Field::None,
         danger: false,
         applies: |t| !t.paused,
     },
     FormSpec {
         action: "resume",
         label: "Resume",
-        reason: Reason::None,
+        field: Field::None,
         danger: false,
         applies: |t| t.paused,
     },
     FormSpec {
         action: "stop",
         label: "Stop",
-        reason: Reason::Optional,
+        field: Field::OptionalReason,
         danger: true,
         applies: |_| true,
     },
@@ -262,10 +282,12 @@ pub(super) struct FormView {
     pub action: &'static str,
     /// The button's text.
     pub label: &'static str,
-    /// Whether it has a reason field.
-    pub has_reason: bool,
-    /// Whether the reason field must be filled.
-    pub reason_required: bool,
+    /// Its text field's name (`reason`, `note`); empty for none.
+    pub field: &'static str,
+    /// Whether the field must be filled.
+    pub field_required: bool,
+    /// The longest text the field takes.
+    pub field_max: u32,
     /// Drawn as a destructive action.
     pub danger: bool,
 }
@@ -278,13 +300,17 @@ pub(super) fn forms(task: &TaskRecord) -> Vec<FormView> {
     FORMS
         .iter()
         .filter(|f| (f.applies)(task))
-        .map(|f| FormView {
-            post_to: format!("/ui/tasks/{}/{}", task.work_item_id, f.action),
-            action: f.action,
-            label: f.label,
-            has_reason: f.reason != Reason::None,
-            reason_required: f.reason == Reason::Required,
-            danger: f.danger,
+        .map(|f| {
+            let (field, field_max) = f.field.name_and_limit().unwrap_or(("", 0));
+            FormView {
+                post_to: format!("/ui/tasks/{}/{}", task.work_item_id, f.action),
+                action: f.action,
+                label: f.label,
+                field,
+                field_required: f.field == Field::RequiredReason,
+                field_max,
+                danger: f.danger,
+            }
         })
         .collect()
 }
@@ -710,11 +736,18 @@ mod tests {
         let waiting = task("ACME-001", Stage::Analysis, Phase::AwaitingApproval, "");
         assert_eq!(names(&waiting), ["approve", "reject", "pause", "stop"]);
         let reject = &forms(&waiting)[1];
-        assert!(reject.has_reason && reject.reason_required);
+        assert_eq!((reject.field, reject.field_required), ("reason", true));
         assert_eq!(reject.post_to, "/ui/tasks/ACME-001/reject");
         let mut paused = task("ACME-001", Stage::Deploy, Phase::AwaitingDeployConfirm, "");
         paused.paused = true;
         assert_eq!(names(&paused), ["confirm-deploy", "resume", "stop"]);
+        let blocked = task("ACME-001", Stage::Development, Phase::Blocked, "");
+        assert_eq!(names(&blocked), ["retry", "pause", "stop"]);
+        let retry = &forms(&blocked)[0];
+        assert_eq!(
+            (retry.field, retry.field_required, retry.field_max),
+            ("note", false, 10_000)
+        );
         let done = task("ACME-001", Stage::Done, Phase::Idle, "");
         assert!(forms(&done).is_empty());
     }
