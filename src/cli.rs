@@ -120,6 +120,8 @@ pub enum TaskCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Start a cancelled task afresh, as a new task (`<id>-r2`, …).
+    Restart(TaskTarget),
     /// Retry a blocked task: its stage resumes with a fresh retry budget.
     Retry {
         #[command(flatten)]
@@ -278,6 +280,19 @@ async fn task(config: &Config, command: TaskCommand) -> anyhow::Result<()> {
             });
         }
         TaskCommand::Show(target) => return show_task(config, &target).await,
+        TaskCommand::Restart(target) => {
+            let id = task_id(&target.id)?;
+            let reply = connect(config, &target.client)?
+                .operator_post(&format!("/tasks/{id}/restart"), &json!({}))
+                .await?;
+            return show(&target.client, &reply, |r| {
+                format!(
+                    "{} restarted as {}\n",
+                    r["restart_of"].as_str().unwrap_or("-"),
+                    r["work_item_id"].as_str().unwrap_or("-")
+                )
+            });
+        }
         TaskCommand::Approve(target) => (target, "approve", json!({})),
         TaskCommand::Reject { target, reason } => (target, "reject", json!({ "reason": reason })),
         TaskCommand::ConfirmDeploy(target) => (target, "confirm-deploy", json!({})),

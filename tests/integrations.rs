@@ -359,6 +359,33 @@ async fn on_gitea_main_moving_before_the_fast_forward_rebuilds_and_retests_the_c
 }
 
 #[tokio::test]
+async fn a_cancelled_plane_task_restarts_as_a_new_task_from_to_analyse() {
+    let w = world(false, &[]).await;
+    let issue = w
+        .plane
+        .add_issue(&w.project, "Add a greeting", "<p>Say hello.</p>", &[]);
+    w.move_to(&issue.id, "In Progress").await;
+    let id = format!("ACME-{}", issue.sequence_id);
+    reach(&w.service, &id, "analysis", "awaiting-approval").await;
+    w.move_to(&issue.id, "STOP").await;
+    reach(&w.service, &id, "cancelled", "idle").await;
+
+    w.move_to(&issue.id, "To Analyse").await;
+    let new = format!("{id}-r2");
+    let fresh = reach(&w.service, &new, "analysis", "awaiting-approval").await;
+    assert!(
+        fresh["transitions"]
+            .to_string()
+            .contains(&format!("restart of {id}")),
+        "{fresh}"
+    );
+    assert_eq!(task(&w.service, &id).await["stage"], "cancelled");
+    // The issue now drives the new task: an approval on the board moves it on.
+    w.move_to(&issue.id, "Approved").await;
+    reach(&w.service, &new, "development", "gating").await;
+}
+
+#[tokio::test]
 async fn qg0_blocks_an_issue_without_a_description_and_says_why() {
     let w = world(false, &[]).await;
     let issue = w.plane.add_issue(&w.project, &"x".repeat(201), "", &[]);

@@ -314,6 +314,7 @@ async fn a_red_main_freezes_the_queue_without_spending_a_retry_and_it_thaws_when
     let t = task(&service, &id).await;
     assert_eq!(t["phase"], "queued", "{t}");
     assert_eq!(t["developer_retries"], 0, "{t}");
+    assert_eq!(t["waiting"]["waiting_for"], "merge-queue", "{t}");
 
     // main is fixed: the queue thaws by itself, rebuilds, and the task lands.
     push_to_main(&scratch, "main-red", None);

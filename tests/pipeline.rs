@@ -262,7 +262,16 @@ async fn a_retried_blocked_task_continues_with_the_note_and_reaches_done() {
         reply["error"].as_str().unwrap().contains("not blocked"),
         "{reply}"
     );
-    reach(&service, &id, "testing", "blocked").await;
+    let blocked = reach(&service, &id, "testing", "blocked").await;
+    // What it waits for, and what unblocks it, in the words people read.
+    assert_eq!(blocked["waiting"]["waiting_for"], "human", "{blocked}");
+    assert!(
+        blocked["waiting"]["action"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/tasks/{id}/retry")),
+        "{blocked}"
+    );
     // Bad bodies are refused by name.
     for (body, what) in [
         (json!({"note": ""}), "note"),
@@ -320,6 +329,84 @@ async fn a_retried_blocked_task_continues_with_the_note_and_reaches_done() {
         .post_json(&path, &json!({}), Some(common::TOKEN))
         .await;
     assert_eq!(status, 409);
+}
+
+#[tokio::test]
+async fn a_cancelled_task_restarts_as_a_new_task_that_says_which_attempt_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path(), false).await;
+    let id = create(&service, "Add a banner", "", &[]).await;
+    reach(&service, &id, "analysis", "awaiting-approval").await;
+    let restart = format!("/tasks/{id}/restart");
+    // Only a cancelled task restarts; bad input changes nothing.
+    let (status, reply) = service
+        .post_json(&restart, &json!({}), Some(common::TOKEN))
+        .await;
+    assert_eq!(status, 409, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("not cancelled"),
+        "{reply}"
+    );
+    let (status, _) = service.post_json(&restart, &json!({}), None).await;
+    assert_eq!(status, 401);
+    let (status, _) = service
+        .post_json("/tasks/ACME-404/restart", &json!({}), Some(common::TOKEN))
+        .await;
+    assert_eq!(status, 404);
+    let (status, reply) = service
+        .post_json(&restart, &json!({"reason": "x"}), Some(common::TOKEN))
+        .await;
+    assert_eq!(status, 400, "{reply}");
+
+    let (status, reply) = service
+        .post_json(
+            &format!("/tasks/{id}/stop"),
+            &json!({"reason": "wrong approach"}),
+            Some(common::TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    reach(&service, &id, "cancelled", "idle").await;
+    let (status, reply) = service
+        .post_json(&restart, &json!({}), Some(common::TOKEN))
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    let new = reply["work_item_id"].as_str().unwrap().to_string();
+    assert_eq!(new, format!("{id}-r2"));
+    assert_eq!(reply["restart_of"], id.as_str());
+    // The old task stays cancelled, its journal saying what replaced it.
+    let old = task(&service, &id).await;
+    assert_eq!(old["stage"], "cancelled");
+    assert!(
+        old["transitions"]
+            .to_string()
+            .contains(&format!("restarted as {new}"))
+    );
+    // Twice is refused: it was restarted already.
+    let (status, reply) = service
+        .post_json(&restart, &json!({}), Some(common::TOKEN))
+        .await;
+    assert_eq!(status, 409, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains(&new), "{reply}");
+    // The new task runs the pipeline from the start, under its own id and branch.
+    let fresh = reach(&service, &new, "analysis", "awaiting-approval").await;
+    assert_eq!(fresh["title"], "Add a banner");
+    assert_eq!(fresh["waiting"]["waiting_for"], "approval", "{fresh}");
+    assert!(
+        fresh["transitions"]
+            .to_string()
+            .contains(&format!("restart of {id}"))
+    );
+    let (status, _) = service
+        .post_json(
+            &format!("/tasks/{new}/approve"),
+            &json!({}),
+            Some(common::TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let done = reach(&service, &new, "done", "idle").await;
+    assert!(done["branch"].as_str().unwrap().contains(&new), "{done}");
 }
 
 #[tokio::test]

@@ -90,6 +90,13 @@ pub fn task(reply: &Value) -> String {
         ("phase", cell(&reply["phase"])),
         ("paused", cell(&reply["paused"])),
         ("blocked", cell(&reply["blocked_reason"])),
+        (
+            "waiting for",
+            match &reply["waiting"] {
+                Value::Null => "-".into(),
+                w => format!("{} — {}", cell(&w["waiting_for"]), cell(&w["action"])),
+            },
+        ),
         ("branch", cell(&reply["branch"])),
         ("labels", {
             let labels: Vec<String> = reply["labels"]

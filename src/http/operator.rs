@@ -1,5 +1,5 @@
 //! Operator routes (Bearer `ORCH_OPERATOR_TOKEN`): `POST /tasks/{id}/approve | reject |
-//! confirm-deploy | pause | resume | stop | retry`. Without a configured token they are refused with
+//! confirm-deploy | pause | resume | stop | retry | restart`. Without a configured token they are refused with
 //! 403; a missing or wrong token gets 401. Each action is a message to the task's actor, whose
 //! reply says whether anything changed (a replayed approve changes nothing).
 
@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use axum::{Json, Router};
 use orchestrator_actors::WorkItemId;
-use orchestrator_actors::actors::task::{HumanAction, HumanReply, TaskMsg};
+use orchestrator_actors::actors::task::{HumanAction, HumanReply, RestartError, TaskMsg};
+use orchestrator_actors::domain::creation::CreateError;
 use orchestrator_actors::ports::Phase;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, registry};
@@ -24,7 +25,50 @@ use super::{ApiError, AppState};
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/tasks/{id}/{action}", post(act))
+    Router::new()
+        .route("/tasks/{id}/restart", post(restart))
+        .route("/tasks/{id}/{action}", post(act))
+}
+
+/// `POST /tasks/{id}/restart`: a cancelled task starts afresh as a new task (`<id>-r2`, …),
+/// its tracker issue linked to the new one; the old one stays in the journal. 201 with the
+/// new id; 404 for an unknown task; 409 for a task that is not cancelled or was already
+/// restarted.
+async fn restart(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: Option<JsonBody<ActionBody>>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&state, &headers)?;
+    let id = parse_id(&raw)?;
+    if let Some(JsonBody(b)) = &body
+        && (b.reason.is_some() || b.note.is_some())
+    {
+        return Err(ApiError::bad_request("restart takes no reason or note"));
+    }
+    let task = state
+        .store
+        .load_task(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
+    let new = state.creator.restart(&task).await.map_err(|e| {
+        let status = match &e {
+            RestartError::NotCancelled { .. }
+            | RestartError::AlreadyRestarted { .. }
+            | RestartError::NoId(_) => StatusCode::CONFLICT,
+            RestartError::Create(CreateError::Store(store)) => ApiError::from(store.clone()).status,
+            RestartError::Create(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "work_item_id": new.work_item_id, "restart_of": id })),
+    ))
 }
 
 /// Whether `given` is the secret `expected`, in time that depends only on their lengths.

@@ -10,6 +10,7 @@ use orchestrator_actors::WorkItemId;
 use orchestrator_actors::actors::describe::{describe_cell, status_name};
 use orchestrator_actors::domain::creation::{CreateError, Origin, TaskRequest};
 use orchestrator_actors::domain::usage::Usage;
+use orchestrator_actors::domain::waiting;
 use ractor::registry;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -61,6 +62,7 @@ async fn show(
             .map_err(render)?,
         None => Value::Null,
     };
+    body["waiting"] = serde_json::to_value(waiting::of(&task)).map_err(render)?;
     body["actor"] = actor;
     Ok(Json(body))
 }

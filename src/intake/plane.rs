@@ -5,12 +5,12 @@
 //!
 //! [`Board`]: orchestrator_actors::ports::Board
 
-use orchestrator_actors::WorkItemId;
 use orchestrator_actors::actors::task::HumanAction;
 use orchestrator_actors::domain::creation::{CreateError, Origin, TaskRequest};
 use orchestrator_actors::domain::gates;
 use orchestrator_actors::domain::statuses::HumanTrigger;
 use orchestrator_actors::ports::{BoardStatus, Phase, TrackerLink};
+use orchestrator_actors::{Stage, WorkItemId};
 use tracing::info;
 
 use super::payload::{IssueSnapshot, PlaneDelivery, html_to_text};
@@ -94,6 +94,15 @@ impl Intake {
     /// resumes with a fresh retry budget), a paused one resumed; anything else is a no-op.
     async fn resume(&self, id: &WorkItemId) -> Result<String, String> {
         match self.store.load_task(id).await.map_err(|e| e.to_string())? {
+            // A cancelled task's issue moved to a start status again: a fresh task.
+            Some(task) if task.stage == Stage::Cancelled => match self.creator.restart(&task).await
+            {
+                Ok(new) => Ok(format!(
+                    "task {id} was cancelled: restarted as {}",
+                    new.work_item_id
+                )),
+                Err(e) => Err(e.to_string()),
+            },
             Some(task) if task.stage.is_terminal() => {
                 Ok(format!("ignored: task {id} is already {}", task.stage))
             }

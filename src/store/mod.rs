@@ -183,6 +183,16 @@ impl Store for SqliteStore {
         self.read(move |conn| tasks::load_task(conn, &id)).await
     }
 
+    async fn restart_task(
+        &self,
+        old: &WorkItemId,
+        task: NewTask,
+    ) -> Result<TaskRecord, StoreError> {
+        let old = old.clone();
+        self.write(move |conn| tasks::restart_task(conn, &old, &task))
+            .await
+    }
+
     async fn active_task_ids(&self) -> Result<Vec<WorkItemId>, StoreError> {
         self.read(tasks::active_task_ids).await
     }

@@ -395,5 +395,51 @@ pub(crate) fn update_task(
     Ok(true)
 }
 
+/// Creates `task` in place of the cancelled `old`, journals both sides and moves `old`'s
+/// tracker link to it — one write job, so all or nothing (see `Store::restart_task`).
+pub(crate) fn restart_task(
+    conn: &mut Connection,
+    old: &WorkItemId,
+    task: &NewTask,
+) -> Result<TaskRecord, StoreError> {
+    let what = format!("restart {old} as {}", task.work_item_id);
+    let old_row: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT id, stage FROM tasks WHERE work_item_id = ?1",
+            [old.as_str()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(backend(&what))?;
+    let Some((old_rowid, old_stage)) = old_row else {
+        return Err(StoreError::NotFound(format!("task {old}")));
+    };
+    let record = insert_task(conn, task)?;
+    conn.execute(
+        "INSERT INTO transitions (task_id, from_stage, to_stage, reason)
+         SELECT id, 'created', 'created', ?2 FROM tasks WHERE work_item_id = ?1",
+        (
+            task.work_item_id.as_str(),
+            format!("restart of {old}, which was cancelled"),
+        ),
+    )
+    .map_err(backend(&what))?;
+    conn.execute(
+        "INSERT INTO transitions (task_id, from_stage, to_stage, reason) VALUES (?1, ?2, ?2, ?3)",
+        (
+            old_rowid,
+            &old_stage,
+            format!("restarted as {}", task.work_item_id),
+        ),
+    )
+    .map_err(backend(&what))?;
+    conn.execute(
+        "UPDATE task_links SET work_item_id = ?2 WHERE work_item_id = ?1",
+        (old.as_str(), task.work_item_id.as_str()),
+    )
+    .map_err(backend(&what))?;
+    Ok(record)
+}
+
 #[cfg(test)]
 mod tests;

@@ -125,6 +125,24 @@ pub enum CreateError {
     },
 }
 
+/// The id of a cancelled task's restart: `ACME-7` → `ACME-7-r2`, `ACME-7-r2` → `ACME-7-r3`
+/// (the attempt it is). `None` when it would not fit a work-item id.
+pub fn restart_id(old: &WorkItemId) -> Option<WorkItemId> {
+    let text = old.as_str();
+    let (base, attempt) = match text.rsplit_once("-r") {
+        Some((base, n))
+            if !base.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            match n.parse::<u32>() {
+                Ok(n) if n >= 2 => (base, n + 1),
+                _ => (text, 2),
+            }
+        }
+        _ => (text, 2),
+    };
+    WorkItemId::parse(&format!("{base}-r{attempt}")).ok()
+}
+
 impl CreateError {
     /// Whether the request itself is at fault (a field, the repo, the origin) rather than
     /// the moment (a taken id) or the machinery (the store, the actor).
@@ -253,6 +271,18 @@ pub fn validate(projects: &Projects, request: TaskRequest) -> Result<Creation, C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restart_id_says_which_attempt_it_is() {
+        let id = |s: &str| WorkItemId::parse(s).unwrap();
+        assert_eq!(restart_id(&id("ACME-7")), Some(id("ACME-7-r2")));
+        assert_eq!(restart_id(&id("ACME-7-r2")), Some(id("ACME-7-r3")));
+        assert_eq!(restart_id(&id("ACME-7-r9")), Some(id("ACME-7-r10")));
+        // Not a restart suffix: a restart of its own.
+        assert_eq!(restart_id(&id("ACME-r")), Some(id("ACME-r-r2")));
+        assert_eq!(restart_id(&id("ACME-r1")), Some(id("ACME-r1-r2")));
+        assert_eq!(restart_id(&id(&"A".repeat(64))), None);
+    }
     use crate::domain::projects::Project;
 
     fn projects() -> Projects {

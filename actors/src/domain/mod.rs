@@ -25,3 +25,4 @@ pub mod stage;
 pub mod statuses;
 pub mod task_machine;
 pub mod usage;
+pub mod waiting;

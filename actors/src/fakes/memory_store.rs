@@ -136,6 +136,44 @@ impl TrackerLinks for MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
+    async fn restart_task(
+        &self,
+        old: &WorkItemId,
+        task: NewTask,
+    ) -> Result<TaskRecord, StoreError> {
+        let mut inner = self.inner.lock().expect("memory store poisoned");
+        let Some((_, old_task)) = inner.tasks.get(old).cloned() else {
+            return Err(StoreError::NotFound(format!("task {old}")));
+        };
+        let new = task.work_item_id.clone();
+        let record = Self::insert(&mut inner, task)?;
+        let at = now();
+        inner
+            .transitions
+            .entry(old.clone())
+            .or_default()
+            .push(Transition {
+                from: Some(old_task.stage),
+                to: old_task.stage,
+                reason: format!("restarted as {new}"),
+                at: at.clone(),
+            });
+        inner
+            .transitions
+            .entry(new.clone())
+            .or_default()
+            .push(Transition {
+                from: Some(Stage::Created),
+                to: Stage::Created,
+                reason: format!("restart of {old}, which was cancelled"),
+                at,
+            });
+        if let Some(link) = inner.links.remove(old) {
+            inner.links.insert(new, link);
+        }
+        Ok(record)
+    }
+
     async fn create_task(&self, task: NewTask) -> Result<TaskRecord, StoreError> {
         let mut inner = self.inner.lock().expect("memory store poisoned");
         Self::insert(&mut inner, task)

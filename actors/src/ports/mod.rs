@@ -271,6 +271,14 @@ pub trait Store: Send + Sync + 'static {
         update: TaskUpdate,
     ) -> Result<bool, StoreError>;
 
+    /// Starts `task` afresh in place of the cancelled task `old`, atomically: the new task
+    /// is created (its journal says whose restart it is), `old`'s journal says what replaced
+    /// it, and the tracker issue `old` came from is linked to the new task.
+    /// [`StoreError::Duplicate`] when the new id is taken (`old` was restarted already);
+    /// [`StoreError::NotFound`] for an unknown `old`. The caller checks `old` is cancelled.
+    async fn restart_task(&self, old: &WorkItemId, task: NewTask)
+    -> Result<TaskRecord, StoreError>;
+
     /// Creates a task whose id is the next one for `prefix` (`PREFIX-001`, …). Ids are never
     /// reused, even if a task were removed.
     async fn create_numbered_task(

@@ -336,6 +336,13 @@ impl Store for FlakyStore {
     async fn create_task(&self, task: NewTask) -> Result<TaskRecord, StoreError> {
         self.inner.create_task(task).await
     }
+    async fn restart_task(
+        &self,
+        old: &WorkItemId,
+        task: NewTask,
+    ) -> Result<TaskRecord, StoreError> {
+        self.inner.restart_task(old, task).await
+    }
     async fn load_task(&self, id: &WorkItemId) -> Result<Option<TaskRecord>, StoreError> {
         if self.fail_load_of.as_ref() == Some(id) {
             return Err(StoreError::Backend("disk on fire".into()));

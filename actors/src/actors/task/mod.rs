@@ -32,7 +32,7 @@ mod side_work;
 mod start;
 
 use side_work::{BoardJob, BoardWorker, SideWork};
-pub use start::{TaskCreator, spawn_task_actor, task_loader, task_spec};
+pub use start::{RestartError, TaskCreator, spawn_task_actor, task_loader, task_spec};
 
 /// What every task actor works with.
 pub struct TaskDeps {

@@ -10,7 +10,7 @@ use ractor::registry;
 use super::{TaskActor, TaskDeps};
 use crate::WorkItemId;
 use crate::actors::supervisor::{ChildLoader, ChildSpec};
-use crate::domain::creation::{CreateError, Creation, TaskRequest, validate};
+use crate::domain::creation::{CreateError, Creation, TaskRequest, restart_id, validate};
 use crate::ports::{StoreError, TaskRecord, TrackerLinks};
 
 /// The child spec of the actor for task `id`.
@@ -94,4 +94,69 @@ impl TaskCreator {
             .map_err(|reason| CreateError::NotStarted { id, reason })?;
         Ok(written)
     }
+
+    /// Starts a fresh task in place of the cancelled task `old` (same repo, title,
+    /// description and labels; its tracker issue, if any, now links to the new one), under
+    /// the id [`restart_id`] gives; the old task stays as it is in the journal.
+    pub async fn restart(&self, old: &TaskRecord) -> Result<TaskRecord, RestartError> {
+        if old.stage != crate::Stage::Cancelled {
+            return Err(RestartError::NotCancelled {
+                id: old.work_item_id.clone(),
+                stage: old.stage,
+            });
+        }
+        let Some(new) = restart_id(&old.work_item_id) else {
+            return Err(RestartError::NoId(old.work_item_id.clone()));
+        };
+        let task = crate::ports::NewTask {
+            work_item_id: new.clone(),
+            repo: old.repo.clone(),
+            title: old.title.clone(),
+            description: old.description.clone(),
+            labels: old.labels.clone(),
+        };
+        let written = self
+            .tasks
+            .store
+            .restart_task(&old.work_item_id, task)
+            .await
+            .map_err(|e| match e {
+                StoreError::Duplicate(_) => RestartError::AlreadyRestarted {
+                    id: old.work_item_id.clone(),
+                    new: new.clone(),
+                },
+                e => RestartError::Create(CreateError::Store(e)),
+            })?;
+        spawn_task_actor(self.tasks.clone(), new.clone())
+            .await
+            .map_err(|reason| RestartError::Create(CreateError::NotStarted { id: new, reason }))?;
+        Ok(written)
+    }
+}
+
+/// Why a task cannot be restarted.
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    /// Only a cancelled task starts afresh.
+    #[error("task {id} is {stage}, not cancelled: only a cancelled task can be restarted")]
+    NotCancelled {
+        /// The task.
+        id: WorkItemId,
+        /// Where it is.
+        stage: crate::Stage,
+    },
+    /// It was restarted already.
+    #[error("task {id} was already restarted as {new}")]
+    AlreadyRestarted {
+        /// The task.
+        id: WorkItemId,
+        /// Its restart.
+        new: WorkItemId,
+    },
+    /// Its restart's id would be too long.
+    #[error("task {0}'s restart would need an id longer than 64 characters")]
+    NoId(WorkItemId),
+    /// Writing or starting the new task failed.
+    #[error(transparent)]
+    Create(CreateError),
 }
