@@ -96,6 +96,8 @@ pub(super) struct TaskLive {
     pub paused: bool,
     /// What it waits for, in words.
     pub waits_for: String,
+    /// What unblocks it, with its route; empty when it waits on no one.
+    pub unblocked_by: String,
     /// Its labels, comma-separated.
     pub labels: String,
     /// Its branch, `—` before one is cut.
@@ -205,6 +207,7 @@ pub(super) async fn task_live(
         phase: task.phase.as_str(),
         paused: task.paused,
         waits_for: views::waits_for(&task),
+        unblocked_by: views::unblocked_by(&task),
         labels: task.labels.join(", "),
         branch: task.branch.clone().unwrap_or_else(|| "—".into()),
         note: task.note.clone().unwrap_or_default(),

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use orchestrator_actors::Stage;
 use orchestrator_actors::actors::describe::ActorNode;
+use orchestrator_actors::domain::waiting::{self, WaitingFor};
 use orchestrator_actors::ports::{Phase, RunRecord, TaskRecord, Transition};
 use serde_json::Value;
 
@@ -69,29 +70,40 @@ pub(super) struct BoardLive {
     pub active: usize,
 }
 
-/// What a task in `phase` waits for, in words a person acts on.
+/// What a task waits for, in words a person acts on: a wait on someone or something else as
+/// `domain::waiting` names it (the vocabulary of `GET /tasks/{id}` and the CLI), otherwise
+/// the work of its own it is doing; empty once it is finished.
 pub(super) fn waits_for(task: &TaskRecord) -> String {
     if task.stage.is_terminal() {
         return String::new();
     }
-    if task.paused {
-        return "paused: waits for resume".into();
+    let reason = || {
+        task.blocked_reason
+            .as_deref()
+            .unwrap_or("no reason recorded")
+    };
+    if let Some(wait) = waiting::of(task) {
+        return match wait.waiting_for {
+            WaitingFor::Approval => "an operator: approve or reject".into(),
+            WaitingFor::DeployConfirmation => "an operator: confirm deploy".into(),
+            WaitingFor::MergeQueue => "its turn in the merge queue".into(),
+            WaitingFor::Infrastructure => format!("an operator's retry — {}", reason()),
+            WaitingFor::Human => format!("an operator: blocked — {}", reason()),
+            WaitingFor::Resume => "an operator: paused, waits for resume".into(),
+        };
     }
     match task.phase {
-        Phase::Idle => "its next step".into(),
         Phase::Working => "an agent run (queued or running)".into(),
         Phase::Gating => "its gate's verdict".into(),
-        Phase::AwaitingApproval => "an operator: approve or reject".into(),
-        Phase::AwaitingDeployConfirm => "an operator: confirm deploy".into(),
-        Phase::Queued => "its turn in the merge queue (or its candidate's tests)".into(),
         Phase::Merging => "main's fast-forward to its tested candidate".into(),
-        Phase::Blocked => format!(
-            "an operator: blocked — {}",
-            task.blocked_reason
-                .as_deref()
-                .unwrap_or("no reason recorded")
-        ),
+        _ => "its next step".into(),
     }
+}
+
+/// What unblocks a waiting task, as `domain::waiting` says it (with its route); empty for a
+/// task that waits on no one.
+pub(super) fn unblocked_by(task: &TaskRecord) -> String {
+    waiting::of(task).map(|w| w.action).unwrap_or_default()
 }
 
 /// `$` and four decimals: agent runs cost cents, not dollars.
@@ -805,5 +817,27 @@ mod tests {
             [("acme/app", true), ("acme/web", false), ("acme/new", false)]
         );
         assert_eq!(repos[0].why, "frozen by ops (operator) since T: release");
+    }
+
+    #[test]
+    fn what_a_task_waits_for_follows_the_domain_s_vocabulary() {
+        let mut blocked = task("ACME-001", Stage::Testing, Phase::Blocked, "");
+        blocked.blocked_reason = Some("infrastructure: git push failed".into());
+        assert_eq!(
+            waits_for(&blocked),
+            "an operator's retry — infrastructure: git push failed"
+        );
+        assert!(unblocked_by(&blocked).contains("/tasks/ACME-001/retry"));
+        blocked.paused = true;
+        assert!(
+            waits_for(&blocked).contains("retry"),
+            "blocked comes before paused"
+        );
+        let mut paused = task("ACME-001", Stage::Review, Phase::Working, "");
+        paused.paused = true;
+        assert_eq!(waits_for(&paused), "an operator: paused, waits for resume");
+        let working = task("ACME-001", Stage::Review, Phase::Working, "");
+        assert_eq!(waits_for(&working), "an agent run (queued or running)");
+        assert_eq!(unblocked_by(&working), "");
     }
 }
