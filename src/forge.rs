@@ -340,6 +340,19 @@ impl Forge for ProjectForge {
         self.fast_forward(task, candidate).await
     }
 
+    async fn delete_branch(&self, task: &TaskRecord) -> Result<(), String> {
+        // The clone as it stands: a task that never pushed has no branch there to delete.
+        let clone = self.clone_path(task)?;
+        if !clone.join(".git").exists() {
+            return Ok(());
+        }
+        let branch = self.branch(task);
+        self.workspace
+            .delete_remote_branch(&clone, &branch)
+            .await
+            .map_err(|e| format!("cannot delete {branch} on the origin: {e}"))
+    }
+
     async fn merge_main_into_worktree(&self, task: &TaskRecord) -> Result<(), String> {
         let clone = self.clone_of(task).await?;
         let worktree = self.worktree(task);

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Service, TOKEN, create, dispatch_caught_up, eventually, reach, start_local as start, task,
+    Service, TOKEN, create, dispatch_caught_up, eventually, reach, runs, start_local as start, task,
 };
 use serde_json::{Value, json};
 
@@ -407,6 +407,100 @@ async fn a_cancelled_task_restarts_as_a_new_task_that_says_which_attempt_it_is()
     assert_eq!(status, 200);
     let done = reach(&service, &new, "done", "idle").await;
     assert!(done["branch"].as_str().unwrap().contains(&new), "{done}");
+}
+
+#[tokio::test]
+async fn stop_during_a_running_agent_kills_it_and_nothing_of_its_run_reaches_the_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path(), false).await;
+    let id = create(
+        &service,
+        "Slow change",
+        "scripted-agent: sleep=developer:60 code=slow.txt:x",
+        &["autoApprove"],
+    )
+    .await;
+    // The developer's agent runs (and sleeps).
+    let pid = eventually("the developer running", Duration::from_secs(60), || async {
+        let queue = service.get("/queue").await.1;
+        queue["jobs"].as_array().and_then(|jobs| {
+            jobs.iter()
+                .find(|j| j["task"] == id.as_str() && j["role"] == "developer")
+                .and_then(|j| j["pid"].as_i64())
+        })
+    })
+    .await;
+    let alive = |pid: i64| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    assert!(alive(pid));
+    let (status, reply) = service
+        .post_json(
+            &format!("/tasks/{id}/stop"),
+            &json!({"reason": "wrong approach"}),
+            Some(common::TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let t = reach(&service, &id, "cancelled", "idle").await;
+    // Killed within the grace (SIGTERM first), long before its 60 s were up.
+    eventually("the agent gone", Duration::from_secs(25), || async {
+        (!alive(pid)).then_some(())
+    })
+    .await;
+    let branch = t["branch"].as_str().unwrap().to_string();
+    let origin = dir.path().join("ACME.git");
+    eventually(
+        "the branch gone from the origin",
+        Duration::from_secs(20),
+        || {
+            let origin = origin.clone();
+            let branch = branch.clone();
+            async move {
+                let listed =
+                    orchestrator::git::command::git(&origin, &["branch", "--list", &branch])
+                        .await
+                        .unwrap();
+                listed.trim().is_empty().then_some(())
+            }
+        },
+    )
+    .await;
+    let everywhere =
+        orchestrator::git::command::git(&origin, &["log", "--all", "--name-only", "--format="])
+            .await
+            .unwrap();
+    assert!(!everywhere.contains("slow.txt"), "{everywhere}");
+    // The run is journaled as stopped; a second STOP changes nothing.
+    let dev = eventually(
+        "the run journaled as stopped",
+        Duration::from_secs(20),
+        || async {
+            runs(&task(&service, &id).await)
+                .into_iter()
+                .find(|r| r["role"] == "developer" && r["status"] != "running")
+        },
+    )
+    .await;
+    assert!(
+        dev["reason"].as_str().unwrap_or("").contains("stopped"),
+        "{dev}"
+    );
+    let (status, _) = service
+        .post_json(
+            &format!("/tasks/{id}/stop"),
+            &json!({}),
+            Some(common::TOKEN),
+        )
+        .await;
+    assert_eq!(status, 409);
 }
 
 #[tokio::test]

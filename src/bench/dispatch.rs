@@ -74,6 +74,9 @@ impl Forge for ScratchForge {
     ) -> Result<FastForward, String> {
         Err("nothing is merged in the bench".into())
     }
+    async fn delete_branch(&self, _task: &TaskRecord) -> Result<(), String> {
+        Ok(())
+    }
     async fn merge_main_into_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
         Ok(())
     }

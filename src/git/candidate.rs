@@ -213,6 +213,25 @@ impl Workspace {
         }
     }
 
+    /// Deletes `branch` on the origin (a task branch; never `main`); already gone is `Ok`.
+    pub async fn delete_remote_branch(&self, clone: &Path, branch: &str) -> Result<(), GitError> {
+        names::task_branch(branch)?;
+        let turn = self.turn(clone).await?;
+        let out = turn
+            .git_output(clone, &["push", "--quiet", "origin", "--delete", branch])
+            .await?;
+        if out.success() || out.stderr.contains("remote ref does not exist") {
+            let _ = turn
+                .git_output(
+                    clone,
+                    &["update-ref", "-d", &format!("refs/remotes/origin/{branch}")],
+                )
+                .await?;
+            return Ok(());
+        }
+        Err(out.into_error())
+    }
+
     /// Whether commit `ancestor` is an ancestor of (or equal to) `descendant` in `clone` (a
     /// read: no turn, no fetch).
     pub async fn is_ancestor(

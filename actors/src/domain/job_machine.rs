@@ -56,6 +56,12 @@ pub enum JobEvent {
     },
     /// The reaper judged it.
     Reaped(Verdict),
+    /// Its task was stopped by a human: its agent's process group was killed and its work
+    /// is not published.
+    Stopped {
+        /// Why, as the human said.
+        reason: String,
+    },
 }
 
 /// What the task is told when its job ends.
@@ -199,6 +205,18 @@ pub fn decide(job: &Job, event: JobEvent, rules: &JobRules, now: SystemTime) -> 
             ..JobDecision::default()
         },
         JobEvent::Reaped(verdict) => reaped(verdict),
+        JobEvent::Stopped { reason } => {
+            let reason = format!("stopped: {reason}; its agent was killed and nothing published");
+            JobDecision {
+                run: Some(RunFinish {
+                    outcome: RunOutcome::Failed,
+                    reason: Some(reason.clone()),
+                    ..RunFinish::default()
+                }),
+                change: Some(finish_with(JobOutcome::Failed { reason })),
+                ..JobDecision::default()
+            }
+        }
     }
 }
 

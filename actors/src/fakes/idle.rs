@@ -54,6 +54,9 @@ impl Forge for NoForge {
     ) -> Result<FastForward, String> {
         Err("no forge in this test".into())
     }
+    async fn delete_branch(&self, _task: &TaskRecord) -> Result<(), String> {
+        Ok(())
+    }
     async fn merge_main_into_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
         Err("no forge in this test".into())
     }

@@ -282,6 +282,9 @@ impl Forge for ScriptedForge {
         tokio::time::sleep(self.merge_takes).await;
         Ok(FastForward::Merged)
     }
+    async fn delete_branch(&self, _task: &TaskRecord) -> Result<(), String> {
+        Ok(())
+    }
     async fn merge_main_into_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
         Ok(())
     }

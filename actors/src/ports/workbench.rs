@@ -114,6 +114,9 @@ pub trait Forge: Send + Sync + 'static {
         candidate: &str,
     ) -> Result<FastForward, String>;
 
+    /// Deletes the task's branch on the origin (never `main`); a branch already gone is `Ok`.
+    async fn delete_branch(&self, task: &TaskRecord) -> Result<(), String>;
+
     /// Merges the latest `origin/main` into the task's worktree without committing, leaving
     /// any conflicts in place for the developer to resolve.
     async fn merge_main_into_worktree(&self, task: &TaskRecord) -> Result<(), String>;

@@ -72,7 +72,13 @@ fn recovery_on_start_resumes_where_the_task_stood() {
     );
     assert_eq!(
         cancel.effects,
-        [Effect::CancelJobs, Effect::RemoveWorktree, Effect::Stop]
+        [
+            Effect::StopWork {
+                reason: "no longer needed".into()
+            },
+            Effect::DiscardWork,
+            Effect::Stop
+        ]
     );
     assert_eq!(cancel.update.unwrap().to.unwrap().0, Stage::Cancelled);
 }

@@ -52,6 +52,9 @@ impl Forge for RecordingForge {
     ) -> Result<FastForward, String> {
         std::future::pending().await
     }
+    async fn delete_branch(&self, _task: &TaskRecord) -> Result<(), String> {
+        Ok(())
+    }
     async fn merge_main_into_worktree(&self, _task: &TaskRecord) -> Result<(), String> {
         Ok(())
     }

@@ -20,6 +20,12 @@ pub async fn cancel_queued(id: WorkItemId) -> Result<u32, String> {
     ask(|reply| DispatchMsg::CancelQueued(id, reply)).await?
 }
 
+/// Asks the dispatcher to stop the task's work: its queued job cancelled, its running one
+/// ended with its agent's process group killed.
+pub async fn stop_task(id: WorkItemId, reason: String) -> Result<u32, String> {
+    ask(|reply| DispatchMsg::StopTask(id, reason, reply)).await?
+}
+
 /// One RPC to the dispatcher, with [`ASK_TIMEOUT`].
 async fn ask<T: Send + 'static>(
     msg: impl FnOnce(RpcReplyPort<T>) -> DispatchMsg,

@@ -38,7 +38,7 @@ mod ask;
 mod hold;
 mod writes;
 
-pub use ask::{cancel_queued, enqueue};
+pub use ask::{cancel_queued, enqueue, stop_task};
 use writes::{recover_previous_boot, text};
 
 /// Registered name of the dispatcher.
@@ -163,6 +163,17 @@ pub enum DispatchMsg {
     Enqueue(NewJob, RpcReplyPort<Result<Option<i64>, String>>),
     /// A task actor: withdraw the task's queued job; replies with how many were withdrawn.
     CancelQueued(WorkItemId, RpcReplyPort<Result<u32, String>>),
+    /// A task actor, on a STOP: cancel the task's queued job and stop its running one — its
+    /// run ends (nothing is published) and its agent's process group is killed (SIGTERM,
+    /// then SIGKILL after the grace). Replies with how many jobs it cancelled or stopped.
+    StopTask(WorkItemId, String, RpcReplyPort<Result<u32, String>>),
+    /// Self, from the owned kill of a stopped run's agent.
+    StoppedRunKilled {
+        /// The job.
+        job_id: i64,
+        /// Why it was stopped.
+        reason: String,
+    },
     /// A run actor, before it spawns its agent: journal the run's start.
     RunStarting(NewRun, RpcReplyPort<Result<(), String>>),
     /// A run actor: its agent process exists; journal it.
@@ -281,6 +292,51 @@ impl Actor for Dispatch {
             }
             DispatchMsg::CancelQueued(id, reply) => {
                 let _ = reply.send(self.deps.jobs.cancel_queued_jobs(&id).await.map_err(text));
+            }
+            DispatchMsg::StopTask(id, reason, reply) => {
+                let queued = self.deps.jobs.cancel_queued_jobs(&id).await.map_err(text);
+                let mut stopped = 0;
+                let running: Vec<i64> = state
+                    .running
+                    .iter()
+                    .filter(|(_, slot)| slot.job.work_item_id == id && !slot.ended)
+                    .map(|(job_id, _)| *job_id)
+                    .collect();
+                for job_id in running {
+                    stopped += 1;
+                    let Some(slot) = state.running.get_mut(&job_id) else {
+                        continue;
+                    };
+                    slot.ended = true;
+                    let process = slot.process;
+                    // The run ends first: nothing more of it is published.
+                    if let Some(run) = ractor::registry::where_is(format!("run:{job_id}")) {
+                        run.stop(Some("its task was stopped".into()));
+                    }
+                    let processes = self.deps.processes.clone();
+                    let reason = reason.clone();
+                    state.kills.insert(
+                        job_id,
+                        report_to(&myself, async move {
+                            if let Some(process) = process {
+                                processes.kill_group(&process).await;
+                            }
+                            DispatchMsg::StoppedRunKilled { job_id, reason }
+                        }),
+                    );
+                    warn!(job = job_id, task = %id, "stopping the task's running agent");
+                }
+                let _ = reply.send(queued.map(|n| n + stopped));
+            }
+            DispatchMsg::StoppedRunKilled { job_id, reason } => {
+                state.kills.remove(&job_id);
+                if let Some(job) = state.running.get(&job_id).map(|s| s.job.clone()) {
+                    let run_id = job.run_id.clone().unwrap_or_default();
+                    self.settle(state, &job, &run_id, JobEvent::Stopped { reason })
+                        .await;
+                    state.running.remove(&job_id);
+                }
+                self.claim(&myself, state).await;
             }
             DispatchMsg::RunStarting(run, reply) => {
                 let job_id = run.job_id;

@@ -115,6 +115,28 @@ impl TaskActor {
                     let _ = me.cast(TaskMsg::Republished { stage, result });
                 }));
             }
+            Effect::StopWork { reason } => {
+                let stopped =
+                    crate::actors::dispatch::stop_task(task.work_item_id.clone(), reason).await?;
+                if stopped > 0 {
+                    info!(task = %task.work_item_id, jobs = stopped, "the task's work was stopped");
+                }
+            }
+            Effect::DiscardWork => {
+                state.work.cleanup = Some(owned(async move {
+                    if let Err(e) = deps.forge.remove_worktree(&task).await {
+                        warn!(task = %task.work_item_id, error = %e, "cannot remove the worktree");
+                    }
+                    match deps.forge.delete_branch(&task).await {
+                        Ok(()) => {
+                            info!(task = %task.work_item_id, "the stopped task's branch is deleted on the origin")
+                        }
+                        Err(e) => {
+                            warn!(task = %task.work_item_id, error = %e, "cannot delete the stopped task's branch")
+                        }
+                    }
+                }));
+            }
             Effect::CancelJobs => {
                 crate::actors::dispatch::cancel_queued(task.work_item_id.clone()).await?;
             }

@@ -206,6 +206,15 @@ pub enum Effect {
     },
     /// Withdraw the task's queued job.
     CancelJobs,
+    /// A STOP: cancel the task's queued job and end its running one, its agent's process
+    /// group killed and nothing of it published.
+    StopWork {
+        /// Why, as the human said.
+        reason: String,
+    },
+    /// A stopped task: remove its worktree and delete its branch on the origin (never
+    /// `main`), so nothing of its work stays there.
+    DiscardWork,
     /// Let the dispatcher look at the queue (a job may have become claimable).
     WakeDispatch,
     /// The task reached `done` or `cancelled`: remove its worktree (its branch stays).

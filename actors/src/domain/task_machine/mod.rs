@@ -234,7 +234,11 @@ fn decide_event(task: &TaskRecord, rules: &ProjectRules, event: Event) -> Decisi
             u.phase = Phase::Idle;
             Decision {
                 update: Some(u),
-                effects: vec![Effect::CancelJobs, Effect::RemoveWorktree, Effect::Stop],
+                effects: vec![
+                    Effect::StopWork { reason },
+                    Effect::DiscardWork,
+                    Effect::Stop,
+                ],
             }
         }
     }
