@@ -285,6 +285,7 @@ pub async fn run_on(
     let tasks = ractor::registry::where_is(tree::TASKS).map_or(0, |cell| cell.get_children().len());
     info!(tasks, "actor tree ready");
 
+    let dyn_store_for_dashboard = dyn_store.clone();
     let app = http::router(AppState {
         store: dyn_store,
         jobs,
@@ -295,6 +296,15 @@ pub async fn run_on(
         intake,
         journal: store.clone(),
         projects: config.projects.clone(),
+        dashboard: Arc::new(http::Dashboard::start(
+            dyn_store_for_dashboard,
+            store.clone(),
+            config.integrations.plane.as_ref().map(|p| http::PlaneWeb {
+                url: p.api_url.clone(),
+                workspace: p.workspace.clone(),
+            }),
+            shutdown.child_token(),
+        )),
     });
     info!("listening on http://{addr}");
     let server =

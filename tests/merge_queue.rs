@@ -422,6 +422,11 @@ async fn an_operator_freeze_holds_the_queue_and_a_restart_keeps_it() {
     assert_eq!(status, 200, "{reply}");
     let t = done_or_blocked(&service, &id, Duration::from_secs(120)).await;
     assert_eq!(t["stage"], "done", "{t}");
+    // The queue answers in the actor tree too.
+    let (_, root) = service.get("/actors").await;
+    let mq = common::child(common::child(&root, "singletons"), "merge-queue");
+    assert_eq!(mq["kind"], "merge-queue", "{mq}");
+    assert!(mq["details"]["repos"].is_array(), "{mq}");
 }
 
 #[tokio::test]

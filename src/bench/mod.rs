@@ -6,6 +6,7 @@
 //! meant to measure (all N actors really up and, for idle tasks, the boot changed nothing).
 
 pub mod chaos;
+pub mod dashboard;
 pub mod dispatch;
 pub mod merge_queue;
 pub mod pipeline;
@@ -98,6 +99,14 @@ pub struct BenchArgs {
     /// With `--chaos`: seconds each run may take before it is reported as failed.
     #[arg(long, default_value_t = 900)]
     pub run_timeout: u64,
+    /// Measure the web dashboard instead: the board page at `--tasks` idle tasks (default
+    /// 10,000), then its live stream followed by `--dashboards` clients during a batch of
+    /// `--batch` tasks, against the same batch with none.
+    #[arg(long, conflicts_with_all = ["pipeline", "dispatch", "webhooks", "chaos"])]
+    pub dashboard: bool,
+    /// With `--dashboard`: connected dashboards following the board during the batch.
+    #[arg(long, default_value_t = 100)]
+    pub dashboards: usize,
     /// With `--webhooks`: rounds of ceiling-then-intake measurements; with several, each
     /// round is printed and the median of every column is the result (a shared machine's
     /// noise moves single rounds by tens of percent).
@@ -120,6 +129,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         crate::bench::pipeline::measure(&args, &dir).await
     } else if args.chaos {
         crate::bench::chaos::measure(&args, &dir).await
+    } else if args.dashboard {
+        crate::bench::dashboard::measure(&args, &dir).await
     } else if args.merge_queue {
         crate::bench::merge_queue::measure(&args, &dir).await
     } else {

@@ -24,25 +24,7 @@ const SINGLE_RUNS: usize = 5;
 pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let repos = args.repos.unwrap_or(4).max(1);
     let concurrency = args.concurrency.unwrap_or(4);
-    let mut projects = Vec::new();
-    for n in 0..repos {
-        let origin = dir.join(format!("repo{n}.git"));
-        sample::create_sample_origin(&origin).await?;
-        projects.push(Project {
-            repo: format!("bench/repo{n}"),
-            origin: origin.display().to_string(),
-            prefix: format!("R{n}"),
-            test_cmd: sample::SAMPLE_TEST_CMD.into(),
-            staging: false,
-            confirm_deploy: false,
-            deploy: true,
-            plane_project_id: None,
-            gitea_repo: None,
-            plane_states: Default::default(),
-            append_only: Project::default_append_only(),
-            budget_nano_usd: None,
-        });
-    }
+    let projects = sample_projects(dir, repos).await?;
     // The single-task figure runs alone; the batch gets its own service and data.
     let single = with_service(dir, "single", &projects, 1, &[], |base| async move {
         let mut samples = Vec::new();
@@ -88,18 +70,44 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `body` against a fresh in-process service with `projects`.
-pub(super) async fn with_service<F, Fut>(
+/// `repos` sample projects (`bench/repo<N>`, prefix `R<N>`), each with a bare origin under
+/// `dir` holding a tiny app and its test command.
+pub(crate) async fn sample_projects(dir: &Path, repos: usize) -> anyhow::Result<Vec<Project>> {
+    let mut projects = Vec::new();
+    for n in 0..repos {
+        let origin = dir.join(format!("repo{n}.git"));
+        sample::create_sample_origin(&origin).await?;
+        projects.push(Project {
+            repo: format!("bench/repo{n}"),
+            origin: origin.display().to_string(),
+            prefix: format!("R{n}"),
+            test_cmd: sample::SAMPLE_TEST_CMD.into(),
+            staging: false,
+            confirm_deploy: false,
+            deploy: true,
+            plane_project_id: None,
+            gitea_repo: None,
+            plane_states: Default::default(),
+            append_only: Project::default_append_only(),
+            budget_nano_usd: None,
+        });
+    }
+    Ok(projects)
+}
+
+/// Runs `body` against a fresh in-process service with `projects` and extra `settings` on
+/// the data directory `dir/name`.
+pub(crate) async fn with_service<F, Fut, T>(
     dir: &Path,
     name: &str,
     projects: &[Project],
     concurrency: usize,
     settings: &[(&str, String)],
     body: F,
-) -> anyhow::Result<Vec<Duration>>
+) -> anyhow::Result<T>
 where
     F: FnOnce(String) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Vec<Duration>>>,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
     let mut config = Config::from_vars(
         [
@@ -127,7 +135,8 @@ where
     measured
 }
 
-async fn submit(base: &str, repo: &str) -> anyhow::Result<String> {
+/// Creates a task on `repo` that skips the approval; its id.
+pub(crate) async fn submit(base: &str, repo: &str) -> anyhow::Result<String> {
     let reply: Value = reqwest::Client::new()
         .post(format!("{base}/tasks"))
         .json(&json!({"repo": repo, "title": "Benchmark task", "labels": ["autoApprove"]}))
@@ -142,7 +151,8 @@ async fn submit(base: &str, repo: &str) -> anyhow::Result<String> {
         .to_string())
 }
 
-pub(super) async fn wait_done(base: &str, ids: &[String]) -> anyhow::Result<()> {
+/// Waits until every task of `ids` is done (an error if one is blocked, or after 600 s).
+pub(crate) async fn wait_done(base: &str, ids: &[String]) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut pending: Vec<&String> = ids.iter().collect();

@@ -1,9 +1,10 @@
 //! The HTTP surface (axum). Handlers parse (typed bodies, unknown fields refused), ask the
 //! store or the domain, and shape the reply; no business decision is made here. Every error
-//! body is `{"error": "…"}`.
+//! body of the API is `{"error": "…"}`; the web dashboard (`/`, `/ui/…`) answers HTML.
 
 mod actors;
 mod body;
+mod dashboard;
 #[cfg(debug_assertions)]
 mod debug;
 mod error;
@@ -25,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use orchestrator_actors::actors::task::TaskCreator;
 use orchestrator_actors::ports::{JobStore, PullRequestStore, Store};
 
+pub use dashboard::{Dashboard, PlaneWeb};
 pub use error::ApiError;
 
 /// What handlers share.
@@ -48,6 +50,8 @@ pub struct AppState {
     pub journal: Arc<crate::store::SqliteStore>,
     /// The project registry (each task's spend cap for `GET /tasks/{id}`).
     pub projects: Arc<crate::config::projects::Projects>,
+    /// The web dashboard's sessions and live feed.
+    pub dashboard: Arc<Dashboard>,
 }
 
 /// The complete router.
@@ -67,6 +71,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(axum::middleware::map_response(json_errors))
+        // After the layer: the dashboard's errors are HTML pages for a person.
+        .merge(dashboard::router())
         .with_state(state)
 }
 

@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use axum::{Json, Router};
+use orchestrator_actors::WorkItemId;
 use orchestrator_actors::actors::task::{HumanAction, HumanReply, RestartError, TaskMsg};
 use orchestrator_actors::domain::creation::CreateError;
 use orchestrator_actors::ports::Phase;
@@ -72,6 +73,16 @@ async fn restart(
     ))
 }
 
+/// Whether `given` is the secret `expected`, in time that depends only on their lengths.
+pub(super) fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// Checks the Bearer token in constant time relative to the token's length.
 pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.operator_token.as_deref() else {
@@ -85,13 +96,7 @@ pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Api
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
+    if !same_secret(given, expected) {
         return Err(ApiError {
             status: StatusCode::UNAUTHORIZED,
             message:
@@ -115,23 +120,21 @@ struct ActionBody {
     note: Option<String>,
 }
 
-/// The optional `note` of a retry's body (1-10,000 characters).
-fn note(body: &Option<JsonBody<ActionBody>>) -> Result<Option<String>, ApiError> {
-    match body.as_ref().and_then(|JsonBody(b)| b.note.as_deref()) {
+/// The optional `note` of a retry (1-10,000 characters).
+fn note(given: Option<&str>) -> Result<Option<String>, ApiError> {
+    match given {
         Some(n) if !n.trim().is_empty() && n.chars().count() <= 10_000 => Ok(Some(n.to_string())),
         Some(_) => Err(ApiError::bad_request("note must be 1-10000 characters")),
         None => Ok(None),
     }
 }
 
-/// The optional `reason` of the body; `required` makes it mandatory.
-fn reason(body: &Option<JsonBody<ActionBody>>, required: bool) -> Result<String, ApiError> {
-    match body.as_ref().and_then(|JsonBody(b)| b.reason.as_deref()) {
+/// The optional `reason`; `required` makes it mandatory, and `missing` says how to give one.
+fn reason(given: Option<&str>, required: bool, missing: &str) -> Result<String, ApiError> {
+    match given {
         Some(r) if !r.trim().is_empty() && r.chars().count() <= 2000 => Ok(r.trim().to_string()),
         Some(_) => Err(ApiError::bad_request("reason must be 1-2000 characters")),
-        None if required => Err(ApiError::bad_request(
-            "a JSON body {\"reason\": \"…\"} is required",
-        )),
+        None if required => Err(ApiError::bad_request(missing)),
         None => Ok(String::new()),
     }
 }
@@ -157,7 +160,67 @@ async fn budget(
     let id = parse_id(&raw)?;
     let cap = orchestrator_actors::domain::budget::cap_from_usd(body.usd)
         .map_err(|e| ApiError::bad_request(format!("usd {e}")))?;
-    tell(&state, id, HumanAction::SetBudget(cap)).await
+    perform(&state, &id, HumanAction::SetBudget(cap))
+        .await
+        .map(Json)
+}
+
+/// The operator actions a task's actor takes, by their path name.
+pub(super) const ACTIONS: &str = "approve, reject, confirm-deploy, pause, resume, stop, retry";
+
+/// What came with an action: a reason (a reject needs one, a stop may have one) or a
+/// retry's note.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Given<'a> {
+    /// Why, for the task's journal and its next agent.
+    pub reason: Option<&'a str>,
+    /// A retry's note, passed verbatim to the next agent run.
+    pub note: Option<&'a str>,
+}
+
+/// Reads an action's name and what came with it into what the task's actor is told — the
+/// one reading shared by these routes and the dashboard's forms. `missing` is the error's
+/// text when a reject comes without a reason.
+pub(super) fn human_action(
+    action: &str,
+    given: Given<'_>,
+    missing: &str,
+) -> Result<HumanAction, ApiError> {
+    let takes_note = action == "retry";
+    if !takes_note && given.note.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "{action} takes no note (only retry does)"
+        )));
+    }
+    if takes_note && given.reason.is_some() {
+        return Err(ApiError::bad_request(
+            "retry takes {\"note\": \"…\"}, not a reason",
+        ));
+    }
+    Ok(match action {
+        "approve" => HumanAction::Approve,
+        "retry" => HumanAction::Retry {
+            by: "operator".into(),
+            note: note(given.note)?,
+        },
+        "reject" => HumanAction::Reject(reason(given.reason, true, missing)?),
+        "confirm-deploy" => HumanAction::ConfirmDeploy,
+        "pause" => HumanAction::Pause,
+        "resume" => HumanAction::Resume,
+        "stop" => {
+            let why = reason(given.reason, false, missing)?;
+            HumanAction::Cancel(if why.is_empty() {
+                "stopped by the operator".into()
+            } else {
+                why
+            })
+        }
+        other => {
+            return Err(ApiError::not_found(format!(
+                "unknown action {other:?} ({ACTIONS})"
+            )));
+        }
+    })
 }
 
 async fn act(
@@ -168,56 +231,31 @@ async fn act(
 ) -> Result<Json<HumanReply>, ApiError> {
     authorize(&state, &headers)?;
     let id = parse_id(&raw)?;
-    let takes_note = action == "retry";
-    if let Some(JsonBody(b)) = &body {
-        if !takes_note && b.note.is_some() {
-            return Err(ApiError::bad_request(format!(
-                "{action} takes no note (only retry does)"
-            )));
-        }
-        if takes_note && b.reason.is_some() {
-            return Err(ApiError::bad_request(
-                "retry takes {\"note\": \"…\"}, not a reason",
-            ));
-        }
-    }
-    let action = match action.as_str() {
-        "approve" => HumanAction::Approve,
-        "retry" => HumanAction::Retry {
-            by: "operator".into(),
-            note: note(&body)?,
-        },
-        "reject" => HumanAction::Reject(reason(&body, true)?),
-        "confirm-deploy" => HumanAction::ConfirmDeploy,
-        "pause" => HumanAction::Pause,
-        "resume" => HumanAction::Resume,
-        "stop" => {
-            let why = reason(&body, false)?;
-            HumanAction::Cancel(if why.is_empty() {
-                "stopped by the operator".into()
-            } else {
-                why
-            })
-        }
-        other => {
-            return Err(ApiError::not_found(format!(
-                "unknown action {other:?} (approve, reject, confirm-deploy, pause, resume, stop, retry)"
-            )));
-        }
-    };
-    tell(&state, id, action).await
+    let given = body
+        .as_ref()
+        .map_or_else(Given::default, |JsonBody(b)| Given {
+            reason: b.reason.as_deref(),
+            note: b.note.as_deref(),
+        });
+    let action = human_action(
+        &action,
+        given,
+        "a JSON body {\"reason\": \"…\"} is required",
+    )?;
+    perform(&state, &id, action).await.map(Json)
 }
 
-/// Hands `action` to the task's actor and returns its reply: 404 for an unknown task, 409
-/// for a finished one, 503 when its actor is not there or does not answer.
-async fn tell(
+/// Tells the task's actor what the operator decided and waits for its answer: a terminal or
+/// unknown task is refused before anything is sent, and so is a retry of a task that is not
+/// blocked. Authorization is the caller's.
+pub(super) async fn perform(
     state: &AppState,
-    id: orchestrator_actors::WorkItemId,
+    id: &WorkItemId,
     action: HumanAction,
-) -> Result<Json<HumanReply>, ApiError> {
+) -> Result<HumanReply, ApiError> {
     let task = state
         .store
-        .load_task(&id)
+        .load_task(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
     if task.stage.is_terminal() {
@@ -245,7 +283,7 @@ async fn tell(
         .call(|reply| TaskMsg::Human(action, reply), Some(ACTOR_TIMEOUT))
         .await
     {
-        Ok(CallResult::Success(reply)) => Ok(Json(reply)),
+        Ok(CallResult::Success(reply)) => Ok(reply),
         Ok(CallResult::Timeout) => Err(ApiError::unavailable(format!(
             "task {id} did not answer within 10 s"
         ))),

@@ -36,7 +36,7 @@ async fn details(name: &str, state: &AppState) -> Value {
     }
 }
 
-async fn queue(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn queue(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let overview = state.jobs.queue_overview().await?;
     let dispatch = details(DISPATCH, &state).await;
     let reaper = details(REAPER, &state).await;

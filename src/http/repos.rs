@@ -61,30 +61,42 @@ async fn act(
             )));
         }
     };
-    if state.creator.tasks.projects.get(&repo).is_none() {
+    let body = body.map(|JsonBody(b)| b);
+    perform(
+        &state,
+        &repo,
+        &action,
+        body.as_ref().and_then(|b| b.reason.as_deref()),
+        body.as_ref().and_then(|b| b.by.as_deref()),
+    )
+    .await
+    .map(Json)
+}
+
+/// Freezes or thaws `repo`'s merge queue (`action`: `freeze`, which needs a reason, or
+/// `unfreeze`) for `by` (default `operator`) — the one path of these routes and the
+/// dashboard's forms. Authorization is the caller's.
+pub(super) async fn perform(
+    state: &AppState,
+    repo: &str,
+    action: &str,
+    reason: Option<&str>,
+    by: Option<&str>,
+) -> Result<FreezeReply, ApiError> {
+    if state.creator.tasks.projects.get(repo).is_none() {
         return Err(ApiError::not_found(format!(
             "repo {repo:?} is not a configured project"
         )));
     }
-    let body = body.map(|JsonBody(b)| b);
-    let by = text(body.as_ref().and_then(|b| b.by.as_deref()), "by", false)?
-        .unwrap_or_else(|| "operator".to_string());
-    let reply = match action.as_str() {
+    let by = text(by, "by", false)?.unwrap_or_else(|| "operator".to_string());
+    let repo = repo.to_string();
+    let reply = match action {
         "freeze" => {
-            let reason = text(
-                body.as_ref().and_then(|b| b.reason.as_deref()),
-                "reason",
-                true,
-            )?
-            .unwrap_or_default();
+            let reason = text(reason, "reason", true)?.unwrap_or_default();
             merge_queue::freeze(repo, by, reason).await
         }
         "unfreeze" => {
-            text(
-                body.as_ref().and_then(|b| b.reason.as_deref()),
-                "reason",
-                false,
-            )?;
+            text(reason, "reason", false)?;
             merge_queue::unfreeze(repo, by).await
         }
         other => {
@@ -93,7 +105,7 @@ async fn act(
             )));
         }
     };
-    reply.map(Json).map_err(|e| ApiError {
+    reply.map_err(|e| ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,
         message: e,
     })

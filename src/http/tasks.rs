@@ -47,22 +47,7 @@ async fn show(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
     let transitions = state.store.transitions(&id).await?;
-    let actor = match registry::where_is(id.actor_name()) {
-        None => Value::Null,
-        Some(cell) => {
-            let (_, described) = describe_cell(&cell, state.describe_timeout).await;
-            let mut actor = json!({
-                "name": id.actor_name(),
-                "id": cell.get_id().to_string(),
-                "status": status_name(cell.get_status()),
-            });
-            match described {
-                Ok(d) => actor["details"] = d.details,
-                Err(e) => actor["error"] = json!(e),
-            }
-            actor
-        }
-    };
+    let actor = describe_actor(&state, &id).await;
     let render = |e: serde_json::Error| ApiError::internal(format!("cannot render task {id}: {e}"));
     let mut body = serde_json::to_value(&task).map_err(render)?;
     body["transitions"] = serde_json::to_value(transitions).map_err(render)?;
@@ -85,6 +70,25 @@ async fn show(
     body["waiting"] = serde_json::to_value(waiting::of(&task)).map_err(render)?;
     body["actor"] = actor;
     Ok(Json(body))
+}
+
+/// What the task's live actor (found by name) says about itself: its name, id, status and
+/// Describe details (or why there are none); null when it has no actor.
+pub(super) async fn describe_actor(state: &AppState, id: &WorkItemId) -> Value {
+    let Some(cell) = registry::where_is(id.actor_name()) else {
+        return Value::Null;
+    };
+    let (_, described) = describe_cell(&cell, state.describe_timeout).await;
+    let mut actor = json!({
+        "name": id.actor_name(),
+        "id": cell.get_id().to_string(),
+        "status": status_name(cell.get_status()),
+    });
+    match described {
+        Ok(d) => actor["details"] = d.details,
+        Err(e) => actor["error"] = json!(e),
+    }
+    actor
 }
 
 /// `POST /tasks`'s body: a task for the local tracker.

@@ -6,6 +6,7 @@ mod cards;
 mod checkpointer;
 mod compression;
 mod connection;
+mod dashboard;
 mod housekeeping;
 mod intake;
 mod intake_ports;
@@ -34,6 +35,7 @@ use orchestrator_actors::{Stage, WorkItemId};
 use rusqlite::Connection;
 
 pub use connection::OpenError;
+pub use dashboard::TaskSpend;
 pub use metrics::{DeliveryCount, JournalFigures, RunCount, TaskCount, UsageSum};
 pub use migrations::{MigrationReport, supported_version};
 pub use reconcile::JournaledEvent;

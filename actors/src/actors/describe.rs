@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::actors::disk_watchdog::DiskWatchdogMsg;
 use crate::actors::dispatch::DispatchMsg;
 use crate::actors::housekeeper::HousekeeperMsg;
+use crate::actors::merge_queue::MergeQueueMsg;
 use crate::actors::reaper::ReaperMsg;
 use crate::actors::reconciler::ReconcilerMsg;
 use crate::actors::run::RunMsg;
@@ -151,6 +152,11 @@ pub async fn describe_cell(
         (
             ReconcilerMsg::KIND,
             call::<ReconcilerMsg>(cell, timeout).await,
+        )
+    } else if cell.is_message_type_of::<MergeQueueMsg>() == Some(true) {
+        (
+            MergeQueueMsg::KIND,
+            call::<MergeQueueMsg>(cell, timeout).await,
         )
     } else {
         ("unknown", Err("actor does not answer Describe".into()))
