@@ -53,6 +53,9 @@ pub enum Command {
     Task(TaskCommand),
     /// Show the job queue: counts, the usage-limit park, the breaker, the active jobs.
     Queue(ClientArgs),
+    /// Hold or release a repository (needs the operator token): today, its merge queue.
+    #[command(subcommand)]
+    Repo(RepoCommand),
     /// Show the live actor tree of a running service.
     Actors {
         /// Levels below root to include.
@@ -137,6 +140,28 @@ pub enum TaskCommand {
         /// A note passed verbatim to the next agent run.
         #[arg(long)]
         note: Option<String>,
+    },
+}
+
+/// What can be done to a repository.
+#[derive(clap::Subcommand, Debug)]
+pub enum RepoCommand {
+    /// Freeze its merge queue: nothing merges until it is unfrozen; nobody is dropped.
+    Freeze {
+        /// The repository as configured (e.g. acme/app).
+        repo: String,
+        /// Why, for the journal.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Unfreeze its merge queue.
+    Unfreeze {
+        /// The repository as configured.
+        repo: String,
+        #[command(flatten)]
+        client: ClientArgs,
     },
 }
 
@@ -228,6 +253,38 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Queue(client) => {
             let reply = connect(&config, &client)?.get("/queue").await?;
             show(&client, &reply, render::queue)
+        }
+        Command::Repo(command) => {
+            let (repo, action, body, client) = match command {
+                RepoCommand::Freeze {
+                    repo,
+                    reason,
+                    client,
+                } => (repo, "freeze", json!({ "reason": reason }), client),
+                RepoCommand::Unfreeze { repo, client } => (repo, "unfreeze", json!({}), client),
+            };
+            if repo.trim().is_empty() || repo.contains(char::is_whitespace) {
+                anyhow::bail!("repo {repo:?} is not a repository name (e.g. acme/app)");
+            }
+            let reply = connect(&config, &client)?
+                .operator_post(&format!("/repos/{repo}/merge-queue/{action}"), &body)
+                .await?;
+            show(&client, &reply, |r| {
+                format!(
+                    "{} {}: {}\n",
+                    r["repo"].as_str().unwrap_or("-"),
+                    if r["frozen"].is_null() {
+                        "unfrozen"
+                    } else {
+                        "frozen"
+                    },
+                    if r["changed"] == true {
+                        "done"
+                    } else {
+                        "no change"
+                    }
+                )
+            })
         }
         Command::Actors { depth, client } => {
             let path = depth.map_or("/actors".to_string(), |d| format!("/actors?depth={d}"));

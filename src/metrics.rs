@@ -62,6 +62,9 @@ pub struct Snapshot {
     pub breaker: Option<BreakerFigures>,
     /// Each repository's merge queue, when the queue answered.
     pub merge_queues: Option<Vec<MergeQueueFigures>>,
+    /// Each watched filesystem's fill (what it holds, fill as a ratio), when the disk
+    /// watchdog answered.
+    pub disks: Option<Vec<(String, f64)>>,
 }
 
 /// A label set: name/value pairs.
@@ -225,6 +228,20 @@ pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
                 labels.push(("event", event.into()));
                 events.get_or_create(&labels).inc_by(n);
             }
+        }
+    }
+
+    if let Some(disks) = &snapshot.disks {
+        let fill = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register_with_unit(
+            "disk_fill",
+            "How full each filesystem the service writes to is (data, clones, worktrees), 0 to 1",
+            prometheus_client::registry::Unit::Other("ratio".into()),
+            fill.clone(),
+        );
+        for (holds, ratio) in disks {
+            fill.get_or_create(&vec![("filesystem", holds.clone())])
+                .set(*ratio);
         }
     }
 

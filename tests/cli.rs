@@ -151,6 +151,46 @@ async fn people_get_tables_machines_get_json_and_actions_need_the_token() {
         stdout(&approved)
     );
     reach(&service, "ACME-001", "done", "idle").await;
+
+    // A repository's merge queue, frozen and released from the command line.
+    let frozen = cli(
+        cwd,
+        &service,
+        Some(TOKEN),
+        &["repo", "freeze", "acme/app", "--reason", "release day"],
+    );
+    assert!(frozen.status.success(), "{}", stderr(&frozen));
+    assert_eq!(stdout(&frozen), "acme/app frozen: done\n");
+    let queue = service.get("/queue").await.1;
+    assert_eq!(queue["merge_queues"][0]["frozen"]["reason"], "release day");
+    let unknown = cli(
+        cwd,
+        &service,
+        Some(TOKEN),
+        &["repo", "freeze", "nope/app", "--reason", "x"],
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("404") && stderr(&unknown).contains("nope/app"),
+        "{}",
+        stderr(&unknown)
+    );
+    let wrong = cli(
+        cwd,
+        &service,
+        None,
+        &["repo", "unfreeze", "acme/app", "--token", "not-the-token"],
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(stderr(&wrong).contains("401"), "{}", stderr(&wrong));
+    let released = cli(
+        cwd,
+        &service,
+        Some(TOKEN),
+        &["repo", "unfreeze", "acme/app"],
+    );
+    assert!(released.status.success(), "{}", stderr(&released));
+    assert_eq!(stdout(&released), "acme/app unfrozen: done\n");
 }
 
 #[tokio::test]

@@ -194,6 +194,14 @@ async fn metrics_parse_and_match_what_the_api_shows() {
         samples(&m, "orchestrator_merge_queue_oldest_wait_seconds").len(),
         1
     );
+
+    // The filesystems the disk watchdog reads, as ratios.
+    let disks = samples(&m, "orchestrator_disk_fill_ratio");
+    assert!(!disks.is_empty(), "no disk fill series");
+    for d in disks {
+        let fill = number(d);
+        assert!((0.0..=1.0).contains(&fill), "{fill}");
+    }
 }
 
 #[tokio::test]

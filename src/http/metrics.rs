@@ -8,6 +8,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use orchestrator_actors::actors::describe::describe_cell;
+use orchestrator_actors::actors::disk_watchdog::DISK_WATCHDOG;
 use orchestrator_actors::actors::dispatch::DISPATCH;
 use ractor::registry;
 
@@ -35,6 +36,28 @@ async fn breaker(state: &AppState) -> Option<BreakerFigures> {
         open: breaker.get("state")?.as_str()? == "open",
         opened_total: breaker.get("opened_total")?.as_u64()?,
     })
+}
+
+/// Each watched filesystem's fill as the disk watchdog last read it, or `None` while it does
+/// not answer.
+async fn disks(state: &AppState) -> Option<Vec<(String, f64)>> {
+    let cell = registry::where_is(DISK_WATCHDOG)?;
+    let details = describe_cell(&cell, state.describe_timeout)
+        .await
+        .1
+        .ok()?
+        .details;
+    let filesystems = details.get("filesystems")?.as_object()?;
+    Some(
+        filesystems
+            .values()
+            .filter_map(|fs| {
+                let holds = fs.get("holds")?.as_str()?.to_string();
+                let pct = fs.get("fill_pct")?.as_f64()?;
+                Some((holds, pct / 100.0))
+            })
+            .collect(),
+    )
 }
 
 /// Each repository's merge queue, or `None` while the queue does not answer.
@@ -74,6 +97,7 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
         queue: state.jobs.queue_overview().await?,
         breaker: breaker(&state).await,
         merge_queues: merge_queues().await,
+        disks: disks(&state).await,
     };
     let text = render(&snapshot)
         .map_err(|e| ApiError::internal(format!("cannot render the metrics: {e}")))?;
