@@ -649,3 +649,70 @@ async fn a_stop_during_the_fast_forward_is_deferred_and_reported() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_stop_while_queued_or_during_the_candidate_test_releases_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (origin, _scratch) = origin(dir.path()).await;
+    let service = start(dir.path(), &origin, &[("ORCH_MERGE_BATCH_MAX", "1")]);
+    // Queued behind a frozen queue.
+    let (status, _) = service
+        .post_json(
+            "/repos/acme/app/merge-queue/freeze",
+            &json!({"reason": "hold"}),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let waiting = create(&service, "Waits", "", &["autoApprove", "autoDeploy"]).await;
+    common::reach(&service, &waiting, "testing", "queued").await;
+    let (status, reply) = service
+        .post_json(&format!("/tasks/{waiting}/stop"), &json!({}), Some(TOKEN))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    common::reach(&service, &waiting, "cancelled", "idle").await;
+    let q = merge_queue(&service).await;
+    assert_eq!(q["waiting"], json!([]), "{q}");
+    let (status, _) = service
+        .post_json(
+            "/repos/acme/app/merge-queue/unfreeze",
+            &json!({}),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Holding the lease while its candidate's (3 s) tests run.
+    let slow = create(
+        &service,
+        "Slow tests",
+        "scripted-agent: code=slow.flag:x",
+        &["autoApprove", "autoDeploy"],
+    )
+    .await;
+    let next = create(&service, "Next", "", &["autoApprove", "autoDeploy"]).await;
+    eventually(
+        "the candidate under test",
+        Duration::from_secs(120),
+        || async {
+            let q = merge_queue(&service).await;
+            (q["state"] == "testing" && q["holder"] == slow.as_str()).then_some(())
+        },
+    )
+    .await;
+    let (status, reply) = service
+        .post_json(&format!("/tasks/{slow}/stop"), &json!({}), Some(TOKEN))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    common::reach(&service, &slow, "cancelled", "idle").await;
+    // The lease passed on: the next task merges; nothing of the stopped one is on main.
+    let t = done_or_blocked(&service, &next, Duration::from_secs(120)).await;
+    assert_eq!(t["stage"], "done", "{t}");
+    let line = first_parents(&origin);
+    assert!(
+        !line.iter().any(|(_, s)| s.contains(slow.as_str())),
+        "{line:?}"
+    );
+    let files = git(&origin, &["ls-tree", "-r", "--name-only", "main"]);
+    assert!(!files.contains("slow.flag"), "{files}");
+}
