@@ -22,7 +22,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::WorkItemId;
 use crate::actors::describe::{Describe, Description};
@@ -30,14 +30,18 @@ use crate::actors::task::TaskMsg;
 use crate::actors::tracker;
 use crate::domain::gates::CiOutcome;
 use crate::ports::merge_queue::{
-    EntryState, FastForward, Freeze, FreezeKind, Integration, MergeQueueStore, QueueEntry,
-    RepoQueueState,
+    FastForward, Freeze, FreezeKind, Integration, MergeQueueStore, QueueEntry, RepoQueueState,
 };
 use crate::ports::workbench::Forge;
 use crate::ports::{Notice, Store, TaskRecord};
 
+mod ask;
+mod requests;
 mod steps;
 mod view;
+mod work;
+
+pub use ask::{freeze, join, leave, overview, ready_to_merge, unfreeze};
 
 pub use view::{EntryView, RepoView};
 
@@ -216,7 +220,7 @@ pub enum MergeQueueMsg {
         reply: RpcReplyPort<Result<FreezeReply, String>>,
     },
     /// Owned work: the batch's candidates were built (or not).
-    Built(Report<steps::Builds>),
+    Built(Report<work::Builds>),
     /// Owned work: CI on the candidate of the batch's n-th member ended.
     Tested(Report<(usize, String, CiOutcome)>),
     /// Owned work: `main` alone was tested (the runaway guard, or a frozen queue's recheck);
@@ -363,228 +367,6 @@ impl Actor for MergeQueue {
     }
 }
 
-impl MergeQueue {
-    async fn join(
-        &self,
-        myself: &ActorRef<MergeQueueMsg>,
-        state: &mut MergeQueueState,
-        task: TaskRecord,
-    ) -> Result<usize, String> {
-        let repo = task.repo.clone();
-        let id = task.work_item_id.clone();
-        let queue = state.repos.entry(repo.clone()).or_default();
-        queue.state.repo = repo.clone();
-        if let Some(place) = queue.entries.iter().position(|e| e.work_item_id == id) {
-            // A restarted task asks again: it keeps its place, and hears again what it may
-            // have missed.
-            let entry = &queue.entries[place];
-            if entry.state == EntryState::Deploying
-                && let Some(sha) = entry.candidate.clone()
-            {
-                let members = queue.members();
-                let top = members.last().map(|m| m.work_item_id.clone());
-                match top {
-                    Some(top) if top != id => tell(&id, Integration::BatchedGreen { sha, top }),
-                    _ => tell(&id, Integration::CandidateGreen { sha }),
-                }
-            }
-            return Ok(place);
-        }
-        let entry = QueueEntry {
-            work_item_id: id.clone(),
-            repo: repo.clone(),
-            seq: state.next_seq,
-            state: EntryState::Waiting,
-            candidate: None,
-            base: None,
-            ready: false,
-            joined_at: now(),
-        };
-        state.next_seq += 1;
-        self.deps
-            .store
-            .save_queue_entry(&entry)
-            .await
-            .map_err(|e| format!("cannot journal {id} joining the merge queue: {e}"))?;
-        let queue = state.repos.entry(repo.clone()).or_default();
-        queue.entries.push(entry);
-        let place = queue.entries.len() - 1;
-        info!(task = %id, %repo, place, "joined the merge queue");
-        self.drive(myself, state, &repo)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(place)
-    }
-
-    async fn leave(
-        &self,
-        myself: &ActorRef<MergeQueueMsg>,
-        state: &mut MergeQueueState,
-        id: &WorkItemId,
-    ) -> Result<(), ActorProcessingErr> {
-        let Some((repo, queue)) = state
-            .repos
-            .iter_mut()
-            .find(|(_, q)| q.entries.iter().any(|e| &e.work_item_id == id))
-        else {
-            return Ok(());
-        };
-        let repo = repo.clone();
-        let held = queue.members().iter().any(|m| &m.work_item_id == id);
-        if held {
-            // Whatever the batch was doing ends with it; the others wait again, first.
-            self.requeue_members(state, &repo).await?;
-        }
-        if let Some(queue) = state.repos.get_mut(&repo) {
-            queue.entries.retain(|e| &e.work_item_id != id);
-        }
-        self.deps.store.remove_queue_entry(id).await?;
-        info!(task = %id, %repo, held, "left the merge queue");
-        self.drive(myself, state, &repo).await
-    }
-
-    async fn ready(
-        &self,
-        myself: &ActorRef<MergeQueueMsg>,
-        state: &mut MergeQueueState,
-        task: TaskRecord,
-    ) -> Result<(), String> {
-        let id = &task.work_item_id;
-        let known = state
-            .repos
-            .get(&task.repo)
-            .is_some_and(|q| q.entries.iter().any(|e| &e.work_item_id == id));
-        if !known {
-            warn!(task = %id, repo = %task.repo, "asked to merge a task the merge queue does not know; it joins and is tested first");
-            let id = id.clone();
-            self.join(myself, state, task.clone()).await?;
-            let queue = state.repos.get_mut(&task.repo).expect("joined");
-            let entry = queue.entry_mut(&id).expect("joined");
-            entry.ready = true;
-            let entry = entry.clone();
-            return self
-                .deps
-                .store
-                .save_queue_entry(&entry)
-                .await
-                .map_err(|e| e.to_string());
-        }
-        let repo = task.repo.clone();
-        let queue = state.repos.get_mut(&repo).expect("known above");
-        let entry = queue.entry_mut(id).expect("found above");
-        match entry.state {
-            EntryState::Merged => {
-                let sha = entry.candidate.clone().unwrap_or_default();
-                tell(id, Integration::Merged { sha });
-                return Ok(());
-            }
-            EntryState::Merging => return Ok(()),
-            EntryState::Deploying => {
-                entry.ready = true;
-                entry.state = EntryState::Merging;
-            }
-            // Rebuilding (after `main` moved, or its batch was broken up): the fast-forward
-            // follows the new candidate's green, without another deploy.
-            EntryState::Building | EntryState::Testing | EntryState::Waiting => entry.ready = true,
-        }
-        let entry = entry.clone();
-        self.deps
-            .store
-            .save_queue_entry(&entry)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.drive(myself, state, &repo)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn freeze(
-        &self,
-        state: &mut MergeQueueState,
-        repo: &str,
-        kind: FreezeKind,
-        by: &str,
-        reason: &str,
-    ) -> Result<FreezeReply, String> {
-        let queue = state.repos.entry(repo.to_string()).or_default();
-        queue.state.repo = repo.to_string();
-        if let Some(frozen) = &queue.state.frozen
-            && kind == FreezeKind::Operator
-            && frozen.kind == FreezeKind::Operator
-        {
-            return Ok(FreezeReply {
-                repo: repo.to_string(),
-                changed: false,
-                frozen: Some(frozen.clone()),
-            });
-        }
-        let freeze = Freeze {
-            kind,
-            by: by.to_string(),
-            reason: reason.to_string(),
-            at: now(),
-        };
-        let mut saved = queue.state.clone();
-        saved.frozen = Some(freeze.clone());
-        // Journaled first: a freeze that is not written is not in force.
-        self.deps
-            .store
-            .save_repo_queue(&saved)
-            .await
-            .map_err(|e| format!("cannot journal the freeze of {repo}: {e}"))?;
-        journal(&*self.deps.store, repo, None, "frozen", by, reason).await;
-        queue.state = saved;
-        warn!(%repo, %by, %reason, "merge queue frozen");
-        Ok(FreezeReply {
-            repo: repo.to_string(),
-            changed: true,
-            frozen: Some(freeze),
-        })
-    }
-
-    async fn thaw(
-        &self,
-        myself: &ActorRef<MergeQueueMsg>,
-        state: &mut MergeQueueState,
-        repo: &str,
-        by: &str,
-        why: &str,
-    ) -> Result<FreezeReply, String> {
-        let Some(queue) = state.repos.get_mut(repo) else {
-            return Ok(FreezeReply {
-                repo: repo.to_string(),
-                changed: false,
-                frozen: None,
-            });
-        };
-        if queue.state.frozen.is_none() {
-            return Ok(FreezeReply {
-                repo: repo.to_string(),
-                changed: false,
-                frozen: None,
-            });
-        }
-        let mut saved = queue.state.clone();
-        saved.frozen = None;
-        self.deps
-            .store
-            .save_repo_queue(&saved)
-            .await
-            .map_err(|e| format!("cannot journal the thaw of {repo}: {e}"))?;
-        journal(&*self.deps.store, repo, None, "unfrozen", by, why).await;
-        queue.state = saved;
-        info!(%repo, %by, "merge queue unfrozen");
-        self.drive(myself, state, repo)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(FreezeReply {
-            repo: repo.to_string(),
-            changed: true,
-            frozen: None,
-        })
-    }
-}
-
 /// Tells task `id`'s actor the queue's news; a task whose actor is not running hears it
 /// again when it rejoins on start.
 fn tell(id: &WorkItemId, news: Integration) {
@@ -621,55 +403,4 @@ fn notice(text: String) {
         topic: "merge queue".into(),
         text,
     });
-}
-
-/// One RPC to the merge queue, with [`ASK_TIMEOUT`].
-async fn ask<T: Send + 'static>(
-    msg: impl FnOnce(RpcReplyPort<T>) -> MergeQueueMsg,
-) -> Result<T, String> {
-    let queue = ractor::registry::where_is(MERGE_QUEUE).ok_or("the merge queue is not running")?;
-    match ractor::rpc::call(&queue, msg, Some(ASK_TIMEOUT)).await {
-        Ok(ractor::rpc::CallResult::Success(answer)) => Ok(answer),
-        Ok(_) => Err(format!(
-            "the merge queue did not answer within {} s",
-            ASK_TIMEOUT.as_secs()
-        )),
-        Err(e) => Err(format!("the merge queue is unreachable: {e}")),
-    }
-}
-
-/// Asks the queue to take `task` in (idempotent); its place (0 = it holds the lease).
-pub async fn join(task: TaskRecord) -> Result<usize, String> {
-    ask(|reply| MergeQueueMsg::Join(Box::new(task), reply)).await?
-}
-
-/// Asks the queue to let `id` go (idempotent).
-pub async fn leave(id: WorkItemId) -> Result<(), String> {
-    ask(|reply| MergeQueueMsg::Leave(id, reply)).await
-}
-
-/// Tells the queue that `task` deployed its candidate: fast-forward `main` to it.
-pub async fn ready_to_merge(task: TaskRecord) -> Result<(), String> {
-    ask(|reply| MergeQueueMsg::ReadyToMerge(Box::new(task), reply)).await?
-}
-
-/// An operator freezes `repo`'s queue.
-pub async fn freeze(repo: String, by: String, reason: String) -> Result<FreezeReply, String> {
-    ask(|reply| MergeQueueMsg::Freeze {
-        repo,
-        by,
-        reason,
-        reply,
-    })
-    .await?
-}
-
-/// An operator thaws `repo`'s queue.
-pub async fn unfreeze(repo: String, by: String) -> Result<FreezeReply, String> {
-    ask(|reply| MergeQueueMsg::Unfreeze { repo, by, reply }).await?
-}
-
-/// Every repository's queue.
-pub async fn overview() -> Result<Vec<RepoView>, String> {
-    ask(MergeQueueMsg::Overview).await
 }

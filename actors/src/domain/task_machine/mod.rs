@@ -14,10 +14,13 @@ use crate::ports::{Phase, TaskRecord, TaskUpdate};
 pub const MAX_STAGE_ATTEMPTS: u32 = 3;
 
 mod events;
+mod integration;
+mod retry;
 
 pub use events::{Decision, Effect, Event, InfraLimits, JobSnapshot, ProjectRules};
 
-use crate::ports::merge_queue::Integration;
+use integration::{merge_now, on_integration};
+use retry::on_retry;
 
 /// Decides what `event` means for `task`. A decision that would save the task exactly as it
 /// stands saves nothing (its `update` is `None`), so nobody is told of a change that did not
@@ -454,190 +457,6 @@ fn on_gate(task: &TaskRecord, rules: &ProjectRules, outcome: GateOutcome) -> Dec
             None => Decision::nothing(),
         },
     }
-}
-
-/// A human retries a blocked task: the stage resumes where it was blocked, with a fresh
-/// retry budget (attempts and developer retries start over), the retry journaled with who
-/// and the note, and the note handed to the next agent run verbatim. Infrastructure trouble
-/// retries the step that failed — the gate, the merge queue, the publishing of work already
-/// done — without launching an agent for work that is done.
-fn on_retry(task: &TaskRecord, by: &str, note: Option<String>) -> Decision {
-    if task.phase != Phase::Blocked {
-        return Decision::nothing();
-    }
-    let reason = task.blocked_reason.clone().unwrap_or_default();
-    let mut u = TaskUpdate::keep(task);
-    u.to = Some((
-        task.stage,
-        match &note {
-            Some(note) => format!("retried by {by}: {}", first_line(note)),
-            None => format!("retried by {by}"),
-        },
-    ));
-    u.blocked_reason = None;
-    u.developer_retries = 0;
-    u.stage_attempts = 1;
-    if let Some(note) = &note {
-        u.note = Some(note.clone());
-    }
-    let role = pipeline::spec(task.stage).role;
-    let infra = reason.strip_prefix("infrastructure: ");
-    match (infra, role) {
-        (Some(what), _) if what.starts_with("merge queue:") => {
-            // The queue builds and tests the candidate again; a deployed one merges.
-            if task.stage == Stage::Testing {
-                u.phase = Phase::Queued;
-                Decision {
-                    update: Some(u),
-                    effects: vec![Effect::JoinMergeQueue],
-                }
-            } else {
-                u.phase = Phase::Merging;
-                Decision {
-                    update: Some(u),
-                    effects: vec![Effect::Merge],
-                }
-            }
-        }
-        (Some(what), _) if what.contains(" gate could not be evaluated") => {
-            let mut decision = gate_now(task);
-            if let Some(update) = decision.update.as_mut() {
-                update.to = u.to;
-                update.blocked_reason = None;
-                update.developer_retries = 0;
-                update.stage_attempts = 1;
-                update.note = u.note;
-            }
-            decision
-        }
-        // The run's work could not be published: publish it now, then the gate.
-        (Some(_), Some(role)) => {
-            u.phase = Phase::Gating;
-            Decision {
-                update: Some(u),
-                effects: vec![Effect::Republish {
-                    stage: task.stage,
-                    role,
-                }],
-            }
-        }
-        // The stage's role ran out of attempts (or rounds): it runs again, with the note.
-        // Red verdicts ran out of rounds: the developer gets them again, with the note first.
-        (None, Some(_)) if reason.starts_with("blocked after ") => {
-            let findings = task.note.clone().unwrap_or_default();
-            u.note = Some(match &note {
-                Some(note) => format!("{note}\n\n{findings}"),
-                None => findings,
-            });
-            if task.stage != Stage::Development {
-                u.to = Some((
-                    Stage::Development,
-                    match &note {
-                        Some(note) => format!("retried by {by}: {}", first_line(note)),
-                        None => format!("retried by {by}"),
-                    },
-                ));
-            }
-            work(task, u, Stage::Development, Role::Developer)
-        }
-        // The stage's own role ran out of attempts: it runs again (without a new note, the
-        // last findings stand).
-        (_, Some(role)) => work(task, u, task.stage, role),
-        (_, None) => {
-            u.phase = Phase::Idle;
-            settle(u)
-        }
-    }
-}
-
-/// What the merge queue's news means for the task.
-fn on_integration(task: &TaskRecord, rules: &ProjectRules, news: Integration) -> Decision {
-    let queued = task.stage == Stage::Testing && task.phase == Phase::Queued;
-    match news {
-        Integration::CandidateGreen { sha } if queued => {
-            let reason = format!("merge candidate {} passed CI", short(&sha));
-            let labels = Labels::new(&task.labels);
-            if rules.has_staging {
-                let mut u = TaskUpdate::keep(task);
-                u.to = Some((Stage::DeployStaging, reason));
-                u.note = None;
-                u.stage_attempts = 1;
-                return work(task, u, Stage::DeployStaging, Role::Deployer);
-            }
-            if rules.skip_deploy {
-                return merge_now(task, Some(reason));
-            }
-            let mut u = TaskUpdate::keep(task);
-            u.to = Some((Stage::Deploy, reason));
-            u.note = None;
-            u.stage_attempts = 0;
-            if rules.confirm_deploy && !labels.auto_deploy() {
-                u.phase = Phase::AwaitingDeployConfirm;
-                return settle(u);
-            }
-            u.stage_attempts = 1;
-            work(task, u, Stage::Deploy, Role::Deployer)
-        }
-        Integration::BatchedGreen { sha, top } if queued => merge_now(
-            task,
-            Some(format!(
-                "merge candidate {} passed CI in a batch; {top} deploys the batch",
-                short(&sha)
-            )),
-        ),
-        Integration::CandidateRed { output } if queued => rollback(
-            task,
-            &format!(
-                "the merge candidate (this branch merged into the current main) fails CI, while main alone passes. The failing output:\n\n```\n{}\n```",
-                output.trim_end()
-            ),
-        ),
-        Integration::Conflict { files } if queued => rollback(
-            task,
-            &format!(
-                "the branch does not merge into the current main: conflicts in {}. The latest main is merged into your worktree with the conflicts in place: resolve every one (no conflict marker may remain), keep both sides' intent, and run the tests.",
-                files.join(", ")
-            ),
-        ),
-        Integration::Infrastructure { reason } if in_merge_queue(task) => {
-            block_on_infrastructure(task, &format!("merge queue: {reason}"))
-        }
-        Integration::Merged { sha } if task.phase == Phase::Merging => {
-            let mut u = TaskUpdate::keep(task);
-            u.to = Some((
-                Stage::Done,
-                format!("main fast-forwarded to the tested candidate {sha}"),
-            ));
-            u.phase = Phase::Idle;
-            u.note = None;
-            Decision {
-                update: Some(u),
-                effects: vec![Effect::RemoveWorktree, Effect::Stop],
-            }
-        }
-        // Late or replayed news, or news for a moment that has passed.
-        _ => Decision::nothing(),
-    }
-}
-
-/// The candidate is deployed (or needs no deploy): ask the queue to fast-forward `main`.
-fn merge_now(task: &TaskRecord, reason: Option<String>) -> Decision {
-    let mut u = TaskUpdate::keep(task);
-    if let Some(reason) = reason {
-        u.to = Some((Stage::Deploy, reason));
-        u.stage_attempts = 0;
-        u.note = None;
-    }
-    u.phase = Phase::Merging;
-    Decision {
-        update: Some(u),
-        effects: vec![Effect::Merge],
-    }
-}
-
-/// The first 12 characters of a commit id.
-fn short(sha: &str) -> &str {
-    sha.get(..12).unwrap_or(sha)
 }
 
 /// Infrastructure trouble outlasted its retries: park the task for a human, spending nothing
